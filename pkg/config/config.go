@@ -1,0 +1,416 @@
+// Package config is podtail's one typed configuration: defaults, loading from
+// a YAML file, PODTAIL_* environment variables and command-line flags (in
+// rising precedence) through viper, and validation that names every bad key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of every environment variable podtail reads:
+// key loki.url is PODTAIL_LOKI_URL.
+const EnvPrefix = "PODTAIL"
+
+// Config is everything `podtail run` needs.
+type Config struct {
+	Podman    Podman    `mapstructure:"podman"`
+	Discovery Discovery `mapstructure:"discovery"`
+	Loki      Loki      `mapstructure:"loki"`
+	// DataDir holds positions (and, later, the spool). It must survive
+	// restarts, or a restart re-sends everything.
+	DataDir string `mapstructure:"data_dir"`
+	Server  Server `mapstructure:"server"`
+	Log     Log    `mapstructure:"log"`
+	Files   Files  `mapstructure:"files"`
+	// ShutdownTimeout bounds how long a stop may spend delivering what was
+	// read; what is not delivered by then is read again after the restart.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Podman says how to reach the Podman API.
+type Podman struct {
+	// Socket is a unix:// (or tcp://) URI. Empty: CONTAINER_HOST, then the
+	// rootless $XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock.
+	Socket string `mapstructure:"socket"`
+	// ReconcileInterval is how often the full container list is compared
+	// with what podtail collects, so a missed event never loses a container.
+	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
+	// ReconnectBackoff caps the wait between reconnection attempts.
+	ReconnectBackoff time.Duration `mapstructure:"reconnect_backoff"`
+}
+
+// Discovery maps containers to tenants and Loki labels.
+type Discovery struct {
+	// TenantLabel, AppLabel and VersionLabel name the container labels read
+	// for Loki's tenant, application and version labels.
+	TenantLabel  string `mapstructure:"tenant_label"`
+	AppLabel     string `mapstructure:"app_label"`
+	VersionLabel string `mapstructure:"version_label"`
+	// RequireTenant skips containers without a tenant label. When false they
+	// go to DefaultTenant.
+	RequireTenant bool   `mapstructure:"require_tenant"`
+	DefaultTenant string `mapstructure:"default_tenant"`
+	// ExistingFrom says where to start reading containers that podtail has no
+	// position for when it starts: "start" (their first line) or "end" (only
+	// what they print from now on). Containers started later are always read
+	// from their first line.
+	ExistingFrom string `mapstructure:"existing_from"`
+}
+
+// Loki is the push target and how podtail batches and retries.
+type Loki struct {
+	// URL is Loki's base URL; podtail POSTs to URL/loki/api/v1/push.
+	URL       string        `mapstructure:"url"`
+	BatchSize ByteSize      `mapstructure:"batch_size"`
+	BatchWait time.Duration `mapstructure:"batch_wait"`
+	Timeout   time.Duration `mapstructure:"timeout"`
+	// MinBackoff and MaxBackoff bound the exponential wait between retries of
+	// 429s, 5xx and connection errors.
+	MinBackoff time.Duration `mapstructure:"min_backoff"`
+	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+	// MaxRetryTime 0 retries forever (nothing is lost while Loki is away);
+	// above 0 a batch is dropped, counted, after retrying that long.
+	MaxRetryTime time.Duration `mapstructure:"max_retry_time"`
+	// QueueBytes bounds the lines read but not yet acknowledged by Loki, over
+	// all tenants. When it is reached, sources stop reading.
+	QueueBytes ByteSize `mapstructure:"queue_bytes"`
+}
+
+// Server is podtail's own HTTP endpoint: /ready, /healthz, /metrics.
+type Server struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// Log configures podtail's own logs.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // json or console
+}
+
+// Files configures how podtail reaches host files.
+type Files struct {
+	// HostPrefix is prepended to host paths that Podman reports (container
+	// log files, bind-mount sources) when podtail itself runs in a container
+	// with the host's filesystem mounted there, e.g. /host.
+	HostPrefix string `mapstructure:"host_prefix"`
+}
+
+// ByteSize is a size in bytes that reads "1MiB", "512KB" or a plain number.
+type ByteSize int64
+
+// UnmarshalText parses a human size; units are binary (1KB = 1024).
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	n, err := units.RAMInBytes(strings.TrimSpace(string(text)))
+	if err != nil {
+		return fmt.Errorf("not a size (want e.g. 1MiB, 512KB, 1048576): %q", text)
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// Default returns the configuration used where nothing is said.
+func Default() Config {
+	return Config{
+		Podman: Podman{
+			ReconcileInterval: 10 * time.Second,
+			ReconnectBackoff:  5 * time.Second,
+		},
+		Discovery: Discovery{
+			TenantLabel:   "tenant",
+			AppLabel:      "app",
+			VersionLabel:  "version",
+			RequireTenant: true,
+			ExistingFrom:  "start",
+		},
+		Loki: Loki{
+			URL:        "http://127.0.0.1:3100",
+			BatchSize:  1 << 20,
+			BatchWait:  time.Second,
+			Timeout:    10 * time.Second,
+			MinBackoff: 100 * time.Millisecond,
+			MaxBackoff: 10 * time.Second,
+			QueueBytes: 64 << 20,
+		},
+		DataDir:         "/var/lib/podtail",
+		ShutdownTimeout: 10 * time.Second,
+		Server:          Server{Listen: "127.0.0.1:9080"},
+		Log:             Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads the configuration: defaults, then file (if not empty), then
+// PODTAIL_* environment variables, then the flags in fs that are set and are
+// named after a key (e.g. --loki.url). Unknown keys in the file are errors.
+func Load(file string, fs *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	keys := map[string]bool{}
+	for k, val := range flatten(Default()) {
+		keys[k] = true
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+		var unknown []error
+		for _, k := range v.AllKeys() {
+			if !keys[k] {
+				unknown = append(unknown, fmt.Errorf("%s: unknown key%s", k, suggest(k, keys)))
+			}
+		}
+		if len(unknown) > 0 {
+			return nil, fmt.Errorf("config file %s: %w", file, errors.Join(unknown...))
+		}
+	}
+	if fs != nil {
+		var bindErr error
+		fs.VisitAll(func(f *pflag.Flag) {
+			if keys[f.Name] {
+				bindErr = errors.Join(bindErr, v.BindPFlag(f.Name, f))
+			}
+		})
+		if bindErr != nil {
+			return nil, bindErr
+		}
+	}
+
+	cfg := Default()
+	err := v.Unmarshal(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		durationHook,
+		mapstructure.TextUnmarshallerHookFunc(),
+	)))
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", where(file), cleanDecodeError(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s%w", where(file), err)
+	}
+	return &cfg, nil
+}
+
+func where(file string) string {
+	if file == "" {
+		return "config: "
+	}
+	return "config file " + file + ": "
+}
+
+// Validate checks every key and joins all problems, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if s := c.Podman.Socket; s != "" {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "unix" && u.Scheme != "tcp") {
+			bad("podman.socket", "%q is not a unix:///path or tcp://host:port URI", s)
+		}
+	}
+	if c.Podman.ReconcileInterval < 100*time.Millisecond {
+		bad("podman.reconcile_interval", "%s is below the minimum 100ms", c.Podman.ReconcileInterval)
+	}
+	if c.Podman.ReconnectBackoff <= 0 {
+		bad("podman.reconnect_backoff", "must be positive, got %s", c.Podman.ReconnectBackoff)
+	}
+	for key, name := range map[string]string{
+		"discovery.tenant_label":  c.Discovery.TenantLabel,
+		"discovery.app_label":     c.Discovery.AppLabel,
+		"discovery.version_label": c.Discovery.VersionLabel,
+	} {
+		if strings.TrimSpace(name) == "" {
+			bad(key, "must name a container label")
+		}
+	}
+	if !c.Discovery.RequireTenant && c.Discovery.DefaultTenant == "" {
+		bad("discovery.default_tenant", "must be set when discovery.require_tenant is false")
+	}
+	if c.Discovery.ExistingFrom != "start" && c.Discovery.ExistingFrom != "end" {
+		bad("discovery.existing_from", "%q is not one of start, end", c.Discovery.ExistingFrom)
+	}
+	if u, err := url.Parse(c.Loki.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("loki.url", "%q is not an http(s)://host[:port] URL", c.Loki.URL)
+	}
+	if c.Loki.BatchSize <= 0 {
+		bad("loki.batch_size", "must be positive")
+	}
+	if c.Loki.BatchWait <= 0 {
+		bad("loki.batch_wait", "must be positive")
+	}
+	if c.Loki.Timeout <= 0 {
+		bad("loki.timeout", "must be positive")
+	}
+	if c.Loki.MinBackoff <= 0 || c.Loki.MaxBackoff < c.Loki.MinBackoff {
+		bad("loki.min_backoff", "must be positive and not above loki.max_backoff (%s, %s)", c.Loki.MinBackoff, c.Loki.MaxBackoff)
+	}
+	if c.Loki.MaxRetryTime < 0 {
+		bad("loki.max_retry_time", "must be 0 (retry forever) or positive")
+	}
+	if c.Loki.QueueBytes < c.Loki.BatchSize {
+		bad("loki.queue_bytes", "%d is below loki.batch_size %d", c.Loki.QueueBytes, c.Loki.BatchSize)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must be set: positions live there")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Listen); c.Server.Listen != "" && err != nil {
+		bad("server.listen", "%q is not host:port", c.Server.Listen)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		bad("log.format", "%q is not one of json, console", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Keys lists every configuration key, sorted.
+func Keys() []string {
+	var out []string
+	for _, kv := range Default().Settings() {
+		out = append(out, kv.Key)
+	}
+	return out
+}
+
+// Setting is one key and its value.
+type Setting struct {
+	Key   string
+	Value any
+}
+
+// Settings lists every key of c with its value, sorted by key.
+func (c Config) Settings() []Setting {
+	m := flatten(c)
+	out := make([]Setting, 0, len(m))
+	for k, v := range m {
+		out = append(out, Setting{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// flatten turns a Config into dotted keys and plain values (durations as
+// strings) so viper knows every key, which AutomaticEnv needs.
+func flatten(c Config) map[string]any {
+	out := map[string]any{}
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name := t.Field(i).Tag.Get("mapstructure")
+			key := name
+			if prefix != "" {
+				key = prefix + "." + name
+			}
+			f := v.Field(i)
+			switch x := f.Interface().(type) {
+			case time.Duration:
+				out[key] = x.String()
+			case ByteSize:
+				out[key] = int64(x)
+			default:
+				if f.Kind() == reflect.Struct {
+					walk(key, f)
+				} else {
+					out[key] = x
+				}
+			}
+		}
+	}
+	walk("", reflect.ValueOf(c))
+	return out
+}
+
+// durationHook parses durations like mapstructure's own hook, but keeps the
+// offending text in the error, which mapstructure's drops.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if from.Kind() != reflect.String || to != reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	d, err := time.ParseDuration(data.(string))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a duration (want e.g. 500ms, 10s, 1m)", data)
+	}
+	return d, nil
+}
+
+// cleanDecodeError strips mapstructure's preamble so the message starts with
+// the key: "loki.batch_wait: time: invalid duration ...".
+func cleanDecodeError(err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, "\n\n"); i >= 0 {
+		msg = msg[i+2:]
+	}
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if strings.HasPrefix(l, "'") {
+			if j := strings.Index(l[1:], "'"); j >= 0 {
+				l = l[1:j+1] + ":" + l[j+2:]
+			}
+		}
+		lines = append(lines, l)
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
+// suggest names the known key closest to k, for typos.
+func suggest(k string, keys map[string]bool) string {
+	best, bestD := "", 4
+	for known := range keys {
+		if d := distance(k, known); d < bestD {
+			best, bestD = known, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// distance is the Levenshtein distance, for short config keys.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

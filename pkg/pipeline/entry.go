@@ -1,0 +1,71 @@
+// Package pipeline holds the entry type that flows from sources to the sink,
+// the interfaces between them, and (later) the parsing stages in between.
+//
+// Ownership: a source builds an Entry and hands it to a Consumer; from then on
+// the consumer owns it. When Loki has acknowledged the entry (2xx) or the sink
+// has given it up for a counted, permanent reason, the sink calls
+// e.Ack.Ack(e.Pos). Positions therefore advance only on delivery.
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/grafana/loki/pkg/push"
+)
+
+// Entry is one log line on its way to Loki.
+type Entry struct {
+	// Tenant is the X-Scope-OrgID the line is pushed under. It only ever
+	// comes from trusted metadata (container labels, path rules), never from
+	// the line itself.
+	Tenant string
+	// Labels is the stream's label set rendered the way Loki's push API wants
+	// it, e.g. `{application="shop", stream="stdout", tenant="acme"}`.
+	// Sources render it once per stream; the sink groups entries by it.
+	Labels string
+	// Time is the line's own time (the container runtime's or the app's),
+	// never the time podtail read it.
+	Time time.Time
+	Line string
+	// Metadata is Loki structured metadata: high-cardinality facts that must
+	// not become labels.
+	Metadata push.LabelsAdapter
+
+	// Ack is told when this entry is delivered or permanently given up; nil
+	// when nobody needs to know. Pos is the source's opaque position token.
+	Ack Acker
+	Pos int64
+}
+
+// Size is the number of bytes the entry accounts for in memory bounds.
+func (e *Entry) Size() int {
+	n := len(e.Line)
+	for _, m := range e.Metadata {
+		n += len(m.Name) + len(m.Value)
+	}
+	return n
+}
+
+// Acker learns which entries of its source have been delivered.
+//
+// The sink calls Ack for each source's entries in the order it consumed them
+// (a source feeds exactly one tenant, and a tenant's batches are pushed one at
+// a time), so an Acker may treat pos as "everything up to and including pos".
+// Ack must not block.
+type Acker interface {
+	Ack(pos int64)
+}
+
+// Consumer takes entries. Consume blocks while the pipeline is full, which
+// is how backpressure reaches the sources, and returns ctx.Err() if ctx ends
+// first. After Consume returns nil the consumer owns e.
+type Consumer interface {
+	Consume(ctx context.Context, e Entry) error
+}
+
+// ConsumerFunc adapts a function to Consumer.
+type ConsumerFunc func(ctx context.Context, e Entry) error
+
+// Consume calls f.
+func (f ConsumerFunc) Consume(ctx context.Context, e Entry) error { return f(ctx, e) }
