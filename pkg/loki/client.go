@@ -1,0 +1,339 @@
+// Package loki delivers entries to Grafana Loki and acknowledges each one to
+// its source only once Loki has answered 2xx, or once the entry has been given
+// up for a counted, permanent reason. That is the whole point of not using
+// loki-client-go, which drops batches and cannot acknowledge.
+//
+// Each tenant has one worker that pushes its batches strictly one after the
+// other, so a source's acks arrive in the order its entries were consumed,
+// while Consume keeps filling the tenant's next batch. Tenants push
+// independently; they share only the byte bound that gives sources
+// backpressure.
+//
+// Shutdown is two-stage: Flush drains what was accepted until its deadline,
+// then cancelling Run's ctx aborts whatever is still in flight, unacked.
+package loki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+)
+
+// ErrClosed is returned by Consume once Flush has been called or Run has
+// returned.
+var ErrClosed = errors.New("loki: client takes no more entries (flushing or stopped)")
+
+type runState int
+
+const (
+	stateIdle runState = iota
+	stateRunning
+	stateStopped
+)
+
+// Client batches entries per tenant and pushes them to Loki.
+type Client struct {
+	cfg     Config
+	pushURL string
+	log     *zap.Logger
+	m       *metrics
+	http    *http.Client
+	spawn   chan struct{} // 1-buffered: tells Run that unstarted has tenants
+
+	workers sync.WaitGroup // tenant workers; Add only from Run's goroutine
+
+	mu        sync.Mutex
+	state     runState
+	closed    bool          // Flush has stopped intake
+	queued    int64         // bytes accepted and not yet acked or dropped
+	pending   int           // entries accepted and not yet acked or dropped; Flush waits for 0
+	changed   chan struct{} // closed and replaced when any field above changes
+	tenants   map[string]*tenant
+	unstarted []*tenant // tenants whose worker Run has yet to start
+}
+
+var _ pipeline.Consumer = (*Client)(nil)
+
+// tenant is the per-tenant state. All fields but id and wake are guarded by
+// Client.mu.
+type tenant struct {
+	id    string
+	cur   *batch   // being filled; nil until the next entry arrives
+	ready []*batch // sealed, pushed oldest first
+	wake  chan struct{}
+}
+
+// New checks cfg (after filling in defaults) and builds a Client. Nothing runs
+// until Run is called; entries consumed before that wait in the queue.
+func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	// A transport of our own, so that Run can close its idle connections
+	// without touching anybody else's.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	return &Client{
+		cfg:     cfg,
+		pushURL: cfg.pushURL(),
+		log:     log.With(zap.String("loki_url", cfg.pushURL())),
+		m:       m,
+		http:    &http.Client{Transport: transport},
+		spawn:   make(chan struct{}, 1),
+		changed: make(chan struct{}),
+		tenants: make(map[string]*tenant),
+	}, nil
+}
+
+// Consume takes ownership of e and queues it for its tenant. It blocks while
+// the queue holds QueueBytes or more, returning ctx.Err() if ctx ends first,
+// and returns ErrClosed after Flush or once Run has returned.
+func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
+	c.mu.Lock()
+	for {
+		if c.closed || c.state == stateStopped {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		// Admit while below the bound rather than only when e fits: an entry
+		// larger than the free room (or than the whole bound) must not wait
+		// for a queue that cannot get emptier. The bound is therefore
+		// overshot by at most one entry.
+		if c.queued < c.cfg.QueueBytes {
+			break
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+		c.mu.Lock()
+	}
+	t := c.tenants[e.Tenant]
+	if t == nil {
+		t = &tenant{id: e.Tenant, wake: make(chan struct{}, 1)}
+		c.tenants[e.Tenant] = t
+		c.unstarted = append(c.unstarted, t)
+		poke(c.spawn)
+	}
+	c.queued += int64(e.Size())
+	c.pending++
+	c.m.queuedBytes.Set(float64(c.queued))
+	if t.add(&e, time.Now(), int64(c.cfg.BatchSize)) {
+		poke(t.wake)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Run starts a worker per tenant as tenants appear and blocks until ctx is
+// cancelled. Cancelling is a hard stop: pushes in flight are aborted and their
+// entries are never acknowledged, so their sources send them again next time.
+// Use Flush first for a clean shutdown. Run returns nil once every worker has
+// exited; it may be called only once.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.state != stateIdle {
+		c.mu.Unlock()
+		return errors.New("loki: Run called more than once")
+	}
+	c.state = stateRunning
+	c.mu.Unlock()
+
+	for {
+		c.startWorkers(ctx)
+		select {
+		case <-c.spawn:
+		case <-ctx.Done():
+			c.stop()
+			return nil
+		}
+	}
+}
+
+// startWorkers starts a worker for each tenant that has appeared since the
+// last call. Only Run's goroutine calls it, which keeps workers.Add from
+// racing workers.Wait.
+func (c *Client) startWorkers(ctx context.Context) {
+	c.mu.Lock()
+	start := c.unstarted
+	c.unstarted = nil
+	c.mu.Unlock()
+	for _, t := range start {
+		c.workers.Add(1)
+		go c.work(ctx, t)
+	}
+}
+
+// stop ends intake and waits for the workers, whose ctx has ended.
+func (c *Client) stop() {
+	c.mu.Lock()
+	c.state = stateStopped
+	c.broadcast() // Consume and Flush waiters must notice
+	c.mu.Unlock()
+	c.workers.Wait()
+	c.http.CloseIdleConnections()
+}
+
+// Flush is the first stage of shutdown: it stops intake, sends every queued
+// batch at once (partial ones included) and waits until all have been
+// acknowledged or dropped. If ctx ends first it returns an error wrapping
+// ctx.Err(); Run's cancellation then does the rest. Run must be running for
+// Flush to make progress.
+func (c *Client) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.broadcast() // Consume calls waiting for room must now fail
+		for _, t := range c.tenants {
+			poke(t.wake) // seal open batches without waiting for BatchWait
+		}
+	}
+	for c.pending > 0 {
+		if c.state == stateStopped {
+			return fmt.Errorf("loki: flush: client stopped with %d entries undelivered", c.pending)
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			c.mu.Lock()
+			return fmt.Errorf("loki: flush: %d entries undelivered: %w", c.pending, ctx.Err())
+		case <-changed:
+		}
+		c.mu.Lock()
+	}
+	return nil
+}
+
+// Ready reports whether Run is running.
+func (c *Client) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateRunning
+}
+
+// work pushes one tenant's batches, one at a time, until ctx ends.
+func (c *Client) work(ctx context.Context, t *tenant) {
+	defer c.workers.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		b, wait := c.next(t)
+		if b != nil {
+			c.push(ctx, t.id, b)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// next seals t's open batch if it is due and takes the oldest sealed batch.
+// When there is none it returns how long until the open batch is due, or 0 if
+// there is no open batch.
+func (c *Client) next(t *tenant) (*batch, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.cur != nil {
+		now := time.Now()
+		due := t.cur.created.Add(c.cfg.BatchWait)
+		if c.closed || !now.Before(due) {
+			t.seal()
+		} else if len(t.ready) == 0 {
+			return nil, due.Sub(now)
+		}
+	}
+	if len(t.ready) == 0 {
+		return nil, 0
+	}
+	b := t.ready[0]
+	t.ready[0] = nil
+	t.ready = t.ready[1:]
+	return b, 0
+}
+
+// settle acknowledges b's entries and releases their room in the queue. Acks
+// come first so that a returning Flush implies every source has heard.
+func (c *Client) settle(b *batch) {
+	b.ackAll()
+	c.mu.Lock()
+	c.queued -= b.bytes
+	c.pending -= b.entries
+	c.m.queuedBytes.Set(float64(c.queued))
+	c.broadcast()
+	c.mu.Unlock()
+}
+
+// broadcast wakes everybody waiting on c.changed. c.mu must be held.
+func (c *Client) broadcast() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// add appends e to the open batch, sealing that batch first if e would
+// overflow it, and afterwards if e filled it. It reports whether the worker
+// must look again: a new open batch needs its BatchWait timer, a sealed one
+// needs sending.
+func (t *tenant) add(e *pipeline.Entry, now time.Time, limit int64) (wake bool) {
+	size := int64(e.Size())
+	if t.cur != nil && t.cur.bytes+size > limit {
+		t.seal()
+		wake = true
+	}
+	if t.cur == nil {
+		t.cur = newBatch(now)
+		wake = true
+	}
+	t.cur.add(e)
+	if t.cur.bytes >= limit {
+		t.seal()
+		wake = true
+	}
+	return wake
+}
+
+func (t *tenant) seal() {
+	t.ready = append(t.ready, t.cur)
+	t.cur = nil
+}
+
+// poke does a non-blocking send on a 1-buffered channel: one pending signal
+// is as good as many.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

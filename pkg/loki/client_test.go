@@ -1,0 +1,416 @@
+package loki
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/grafana/loki/pkg/push"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const base = int64(1_700_000_000_123_456_789) // a timestamp with every nanosecond digit set
+
+// Each tenant's entries arrive under its own X-Scope-OrgID with labels,
+// nanosecond timestamps and structured metadata intact, and are acked exactly
+// once, in order, only after Loki has answered 2xx.
+func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeLoki(t, blockUntil(release))
+	c, _ := startClient(t, testConfig(f.srv.URL))
+	ackA, ackB := newAcker(t), newAcker(t)
+
+	out, errs := `{app="shop", stream="stdout"}`, `{app="shop", stream="stderr"}`
+	withMeta := entry("a", out, base, "a1", ackA, 1)
+	withMeta.Metadata = push.LabelsAdapter{{Name: "request_id", Value: "r-42"}}
+	mustConsume(t, c, withMeta)
+	mustConsume(t, c, entry("a", errs, base+1, "a2", ackA, 2))
+	mustConsume(t, c, entry("a", out, base+2, "a3", ackA, 3))
+	mustConsume(t, c, entry("a", out, base+3, "a4", nil, 0)) // nobody to tell
+	mustConsume(t, c, entry("b", out, base+4, "b1", ackB, 7))
+
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(context.Background()) }()
+	f.waitRequests("a", 1)
+	f.waitRequests("b", 1)
+	if got := ackA.acked(); len(got) != 0 {
+		t.Fatalf("acked %v before Loki answered", got)
+	}
+	close(release)
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+
+	if got, want := ackA.acked(), []int64{1, 2, 3}; !slices.Equal(got, want) {
+		t.Errorf("tenant a acks = %v, want %v", got, want)
+	}
+	if got, want := ackB.acked(), []int64{7}; !slices.Equal(got, want) {
+		t.Errorf("tenant b acks = %v, want %v", got, want)
+	}
+	a, b := f.recorded("a"), f.recorded("b")
+	if len(a) != 1 || len(b) != 1 {
+		t.Fatalf("pushes: a=%d b=%d, want 1 each", len(a), len(b))
+	}
+	wantA := []string{
+		`{app="shop", stream="stdout"}|1700000000123456789|a1`,
+		`{app="shop", stream="stdout"}|1700000000123456791|a3`,
+		`{app="shop", stream="stdout"}|1700000000123456792|a4`,
+		`{app="shop", stream="stderr"}|1700000000123456790|a2`,
+	}
+	if got := flatten(a...); !slices.Equal(got, wantA) {
+		t.Errorf("tenant a got\n%v\nwant\n%v", got, wantA)
+	}
+	if got, want := flatten(b...), []string{`{app="shop", stream="stdout"}|1700000000123456793|b1`}; !slices.Equal(got, want) {
+		t.Errorf("tenant b got %v, want %v", got, want)
+	}
+	if md := a[0].Streams[0].Entries[0].StructuredMetadata; len(md) != 1 || md[0].Name != "request_id" || md[0].Value != "r-42" {
+		t.Errorf("structured metadata = %v", md)
+	}
+	if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("a")); got != 4 {
+		t.Errorf("entries_sent{a} = %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(c.m.queuedBytes); got != 0 {
+		t.Errorf("queued_bytes = %v, want 0", got)
+	}
+}
+
+// 429, 503 and a dropped connection are retried until the batch gets
+// through, exactly once, and each retry is counted under its reason.
+func TestRetriesUntilDelivered(t *testing.T) {
+	var n atomic.Int32
+	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		switch n.Add(1) {
+		case 1:
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		case 2:
+			http.Error(w, "ingester unavailable", http.StatusServiceUnavailable)
+		case 3:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				t.Errorf("hijack: %v", err)
+				return false
+			}
+			_ = conn.Close()
+		default:
+			return true
+		}
+		return false
+	})
+	c, _ := startClient(t, testConfig(f.srv.URL))
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
+	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "two", ack, 2))
+	flush(t, c)
+
+	if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("acks = %v", got)
+	}
+	if got := flatten(f.recorded("t")...); len(got) != 2 {
+		t.Errorf("delivered %v, want the batch once", got)
+	}
+	if got := n.Load(); got != 4 {
+		t.Errorf("requests = %d, want 4", got)
+	}
+	for _, reason := range []string{"429", "503", "network"} {
+		if got := testutil.ToFloat64(c.m.retries.WithLabelValues("t", reason)); got != 1 {
+			t.Errorf("retries{%s} = %v, want 1", reason, got)
+		}
+	}
+}
+
+// A 400 is final: the batch is counted as dropped, its entries are still
+// acked so positions move on, and the next batch is delivered.
+func TestRejectedBatchIsDroppedAndAcked(t *testing.T) {
+	var n atomic.Int32
+	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		if n.Add(1) == 1 {
+			http.Error(w, "entry too far behind"+strings.Repeat(".", 5000), http.StatusBadRequest)
+			return false
+		}
+		return true
+	})
+	cfg := testConfig(f.srv.URL)
+	cfg.BatchSize = 1 // one entry per batch
+	c, _ := startClient(t, cfg)
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "old", ack, 1))
+	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "new", ack, 2))
+
+	if got := ack.wait(2); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("acks = %v", got)
+	}
+	if got, want := flatten(f.recorded("t")...), []string{`{a="1"}|1700000000123456790|new`}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", "rejected_400")); got != 1 {
+		t.Errorf("dropped{rejected_400} = %v, want 1", got)
+	}
+	if got := testutil.CollectAndCount(c.m.retries); got != 0 {
+		t.Errorf("a 400 was retried (%d retry series)", got)
+	}
+}
+
+// Consume blocks while the queue is full, honours its ctx while blocked, and
+// resumes once Loki acknowledges. An entry larger than the whole bound is
+// still admitted into an empty queue.
+func TestBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeLoki(t, blockUntil(release))
+	cfg := testConfig(f.srv.URL)
+	cfg.QueueBytes = 5
+	cfg.BatchSize = 1
+	c, _ := startClient(t, cfg)
+	ack := newAcker(t)
+
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "0123456789", ack, 1)) // 10 bytes > bound
+	if got := testutil.ToFloat64(c.m.queuedBytes); got != 10 {
+		t.Errorf("queued_bytes = %v, want 10", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	err := c.Consume(ctx, entry("t", `{a="1"}`, base+1, "x", ack, 2))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Consume on a full queue = %v, want deadline exceeded", err)
+	}
+
+	consumed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		consumed <- c.Consume(ctx, entry("t", `{a="1"}`, base+2, "y", ack, 3))
+	}()
+	f.waitRequests("t", 1)
+	close(release)
+	if err := <-consumed; err != nil {
+		t.Fatalf("Consume after Loki answered: %v", err)
+	}
+	if got := ack.wait(2); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("acks = %v", got)
+	}
+}
+
+// Flush sends a partial batch long before BatchWait, returns only once it is
+// acked, and intake is closed afterwards.
+func TestFlushSendsPartialBatchAndClosesIntake(t *testing.T) {
+	f := newFakeLoki(t, nil)
+	c, _ := startClient(t, testConfig(f.srv.URL)) // BatchWait is an hour
+	ack := newAcker(t)
+	for i := range int64(3) {
+		mustConsume(t, c, entry("t", `{a="1"}`, base+i, "line", ack, i+1))
+	}
+	flush(t, c)
+	if !c.Ready() { // Run must be running for Flush to have finished
+		t.Error("not Ready while Run runs")
+	}
+	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("acks when Flush returned = %v", got)
+	}
+	if got := f.recorded("t"); len(got) != 1 || len(flatten(got...)) != 3 {
+		t.Errorf("pushes = %v, want one with 3 entries", got)
+	}
+	if err := c.Consume(context.Background(), entry("t", `{a="1"}`, base, "late", ack, 4)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Consume after Flush = %v, want ErrClosed", err)
+	}
+	flush(t, c) // idempotent
+}
+
+// Flush gives up at its deadline when Loki does not answer.
+func TestFlushHonoursDeadline(t *testing.T) {
+	f := newFakeLoki(t, blockUntil(make(chan struct{})))
+	c, _ := startClient(t, testConfig(f.srv.URL))
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "line", nil, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := c.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Flush = %v, want deadline exceeded", err)
+	}
+}
+
+// A tenant whose pushes fail forever does not hold back another tenant, and
+// a hard stop acks nothing that was not delivered.
+func TestFailingTenantDoesNotBlockOthers(t *testing.T) {
+	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, tenant string) bool {
+		if tenant == "down" {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return false
+		}
+		return true
+	})
+	cfg := testConfig(f.srv.URL)
+	cfg.BatchSize = 1
+	c, stop := startClient(t, cfg)
+	ackDown, ackUp := newAcker(t), newAcker(t)
+
+	mustConsume(t, c, entry("down", `{a="1"}`, base, "d1", ackDown, 1))
+	f.waitRequests("down", 3) // retrying
+	for i := range int64(3) {
+		mustConsume(t, c, entry("up", `{a="1"}`, base+i, "u", ackUp, i+1))
+	}
+	if got := ackUp.wait(3); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("up acks = %v", got)
+	}
+
+	stop()
+	if c.Ready() {
+		t.Error("Ready after Run returned")
+	}
+	if got := ackDown.acked(); len(got) != 0 {
+		t.Errorf("undelivered entries acked: %v", got)
+	}
+	if got := testutil.ToFloat64(c.m.retries.WithLabelValues("down", "503")); got < 2 {
+		t.Errorf("retries{down,503} = %v, want >= 2", got)
+	}
+	if err := c.Consume(context.Background(), entry("up", `{a="1"}`, base, "late", nil, 0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Consume after Run returned = %v, want ErrClosed", err)
+	}
+}
+
+// With MaxRetryTime set, a batch Loki keeps refusing is dropped as
+// retries_exhausted and still acked.
+func TestMaxRetryTimeDrops(t *testing.T) {
+	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return false
+	})
+	cfg := testConfig(f.srv.URL)
+	cfg.MaxRetryTime = 20 * time.Millisecond
+	c, _ := startClient(t, cfg)
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "a", ack, 1))
+	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "b", ack, 2))
+	flush(t, c)
+	if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("acks = %v", got)
+	}
+	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", reasonRetriesExhausted)); got != 2 {
+		t.Errorf("dropped{retries_exhausted} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("t")); got != 0 {
+		t.Errorf("entries_sent = %v, want 0", got)
+	}
+}
+
+// A batch is sealed before the entry that would overflow BatchSize, so
+// batches stay within it and go out in order.
+func TestBatchSize(t *testing.T) {
+	f := newFakeLoki(t, nil)
+	cfg := testConfig(f.srv.URL)
+	cfg.BatchSize = 25
+	c, _ := startClient(t, cfg)
+	for i := range int64(5) {
+		mustConsume(t, c, entry("t", `{a="1"}`, base+i, "0123456789", nil, 0))
+	}
+	flush(t, c)
+	var sizes []int
+	for _, p := range f.recorded("t") {
+		sizes = append(sizes, len(flatten(p)))
+	}
+	if !slices.Equal(sizes, []int{2, 2, 1}) {
+		t.Errorf("entries per push = %v, want [2 2 1]", sizes)
+	}
+}
+
+// A batch is sent once its first entry is BatchWait old, without Flush.
+func TestBatchWait(t *testing.T) {
+	f := newFakeLoki(t, nil)
+	cfg := testConfig(f.srv.URL)
+	cfg.BatchWait = 10 * time.Millisecond
+	c, _ := startClient(t, cfg)
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "a", ack, 1))
+	ack.wait(1)
+	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "b", ack, 2))
+	ack.wait(2)
+}
+
+// Entries consumed before Run starts wait in the queue and are delivered.
+func TestConsumeBeforeRun(t *testing.T) {
+	f := newFakeLoki(t, nil)
+	c, err := New(testConfig(f.srv.URL), zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "early", ack, 1))
+	if c.Ready() {
+		t.Error("Ready before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	flush(t, c)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if got := ack.acked(); !slices.Equal(got, []int64{1}) {
+		t.Errorf("acks = %v", got)
+	}
+	if err := c.Run(context.Background()); err == nil {
+		t.Error("second Run succeeded")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error
+	}{
+		{"no url", Config{}, []string{"loki.url"}},
+		{"bad scheme", Config{URL: "ftp://loki:3100"}, []string{"loki.url", "http or https"}},
+		{"no host", Config{URL: "http://"}, []string{"loki.url"}},
+		{"unparsable", Config{URL: "http://[::1"}, []string{"loki.url"}},
+		{"negatives", Config{URL: "http://loki", BatchSize: -1, QueueBytes: -1, MaxRetryTime: -1},
+			[]string{"loki.batch_size", "loki.queue_bytes", "loki.max_retry_time"}},
+		{"backoffs", Config{URL: "http://loki", MinBackoff: time.Second, MaxBackoff: time.Millisecond},
+			[]string{"loki.max_backoff"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg, nil, nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{URL: "http://loki:3100"}, nil, reg); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	if _, err := New(Config{URL: "http://loki:3100"}, nil, reg); err == nil {
+		t.Error("registering the metrics twice succeeded")
+	}
+}
+
+func TestPushURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://loki:3100":                   "http://loki:3100/loki/api/v1/push",
+		"http://loki:3100/":                  "http://loki:3100/loki/api/v1/push",
+		"https://gw/tenant-proxy":            "https://gw/tenant-proxy/loki/api/v1/push",
+		"http://loki:3100/loki/api/v1/push":  "http://loki:3100/loki/api/v1/push",
+		"http://loki:3100/loki/api/v1/push/": "http://loki:3100/loki/api/v1/push",
+	} {
+		if got := (Config{URL: in}).pushURL(); got != want {
+			t.Errorf("pushURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

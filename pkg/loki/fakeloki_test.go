@@ -1,0 +1,274 @@
+package loki
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/grafana/loki/pkg/push"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+)
+
+// waitLimit bounds every wait in these tests; reaching it is a failure, never
+// a synchronisation point.
+const waitLimit = 10 * time.Second
+
+// fakeLoki speaks Loki's push wire format and records what each tenant
+// (X-Scope-OrgID) pushed. hook, if set, decides each request's fate first:
+// returning false means it has written an error response (or hijacked the
+// connection) and the request is not recorded.
+type fakeLoki struct {
+	t    *testing.T
+	srv  *httptest.Server
+	hook func(w http.ResponseWriter, r *http.Request, tenant string) bool
+
+	mu       sync.Mutex
+	pushes   map[string][]push.PushRequest
+	requests map[string]int // per tenant, recorded or not
+	changed  chan struct{}
+}
+
+func newFakeLoki(t *testing.T, hook func(w http.ResponseWriter, r *http.Request, tenant string) bool) *fakeLoki {
+	f := &fakeLoki{
+		t:        t,
+		hook:     hook,
+		pushes:   make(map[string][]push.PushRequest),
+		requests: make(map[string]int),
+		changed:  make(chan struct{}),
+	}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeLoki) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != pushPath {
+		f.t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
+		http.NotFound(w, r)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+		f.t.Errorf("Content-Type = %q", ct)
+	}
+	if ua := r.Header.Get("User-Agent"); ua != "podtail-test" {
+		f.t.Errorf("User-Agent = %q", ua)
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		return // client went away
+	}
+	body, err := snappy.Decode(nil, raw)
+	if err != nil {
+		f.t.Errorf("snappy: %v", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req push.PushRequest
+	if err := req.Unmarshal(body); err != nil {
+		f.t.Errorf("unmarshal: %v", err)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	tenant := r.Header.Get("X-Scope-OrgID")
+	f.mu.Lock()
+	f.requests[tenant]++
+	f.notify()
+	f.mu.Unlock()
+	if f.hook != nil && !f.hook(w, r, tenant) {
+		return
+	}
+	f.mu.Lock()
+	f.pushes[tenant] = append(f.pushes[tenant], req)
+	f.notify()
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeLoki) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitFor blocks until cond (called with f.mu held) is true.
+func (f *fakeLoki) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		f.mu.Lock()
+		ok, ch := cond(), f.changed
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// waitRequests waits until tenant has sent at least n requests.
+func (f *fakeLoki) waitRequests(tenant string, n int) {
+	f.t.Helper()
+	f.waitFor("requests", func() bool { return f.requests[tenant] >= n })
+}
+
+// recorded returns the pushes stored for tenant.
+func (f *fakeLoki) recorded(tenant string) []push.PushRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.pushes[tenant])
+}
+
+// acker records positions and fails the test on a repeated or out-of-order
+// one, which the pipeline contract forbids.
+type acker struct {
+	t       *testing.T
+	mu      sync.Mutex
+	got     []int64
+	changed chan struct{}
+}
+
+func newAcker(t *testing.T) *acker { return &acker{t: t, changed: make(chan struct{})} }
+
+func (a *acker) Ack(pos int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := len(a.got); n > 0 && pos <= a.got[n-1] {
+		a.t.Errorf("Ack(%d) after Ack(%d)", pos, a.got[n-1])
+	}
+	a.got = append(a.got, pos)
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+func (a *acker) acked() []int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.got)
+}
+
+// wait blocks until n positions have been acked and returns them.
+func (a *acker) wait(n int) []int64 {
+	a.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		a.mu.Lock()
+		got, ch := slices.Clone(a.got), a.changed
+		a.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			a.t.Fatalf("timed out waiting for %d acks, have %v", n, got)
+		}
+	}
+}
+
+// testConfig is fast enough for tests: tiny backoffs, batches sent only by
+// size or Flush unless a test says otherwise.
+func testConfig(url string) Config {
+	return Config{
+		URL:        url,
+		BatchSize:  1 << 20,
+		BatchWait:  time.Hour,
+		Timeout:    5 * time.Second,
+		MinBackoff: time.Millisecond,
+		MaxBackoff: 5 * time.Millisecond,
+		UserAgent:  "podtail-test",
+	}
+}
+
+// startClient runs a Client until stop is called or the test ends. stop
+// hard-stops it (cancels Run's ctx) and checks Run's result.
+func startClient(t *testing.T, cfg Config) (c *Client, stop func()) {
+	t.Helper()
+	c, err := New(cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
+}
+
+// flush calls c.Flush with a generous deadline and fails the test on error.
+func flush(t *testing.T, c *Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+// blockUntil returns a hook that holds every request until release is closed
+// (or the client goes away).
+func blockUntil(release <-chan struct{}) func(http.ResponseWriter, *http.Request, string) bool {
+	return func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		select {
+		case <-release:
+			return true
+		case <-r.Context().Done():
+			return false
+		}
+	}
+}
+
+// entry builds an entry whose line is the given string.
+func entry(tenant, labels string, ns int64, line string, a pipeline.Acker, pos int64) pipeline.Entry {
+	return pipeline.Entry{
+		Tenant: tenant,
+		Labels: labels,
+		Time:   time.Unix(0, ns),
+		Line:   line,
+		Ack:    a,
+		Pos:    pos,
+	}
+}
+
+func mustConsume(t *testing.T, c *Client, e pipeline.Entry) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := c.Consume(ctx, e); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+}
+
+// flatten lists a push's entries as "labels|unixnano|line" in wire order.
+func flatten(reqs ...push.PushRequest) []string {
+	var out []string
+	for _, r := range reqs {
+		for _, s := range r.Streams {
+			for _, e := range s.Entries {
+				out = append(out, fmt.Sprintf("%s|%d|%s", s.Labels, e.Timestamp.UnixNano(), e.Line))
+			}
+		}
+	}
+	return out
+}

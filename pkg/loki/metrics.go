@@ -1,0 +1,83 @@
+package loki
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drop reasons besides "rejected_<status>".
+const reasonRetriesExhausted = "retries_exhausted"
+
+// Retry reason for failures that never produced a response.
+const reasonNetwork = "network"
+
+type metrics struct {
+	entriesSent  *prometheus.CounterVec // tenant
+	bytesSent    *prometheus.CounterVec // tenant
+	dropped      *prometheus.CounterVec // tenant, reason
+	retries      *prometheus.CounterVec // tenant, reason
+	queuedBytes  prometheus.Gauge
+	pushDuration *prometheus.HistogramVec // tenant, status
+	batchEntries prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		entriesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_entries_sent_total",
+			Help: "Entries Loki acknowledged with a 2xx.",
+		}, []string{"tenant"}),
+		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_bytes_sent_total",
+			Help: "Line and structured metadata bytes of the entries Loki acknowledged (before encoding).",
+		}, []string{"tenant"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_entries_dropped_total",
+			Help: "Entries given up on for good (rejected_<status>, retries_exhausted); they are still acknowledged to their source.",
+		}, []string{"tenant", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_push_retries_total",
+			Help: "Pushes that failed retryably and will be retried, by HTTP status or \"network\".",
+		}, []string{"tenant", "reason"}),
+		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podtail_loki_queued_bytes",
+			Help: "Bytes accepted from sources and not yet acknowledged or dropped.",
+		}),
+		pushDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "podtail_loki_push_duration_seconds",
+			Help:    "Duration of single push requests, by HTTP status or \"network\".",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"tenant", "status"}),
+		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "podtail_loki_batch_entries",
+			Help:    "Entries per batch pushed.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 … 65536
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	all := []prometheus.Collector{
+		m.entriesSent, m.bytesSent, m.dropped, m.retries,
+		m.queuedBytes, m.pushDuration, m.batchEntries,
+	}
+	var errs []error
+	var done []prometheus.Collector
+	for _, c := range all {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, c)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Leave the registerer as we found it so a corrected retry can succeed.
+		for _, c := range done {
+			reg.Unregister(c)
+		}
+		return nil, fmt.Errorf("loki: registering metrics: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,165 @@
+package loki
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+)
+
+// maxErrBody is how much of an error response is kept for logs and errors.
+const maxErrBody = 1 << 10
+
+// statusError is a push Loki answered with something other than 2xx.
+type statusError struct {
+	tenant string
+	url    string
+	status int
+	body   string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("loki push for tenant %q to %s: HTTP %d: %s", e.tenant, e.url, e.status, e.body)
+}
+
+// retryable reports whether Loki might accept the same batch later. 429 and
+// 5xx are load or outage; other 4xx (line too long, too old, bad labels,
+// unauthorized) will fail the same way forever, and for a 400 Loki has
+// already ingested the valid part of the batch. Anything outside 4xx/5xx
+// (a redirect we could not follow, say) is a setup problem, not a verdict on
+// the data, so it is retried.
+func (e *statusError) retryable() bool {
+	return e.status == http.StatusTooManyRequests || e.status/100 != 4
+}
+
+// push delivers b for tenant, retrying as configured, then acknowledges it.
+// It returns without acknowledging only when ctx ends.
+func (c *Client) push(ctx context.Context, tenant string, b *batch) {
+	log := c.log.With(zap.String("tenant", tenant), zap.Int("entries", b.entries))
+	c.m.batchEntries.Observe(float64(b.entries))
+
+	body, err := b.encode()
+	if err != nil {
+		// Only malformed data makes Marshal fail, and resending cannot fix it.
+		log.Error("Dropping a batch that cannot be encoded", zap.Error(err))
+		c.drop(tenant, b, "encode")
+		return
+	}
+
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.MinBackoff),
+		backoff.WithMaxInterval(c.cfg.MaxBackoff),
+		backoff.WithMultiplier(2),
+		backoff.WithMaxElapsedTime(c.cfg.MaxRetryTime), // 0: never stop
+	)
+	for attempt := 1; ; attempt++ {
+		err := c.post(ctx, tenant, body)
+		if ctx.Err() != nil {
+			return // hard stop: not delivered, so not acknowledged
+		}
+		if err == nil {
+			if attempt > 1 {
+				log.Info("Delivered a batch after retrying", zap.Int("attempts", attempt))
+			}
+			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries))
+			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes))
+			c.settle(b)
+			return
+		}
+
+		reason := reasonNetwork
+		var se *statusError
+		if errors.As(err, &se) {
+			if !se.retryable() {
+				log.Warn("Loki rejected a batch; dropping it", zap.Int("status", se.status), zap.String("body", se.body))
+				c.drop(tenant, b, "rejected_"+strconv.Itoa(se.status))
+				return
+			}
+			reason = strconv.Itoa(se.status)
+		}
+
+		wait := bo.NextBackOff()
+		if wait == backoff.Stop {
+			log.Error("Giving up on a batch: max_retry_time exceeded",
+				zap.Int("attempts", attempt), zap.Duration("max_retry_time", c.cfg.MaxRetryTime), zap.Error(err))
+			c.drop(tenant, b, reasonRetriesExhausted)
+			return
+		}
+		// The library's jitter may land outside [MinBackoff, MaxBackoff];
+		// the config promises those bounds.
+		wait = min(max(wait, c.cfg.MinBackoff), c.cfg.MaxBackoff)
+		c.m.retries.WithLabelValues(tenant, reason).Inc()
+		// Warn when a batch first fails; later attempts only repeat that.
+		lvl := zap.DebugLevel
+		if attempt == 1 {
+			lvl = zap.WarnLevel
+		}
+		log.Log(lvl, "Push failed; retrying", zap.Int("attempt", attempt), zap.Duration("backoff", wait), zap.Error(err))
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// drop gives b up for good: counted, then acknowledged so that its sources'
+// positions move past it instead of resending it forever.
+func (c *Client) drop(tenant string, b *batch, reason string) {
+	c.m.dropped.WithLabelValues(tenant, reason).Add(float64(b.entries))
+	c.settle(b)
+}
+
+// post sends one push request. It returns nil on 2xx, a *statusError for any
+// other response, and a wrapped transport error otherwise.
+func (c *Client) post(ctx context.Context, tenant string, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.pushURL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("loki push for tenant %q: %w", tenant, err)
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	if tenant != "" { // Loki without auth_enabled wants no header at all
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.m.pushDuration.WithLabelValues(tenant, reasonNetwork).Observe(time.Since(start).Seconds())
+		return fmt.Errorf("loki push for tenant %q: %w", tenant, err)
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody+1))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
+	_ = resp.Body.Close()
+	c.m.pushDuration.WithLabelValues(tenant, strconv.Itoa(resp.StatusCode)).Observe(time.Since(start).Seconds())
+
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	text := strings.TrimSpace(string(msg[:min(len(msg), maxErrBody)]))
+	if len(msg) > maxErrBody {
+		text += " …(truncated)"
+	}
+	return &statusError{tenant: tenant, url: c.pushURL, status: resp.StatusCode, body: text}
+}
+
+// sleep waits for d or until ctx ends, reporting whether it waited it out.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
