@@ -1,0 +1,238 @@
+// Package discovery finds the containers podtail collects from: it follows
+// Podman's event stream, reconciles it with a periodic full list (events are
+// backed by a log and can be missed), and publishes the full set of targets
+// whenever it changes. When the Podman service goes away it reconnects with
+// backoff; what is already being collected keeps flowing meanwhile.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/podman"
+)
+
+// API is the part of the Podman client discovery uses.
+type API interface {
+	List(ctx context.Context) ([]podman.Summary, error)
+	Inspect(ctx context.Context, id string) (podman.Container, error)
+	Events(ctx context.Context, out chan<- podman.Event, subscribed func()) error
+}
+
+var _ API = (*podman.Client)(nil)
+
+// Config tunes discovery.
+type Config struct {
+	ReconcileInterval time.Duration
+	ReconnectBackoff  time.Duration // the longest wait between reconnects
+	// Started is podtail's start; containers started before it are Existing.
+	Started time.Time
+}
+
+// Discoverer publishes the set of targets.
+type Discoverer struct {
+	api       API
+	mapper    *Mapper
+	cfg       Config
+	log       *zap.Logger
+	connected atomic.Bool
+
+	targets map[string]Target
+	// seen remembers, for containers that are not targets, the state they
+	// were skipped in, so reconcile does not inspect them again and again.
+	seen map[string]podman.Summary
+}
+
+// New returns a Discoverer.
+func New(api API, mapper *Mapper, cfg Config, log *zap.Logger) *Discoverer {
+	return &Discoverer{
+		api: api, mapper: mapper, cfg: cfg, log: log,
+		targets: map[string]Target{},
+		seen:    map[string]podman.Summary{},
+	}
+}
+
+// Connected reports whether the event stream is live.
+func (d *Discoverer) Connected() bool { return d.connected.Load() }
+
+// Run publishes the full set of targets on up each time it changes, until ctx
+// ends. up should have a buffer of one: an unread set is replaced by the
+// newer one, so a slow reader sees the latest state, never a stale one.
+// Run never closes up.
+func (d *Discoverer) Run(ctx context.Context, up chan []Target) error {
+	wait := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := d.session(ctx, up)
+		d.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			wait = 100 * time.Millisecond
+		}
+		d.log.Warn("podman connection lost; collection of known containers goes on, reconnecting",
+			zap.Error(err), zap.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, d.cfg.ReconnectBackoff)
+	}
+}
+
+// session subscribes to events, then reconciles, then follows both until
+// the stream or the service fails.
+func (d *Discoverer) session(ctx context.Context, up chan []Target) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan podman.Event, 256)
+	errc := make(chan error, 1)
+	subscribed := make(chan struct{})
+	go func() {
+		errc <- d.api.Events(ctx, events, func() { close(subscribed) })
+	}()
+	select {
+	case <-subscribed:
+	case err := <-errc:
+		return fmt.Errorf("subscribe to events: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := d.reconcile(ctx, up); err != nil {
+		return err
+	}
+	d.connected.Store(true)
+	d.log.Info("following podman events", zap.Int("targets", len(d.targets)))
+
+	tick := time.NewTicker(d.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return err
+		case ev := <-events:
+			if err := d.handle(ctx, ev, up); err != nil {
+				return err
+			}
+		case <-tick.C:
+			if err := d.reconcile(ctx, up); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle applies one event. Only errors talking to Podman are returned.
+func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Target) error {
+	switch ev.Action {
+	case "remove":
+		delete(d.seen, ev.ID)
+		if _, ok := d.targets[ev.ID]; ok {
+			delete(d.targets, ev.ID)
+			d.publish(up)
+		}
+		return nil
+	case "create", "init", "start", "restart", "died", "stop", "cleanup", "pause", "unpause", "rename":
+	default:
+		return nil
+	}
+	changed, err := d.refresh(ctx, ev.ID)
+	if err != nil {
+		return err
+	}
+	if changed {
+		d.publish(up)
+	}
+	return nil
+}
+
+// refresh inspects one container and updates the target set.
+func (d *Discoverer) refresh(ctx context.Context, id string) (changed bool, err error) {
+	c, err := d.api.Inspect(ctx, id)
+	if errors.Is(err, podman.ErrNotFound) {
+		_, had := d.targets[id]
+		delete(d.targets, id)
+		delete(d.seen, id)
+		return had, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	t, err := d.mapper.Map(c)
+	if err != nil {
+		d.seen[id] = podman.Summary{ID: id, State: c.State, StartedAt: c.StartedAt.Unix()}
+		if _, had := d.targets[id]; had {
+			delete(d.targets, id)
+			return true, nil
+		}
+		d.log.Debug("container not collected", zap.String("container", c.Name), zap.Error(err))
+		return false, nil
+	}
+	t.Existing = !c.StartedAt.IsZero() && c.StartedAt.Before(d.cfg.Started)
+	old, had := d.targets[id]
+	d.targets[id] = t
+	delete(d.seen, id)
+	return !had || old != t, nil
+}
+
+// reconcile lists all containers and brings the target set in line with it.
+func (d *Discoverer) reconcile(ctx context.Context, up chan []Target) error {
+	list, err := d.api.List(ctx)
+	if err != nil {
+		return err
+	}
+	present := make(map[string]bool, len(list))
+	for _, s := range list {
+		present[s.ID] = true
+		if t, ok := d.targets[s.ID]; ok && t.StartedAt/int64(time.Second) == s.StartedAt && t.Running == (s.State == "running") {
+			continue
+		}
+		if old, ok := d.seen[s.ID]; ok && old.State == s.State && old.StartedAt == s.StartedAt {
+			continue
+		}
+		if _, err := d.refresh(ctx, s.ID); err != nil {
+			return err
+		}
+	}
+	for id := range d.targets {
+		if !present[id] {
+			delete(d.targets, id)
+		}
+	}
+	for id := range d.seen {
+		if !present[id] {
+			delete(d.seen, id)
+		}
+	}
+	// Always publish after a reconcile: the first one is the full state the
+	// reader waits for, and later ones are cheap.
+	d.publish(up)
+	return nil
+}
+
+// publish replaces any unread set on up with the current one.
+func (d *Discoverer) publish(up chan []Target) {
+	set := make([]Target, 0, len(d.targets))
+	for _, t := range d.targets {
+		set = append(set, t)
+	}
+	sort.Slice(set, func(i, j int) bool { return set[i].ID < set[j].ID })
+	select {
+	case <-up:
+	default:
+	}
+	up <- set
+}

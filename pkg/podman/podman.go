@@ -1,0 +1,278 @@
+// Package podman is the only package that talks to the Podman API (through
+// github.com/containers/podman/v5/pkg/bindings). It connects, lists, inspects
+// and follows events, and turns the bindings' types into the few facts the
+// rest of podtail needs. It only reads: podtail never creates, execs in or
+// removes containers, because the socket is a root-equivalent credential.
+package podman
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/system"
+	"github.com/containers/podman/v5/pkg/domain/entities/types"
+)
+
+// Container is what podtail knows about one container.
+type Container struct {
+	ID        string
+	Name      string
+	Image     string
+	Labels    map[string]string
+	State     string // created, running, exited, ...
+	Running   bool
+	StartedAt time.Time
+	// LogDriver and LogPath say where the container's stdout/stderr is
+	// written; podtail reads the k8s-file log directly (nanosecond times,
+	// byte positions, no Podman CPU).
+	LogDriver string
+	LogPath   string
+	Mounts    []Mount
+}
+
+// Mount is one bind mount of a container.
+type Mount struct {
+	Type        string
+	Source      string // host path
+	Destination string // path inside the container
+	RW          bool
+}
+
+// Summary is a container as the list call reports it: enough to tell
+// whether an inspect is due.
+type Summary struct {
+	ID        string
+	Name      string
+	State     string
+	StartedAt int64
+}
+
+// Event is one container event.
+type Event struct {
+	Time       time.Time
+	Action     string // create, init, start, died, cleanup, remove, ...
+	ID         string
+	Name       string
+	Image      string
+	Attributes map[string]string // container labels, flattened
+	ExitCode   string
+}
+
+// ErrNotFound says a container no longer exists.
+var ErrNotFound = errors.New("no such container")
+
+// Client is a connection to one Podman API service.
+type Client struct {
+	uri string
+	// conn carries the bindings' connection as a context value: the bindings
+	// take it from the ctx of every call. Its cancellation is never used;
+	// calls run under the caller's ctx (see with).
+	conn context.Context
+}
+
+// Candidates lists the sockets tried when none is configured, in order:
+// CONTAINER_HOST, the rootless socket, the rootful one.
+func Candidates() []string {
+	var out []string
+	if h := os.Getenv("CONTAINER_HOST"); h != "" {
+		out = append(out, h)
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		out = append(out, "unix://"+filepath.Join(d, "podman", "podman.sock"))
+	}
+	return append(out, "unix:///run/podman/podman.sock")
+}
+
+// Connect opens a connection to the socket uri; an empty uri tries
+// Candidates() in order and takes the first that answers. The error names
+// every socket tried and why it failed.
+func Connect(ctx context.Context, uri string) (*Client, error) {
+	uris := []string{uri}
+	if uri == "" {
+		uris = Candidates()
+	}
+	var errs []error
+	for _, u := range uris {
+		c, err := connect(ctx, u)
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func connect(ctx context.Context, uri string) (*Client, error) {
+	if path, ok := strings.CutPrefix(uri, "unix://"); ok {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("podman socket %s: %w (is `podman system service` running, and the socket mounted?)", uri, err)
+		}
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := bindings.NewConnection(pingCtx, uri)
+	if err != nil {
+		return nil, fmt.Errorf("podman socket %s: %w", uri, err)
+	}
+	// Detach the connection from pingCtx's cancellation; keep its values.
+	return &Client{uri: uri, conn: context.WithoutCancel(conn)}, nil
+}
+
+// URI is the socket this client talks to.
+func (c *Client) URI() string { return c.uri }
+
+// with returns a ctx that is cancelled like ctx and carries the bindings'
+// connection.
+func (c *Client) with(ctx context.Context) context.Context {
+	return valuesFrom{Context: ctx, values: c.conn}
+}
+
+type valuesFrom struct {
+	context.Context
+	values context.Context
+}
+
+func (v valuesFrom) Value(key any) any {
+	if x := v.Context.Value(key); x != nil {
+		return x
+	}
+	return v.values.Value(key)
+}
+
+// Ping checks that the service answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := system.Version(c.with(ctx), nil)
+	if err != nil {
+		return fmt.Errorf("podman %s: %w", c.uri, err)
+	}
+	return nil
+}
+
+// List returns every container, running or not: a stopped container's log
+// may not have been shipped yet.
+func (c *Client) List(ctx context.Context) ([]Summary, error) {
+	list, err := containers.List(c.with(ctx), new(containers.ListOptions).WithAll(true))
+	if err != nil {
+		return nil, fmt.Errorf("podman %s: list containers: %w", c.uri, err)
+	}
+	out := make([]Summary, 0, len(list))
+	for _, l := range list {
+		s := Summary{ID: l.ID, State: l.State, StartedAt: l.StartedAt}
+		if len(l.Names) > 0 {
+			s.Name = l.Names[0]
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Inspect returns one container's details, or an error wrapping ErrNotFound.
+func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
+	d, err := containers.Inspect(c.with(ctx), id, nil)
+	if err != nil {
+		var ee interface{ Code() int }
+		if errors.As(err, &ee) && ee.Code() == 404 || strings.Contains(err.Error(), "no such container") {
+			return Container{}, fmt.Errorf("inspect %s: %w", short(id), ErrNotFound)
+		}
+		return Container{}, fmt.Errorf("podman %s: inspect %s: %w", c.uri, short(id), err)
+	}
+	ct := Container{ID: d.ID, Name: d.Name, Image: d.ImageName}
+	if d.Config != nil {
+		ct.Labels = d.Config.Labels
+	}
+	if d.State != nil {
+		ct.State = d.State.Status
+		ct.Running = d.State.Running
+		ct.StartedAt = d.State.StartedAt
+	}
+	if d.HostConfig != nil && d.HostConfig.LogConfig != nil {
+		ct.LogDriver = d.HostConfig.LogConfig.Type
+		ct.LogPath = d.HostConfig.LogConfig.Path
+	}
+	for _, m := range d.Mounts {
+		ct.Mounts = append(ct.Mounts, Mount{Type: m.Type, Source: m.Source, Destination: m.Destination, RW: m.RW})
+	}
+	return ct, nil
+}
+
+// Events follows container events until ctx ends or the stream breaks, and
+// sends each to out. It returns nil only when ctx ended; any other return
+// means the stream is gone and the caller should reconnect and reconcile,
+// since events may have been missed.
+//
+// subscribed, if not nil, is called once the service has accepted the
+// subscription, so a caller can list containers after it without a gap.
+//
+// It wraps the bindings' Events, whose goroutine closes the channel it is
+// given and ends silently on a decode error; here that surfaces as an error.
+func (c *Client) Events(ctx context.Context, out chan<- Event, subscribed func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in := make(chan types.Event, 64)
+	cancelChan := make(chan bool)
+	opts := new(system.EventsOptions).WithStream(true).
+		WithFilters(map[string][]string{"type": {"container"}})
+	if err := system.Events(c.with(ctx), in, cancelChan, opts); err != nil {
+		return fmt.Errorf("podman %s: events: %w", c.uri, err)
+	}
+	if subscribed != nil {
+		subscribed()
+	}
+	// The bindings' reader goroutine blocks on sending to in until it is
+	// drained and closed; always drain it, whatever ends this call.
+	defer func() {
+		close(cancelChan)
+		for range in {
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-in:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("podman %s: event stream ended", c.uri)
+			}
+			ev := Event{
+				Time:       time.Unix(0, e.TimeNano),
+				Action:     string(e.Action),
+				ID:         e.Actor.ID,
+				Attributes: e.Actor.Attributes,
+			}
+			if ev.ID == "" {
+				ev.ID = e.ID //nolint:staticcheck // older services fill only the top-level id
+			}
+			ev.Name = ev.Attributes["name"]
+			ev.Image = ev.Attributes["image"]
+			ev.ExitCode = ev.Attributes["containerExitCode"]
+			if e.TimeNano == 0 {
+				ev.Time = time.Unix(e.Time, 0)
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// Short is the 12-character form of a container ID.
+func Short(id string) string { return short(id) }
