@@ -1,0 +1,33 @@
+package source
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the sources' counters, per tenant.
+type Metrics struct {
+	lines     *prometheus.CounterVec
+	bytes     *prometheus.CounterVec
+	malformed *prometheus.CounterVec
+	targets   prometheus.Gauge
+}
+
+// NewMetrics registers the sources' metrics on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_source_entries_read_total", Help: "Log entries read from sources.",
+		}, []string{"tenant"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_source_bytes_read_total", Help: "Bytes read from sources (as stored, CRI framing included).",
+		}, []string{"tenant"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_source_malformed_lines_total", Help: "Container log lines not in CRI format, shipped as read.",
+		}, []string{"tenant"}),
+		targets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podtail_source_active", Help: "Sources currently reading.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lines, m.bytes, m.malformed, m.targets)
+	}
+	return m
+}

@@ -1,0 +1,197 @@
+// Package positions keeps how far each source has been delivered, in one
+// JSON file in data_dir. Sources only Put a position after Loki acknowledged
+// everything before it, so a restart resumes where delivery stopped: nothing
+// lost, and nothing re-sent but what was in flight.
+//
+// Writes are atomic (temp file, fsync, rename, fsync dir): a crash leaves the
+// old file or the new one, never half of one.
+package positions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// FileName is the positions file inside data_dir.
+const FileName = "positions.json"
+
+// Position is one source's delivered state: plain data.
+type Position struct {
+	Path   string `json:"path,omitempty"`
+	Inode  uint64 `json:"inode,omitempty"`
+	Offset int64  `json:"offset"`
+	// Last holds, per stream name, the time (unix ns) of the last delivered
+	// entry, so timestamps made unique after a restart are the same as
+	// before it (Loki then drops the in-flight resend as a duplicate).
+	Last map[string]int64 `json:"last,omitempty"`
+	// Updated is when the position last moved; used to forget positions of
+	// containers long gone.
+	Updated time.Time `json:"updated"`
+}
+
+// Store is the set of positions, kept in memory and synced to disk.
+type Store struct {
+	path string
+	mu   sync.Mutex
+	m    map[string]Position
+	// dirty counts changes since the last sync.
+	dirty uint64
+}
+
+type fileFormat struct {
+	Version   int                 `json:"version"`
+	Positions map[string]Position `json:"positions"`
+}
+
+// Open loads dir/positions.json, creating dir if needed. A missing file is
+// an empty store; an unreadable one is an error naming it, because starting
+// from nothing would re-send everything.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}}
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("positions %s: %w", s.path, err)
+	}
+	var f fileFormat
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("positions %s is corrupt (move it away to start over, which re-sends logs): %w", s.path, err)
+	}
+	if f.Positions != nil {
+		s.m = f.Positions
+	}
+	return s, nil
+}
+
+// Path is the positions file.
+func (s *Store) Path() string { return s.path }
+
+// Get returns the position for key.
+func (s *Store) Get(key string) (Position, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.m[key]
+	return p, ok
+}
+
+// Put records the position for key.
+func (s *Store) Put(key string, p Position) {
+	p.Updated = time.Now().UTC()
+	s.mu.Lock()
+	s.m[key] = p
+	s.dirty++
+	s.mu.Unlock()
+}
+
+// Delete forgets key.
+func (s *Store) Delete(key string) {
+	s.mu.Lock()
+	if _, ok := s.m[key]; ok {
+		delete(s.m, key)
+		s.dirty++
+	}
+	s.mu.Unlock()
+}
+
+// Forget deletes positions not updated for longer than age whose keys keep
+// returns false for.
+func (s *Store) Forget(age time.Duration, keep func(key string) bool) {
+	cut := time.Now().Add(-age)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, p := range s.m {
+		if p.Updated.Before(cut) && !keep(k) {
+			delete(s.m, k)
+			s.dirty++
+		}
+	}
+}
+
+// Sync writes the positions to disk if they changed.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	if s.dirty == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	gen := s.dirty
+	b, err := json.Marshal(fileFormat{Version: 1, Positions: s.m})
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("positions %s: %w", s.path, err)
+	}
+	if err := writeAtomic(s.path, b); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.dirty -= gen
+	s.mu.Unlock()
+	return nil
+}
+
+// Run syncs every interval until ctx ends, then once more.
+func (s *Store) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.Sync(); err != nil {
+				onErr(err)
+			}
+			return
+		case <-t.C:
+			if err := s.Sync(); err != nil {
+				onErr(err)
+			}
+		}
+	}
+}
+
+func writeAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".positions-*.tmp")
+	if err != nil {
+		return fmt.Errorf("positions %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op once renamed
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("positions %s: write: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("positions %s: fsync: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("positions %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("positions %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("positions %s: rename: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("positions %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("positions %s: fsync dir: %w", path, err)
+	}
+	return nil
+}
