@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podtail/podtail/pkg/config"
+	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/podman"
+)
+
+// decision is what podtail makes of one container, for people and for --json.
+type decision struct {
+	Time       string            `json:"time,omitempty"`
+	Action     string            `json:"action,omitempty"`
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	State      string            `json:"state,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"` // what the Podman API said
+	Collect    bool              `json:"collect"`
+	Tenant     string            `json:"tenant,omitempty"`
+	App        string            `json:"application,omitempty"`
+	Version    string            `json:"version,omitempty"`
+	Sources    []string          `json:"sources,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+}
+
+func decide(ctx context.Context, api *podman.Client, m *discovery.Mapper, id string) decision {
+	c, err := api.Inspect(ctx, id)
+	if err != nil {
+		d := decision{ID: id, Reason: err.Error()}
+		if errors.Is(err, podman.ErrNotFound) {
+			d.Reason = "container is gone; podtail finishes reading what its log held"
+		}
+		return d
+	}
+	d := decision{ID: c.ID, Name: c.Name, State: c.State}
+	t, err := m.Map(c)
+	if err != nil {
+		d.Reason = err.Error()
+		return d
+	}
+	d.Collect, d.Tenant, d.App, d.Version, d.Sources = true, t.Tenant, t.App, t.Version, t.Sources()
+	return d
+}
+
+func (d decision) summary() string {
+	if !d.Collect {
+		return "skip: " + strings.TrimPrefix(d.Reason, discovery.ErrSkipped.Error()+": ")
+	}
+	return fmt.Sprintf("collect tenant=%s application=%s version=%s from %s",
+		d.Tenant, orDash(d.App), orDash(d.Version), strings.Join(d.Sources, ", "))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func connectFor(ctx context.Context, load loader, cmd *cobra.Command) (*config.Config, *podman.Client, error) {
+	cfg, err := load(cmd.Flags())
+	if err != nil {
+		return nil, nil, err
+	}
+	api, err := podman.Connect(ctx, cfg.Podman.Socket)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, api, nil
+}
+
+func newEventsCmd(load loader) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Stream Podman container events with podtail's decision for each",
+		Long: "Follows the Podman API's container events and prints, for each, what podtail makes of it:\n" +
+			"the tenant, application, version and sources it collects, or why it does not.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			cfg, api, err := connectFor(ctx, load, cmd)
+			if err != nil {
+				return err
+			}
+			m := discovery.NewMapper(mapConfig(cfg))
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintf(tw, "TIME\tACTION\tCONTAINER\tID\tDECISION\n")
+				tw.Flush()
+			}
+			events := make(chan podman.Event, 64)
+			errc := make(chan error, 1)
+			go func() { errc <- api.Events(ctx, events, nil) }()
+			for {
+				select {
+				case err := <-errc:
+					if err != nil {
+						return err
+					}
+					return nil
+				case ev := <-events:
+					d := decide(ctx, api, m, ev.ID)
+					d.Time, d.Action, d.Attributes = ev.Time.Format(time.RFC3339Nano), ev.Action, ev.Attributes
+					if d.Name == "" {
+						d.Name = ev.Name
+					}
+					if asJSON {
+						if err := json.NewEncoder(out).Encode(d); err != nil {
+							return err
+						}
+						continue
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05.000"), ev.Action, d.Name, podman.Short(ev.ID), d.summary())
+					tw.Flush()
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	addKeyFlags(cmd.Flags(), "podman.socket")
+	return cmd
+}
+
+func newTargetsCmd(load loader) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "targets",
+		Short: "List every container and whether podtail collects it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, api, err := connectFor(ctx, load, cmd)
+			if err != nil {
+				return err
+			}
+			list, err := api.List(ctx)
+			if err != nil {
+				return err
+			}
+			sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+			m := discovery.NewMapper(mapConfig(cfg))
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintf(tw, "CONTAINER\tID\tSTATE\tDECISION\n")
+			}
+			for _, s := range list {
+				d := decide(ctx, api, m, s.ID)
+				if asJSON {
+					if err := json.NewEncoder(out).Encode(d); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, podman.Short(s.ID), s.State, d.summary())
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	addKeyFlags(cmd.Flags(), "podman.socket")
+	return cmd
+}
+
+func newConfigCmd(load loader) *cobra.Command {
+	cfgCmd := &cobra.Command{Use: "config", Short: "Work with podtail's configuration"}
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the configuration (file, PODTAIL_* env, flags) and print the result",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return printConfig(cmd.OutOrStdout(), cfg)
+		},
+	}
+	addKeyFlags(check.Flags(), "podman.socket", "loki.url", "data_dir", "server.listen", "log.level", "log.format")
+	cfgCmd.AddCommand(check, &cobra.Command{
+		Use:   "keys",
+		Short: "List every configuration key and its environment variable",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			for _, k := range config.Keys() {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s_%s\n", k, config.EnvPrefix, strings.ToUpper(strings.ReplaceAll(k, ".", "_")))
+			}
+		},
+	})
+	return cfgCmd
+}
+
+// printConfig writes "config OK" and every effective key with its value.
+func printConfig(w io.Writer, cfg *config.Config) error {
+	fmt.Fprintln(w, "# config OK; effective configuration:")
+	for _, kv := range cfg.Settings() {
+		if _, err := fmt.Fprintf(w, "%s: %v\n", kv.Key, kv.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
