@@ -1,0 +1,206 @@
+// Package testbed starts the real services podtail's e2e tests and demo run
+// against: a Loki built from its Go module and a Podman API service on a
+// private socket. testbed.sh installs and builds them; this package runs
+// them and talks to them.
+package testbed
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+//go:embed loki.yaml
+var lokiConfig []byte
+
+// Service is a started process.
+type Service struct {
+	Cmd *exec.Cmd
+	Log string // file with its output
+}
+
+// Stop interrupts the process and waits (killing it after 10 s).
+func (s *Service) Stop() {
+	if s == nil || s.Cmd.Process == nil || s.Cmd.ProcessState != nil {
+		return
+	}
+	_ = s.Cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.Cmd.Process.Kill()
+		<-done
+	}
+}
+
+func start(name string, logFile string, env []string, args ...string) (*Service, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	f, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return &Service{Cmd: cmd, Log: logFile}, nil
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 right now.
+func FreePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartLoki runs the Loki binary $PODTAIL_LOKI_BIN with the test bed's
+// multi-tenant config, its data in dir, and waits until /ready.
+func StartLoki(dir string) (*Service, string, error) {
+	bin := os.Getenv("PODTAIL_LOKI_BIN")
+	if bin == "" {
+		return nil, "", fmt.Errorf("PODTAIL_LOKI_BIN is not set: run through e2e/testbed/testbed.sh")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	cfg := filepath.Join(dir, "loki.yaml")
+	if err := os.WriteFile(cfg, lokiConfig, 0o644); err != nil {
+		return nil, "", err
+	}
+	httpPort, grpcPort := FreePort(), FreePort()
+	s, err := start(bin, filepath.Join(dir, "loki.log"),
+		[]string{"LOKI_DIR=" + dir, "LOKI_HTTP_PORT=" + strconv.Itoa(httpPort), "LOKI_GRPC_PORT=" + strconv.Itoa(grpcPort)},
+		"-config.file="+cfg, "-config.expand-env=true")
+	if err != nil {
+		return nil, "", err
+	}
+	u := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	if err := WaitHTTP(u+"/ready", 60*time.Second); err != nil {
+		s.Stop()
+		return nil, "", fmt.Errorf("loki not ready (log %s): %w", s.Log, err)
+	}
+	return s, u, nil
+}
+
+// StartPodmanService runs `podman system service` on the unix socket sock.
+func StartPodmanService(sock string) (*Service, error) {
+	s, err := start("podman", sock+".log", nil, "system", "service", "--time=0", "unix://"+sock)
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitSocket(sock, 20*time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// WaitHTTP polls url until it answers 200.
+func WaitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// WaitSocket polls a Podman API socket until _ping answers.
+func WaitSocket(sock string, timeout time.Duration) error {
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := c.Get("http://d/_ping")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("podman service on %s: %w", sock, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stream is one Loki stream of a query result, oldest line first.
+type Stream struct {
+	Labels map[string]string
+	Lines  []string
+	Times  []int64
+}
+
+// Query runs a LogQL log query as tenant over the last hour.
+func Query(lokiURL, tenant, logql string) ([]Stream, error) {
+	v := url.Values{}
+	v.Set("query", logql)
+	v.Set("start", strconv.FormatInt(time.Now().Add(-time.Hour).UnixNano(), 10))
+	v.Set("end", strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10))
+	v.Set("limit", "100000")
+	v.Set("direction", "forward")
+	req, err := http.NewRequest(http.MethodGet, lokiURL+"/loki/api/v1/query_range?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("loki query %s as %s: %s: %s", logql, tenant, resp.Status, body)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Stream map[string]string `json:"stream"`
+				Values [][2]string       `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("loki answer: %v: %s", err, body)
+	}
+	var out []Stream
+	for _, res := range r.Data.Result {
+		s := Stream{Labels: res.Stream}
+		for _, v := range res.Values {
+			ns, _ := strconv.ParseInt(v[0], 10, 64)
+			s.Times = append(s.Times, ns)
+			s.Lines = append(s.Lines, v[1])
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
