@@ -112,7 +112,7 @@ func Connect(ctx context.Context, uri string) (*Client, error) {
 func connect(ctx context.Context, uri string) (*Client, error) {
 	if path, ok := strings.CutPrefix(uri, "unix://"); ok {
 		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("podman socket %s: %w (is `podman system service` running, and the socket mounted?)", uri, err)
+			return nil, fmt.Errorf("podman socket %s: %w (is 'podman system service' running, and the socket mounted?)", uri, err)
 		}
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)

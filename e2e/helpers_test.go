@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podtail/podtail/e2e/testbed"
+)
+
+// podtailProc is one running podtail.
+type podtailProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	dataDir string
+	listen  string
+	log     syncBuffer
+	done    chan struct{}
+}
+
+type podtailOpts struct {
+	socket  string // default: the shared service
+	dataDir string // default: a fresh one
+	extra   string // more YAML
+}
+
+// startPodtail runs `podtail run` with a config file of its own and waits
+// until /ready answers 200.
+func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
+	t.Helper()
+	if o.socket == "" {
+		o.socket = bed.socket
+	}
+	if o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
+	p := &podtailProc{t: t, dataDir: o.dataDir, listen: fmt.Sprintf("127.0.0.1:%d", testbed.FreePort()), done: make(chan struct{})}
+	cfg := fmt.Sprintf(`podman:
+  socket: %s
+  reconcile_interval: 2s
+  reconnect_backoff: 1s
+loki:
+  url: %s
+  batch_wait: 200ms
+  min_backoff: 50ms
+  max_backoff: 1s
+data_dir: %s
+server:
+  listen: %s
+log:
+  level: debug
+%s`, o.socket, bed.lokiURL, o.dataDir, p.listen, o.extra)
+	cfgFile := filepath.Join(t.TempDir(), "podtail.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bed.podtail, "run", "--config", cfgFile)
+	p.cmd.Stdout = &p.log
+	p.cmd.Stderr = &p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			t.Logf("podtail log:\n%s", tail(p.Log(), 60))
+		}
+	})
+	if err := testbed.WaitHTTP("http://"+p.listen+"/ready", 20*time.Second); err != nil {
+		t.Fatalf("podtail not ready: %v\n%s", err, p.Log())
+	}
+	return p
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (p *podtailProc) Log() string { return p.log.String() }
+
+func (p *podtailProc) signal(s syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(s)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *podtailProc) stop() {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("podtail did not stop within 30s of SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		p.t.Fatalf("podtail exited %d after SIGTERM:\n%s", code, tail(p.Log(), 30))
+	}
+}
+
+// metric returns the sum of a counter's series matching all label pairs.
+func (p *podtailProc) metric(name string, labels ...string) float64 {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.listen + "/metrics")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			ok = ok && strings.Contains(line, fmt.Sprintf("%s=%q", labels[i], labels[i+1]))
+		}
+		if ok {
+			f, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += f
+		}
+	}
+	return sum
+}
+
+// podman runs the podman CLI against the same storage as the service.
+func podman(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("podman", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// runContainer starts a detached container of tenant/app/version running a
+// shell script, removed when the test ends.
+func runContainer(t *testing.T, cname, tenant, app, version, script string, extra ...string) string {
+	t.Helper()
+	args := []string{"run", "-d", "--name", cname, "--label", "tenant=" + tenant, "--label", "app=" + app, "--label", "version=" + version}
+	args = append(args, extra...)
+	args = append(args, bed.image, "sh", "-c", script)
+	id := podman(t, args...)
+	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", "-t", "0", cname).Run() })
+	return id
+}
+
+type stream = testbed.Stream
+
+// query runs a LogQL log query as tenant over the last hour.
+func query(t *testing.T, tenant, logql string) []stream {
+	t.Helper()
+	ss, err := testbed.Query(bed.lokiURL, tenant, logql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss
+}
+
+// count returns how many lines the query returns in all.
+func count(t *testing.T, tenant, logql string) int {
+	n := 0
+	for _, s := range query(t, tenant, logql) {
+		n += len(s.Lines)
+	}
+	return n
+}
+
+// eventually polls cond every 50ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitCount waits until the query returns want lines, and fails if it
+// returns more, or fewer when the timeout passes.
+func waitCount(t *testing.T, tenant, logql string, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := count(t, tenant, logql)
+		if n > want {
+			t.Fatalf("%s as %s: %d lines, more than the %d written", logql, tenant, n, want)
+		}
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s as %s: %d of %d lines after %s", logql, tenant, n, want, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// seqLines checks that lines hold prefix+1 .. prefix+n, each exactly once.
+func seqLines(t *testing.T, lines []string, prefix string, n int) {
+	t.Helper()
+	seen := make(map[int]int, n)
+	re := regexp.MustCompile("^" + regexp.QuoteMeta(prefix) + `(\d+)$`)
+	for _, l := range lines {
+		m := re.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("unexpected line %q (want %s<n>)", l, prefix)
+			continue
+		}
+		i, _ := strconv.Atoi(m[1])
+		seen[i]++
+	}
+	missing, dup := 0, 0
+	for i := 1; i <= n; i++ {
+		switch seen[i] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			dup++
+		}
+	}
+	if missing > 0 || dup > 0 || len(lines) != n {
+		t.Fatalf("%s: %d lines for %d expected: %d missing, %d duplicated", prefix, len(lines), n, missing, dup)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
