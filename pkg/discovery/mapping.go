@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -40,16 +38,16 @@ type Target struct {
 	LogPath string
 }
 
-// Labels renders the Loki stream labels for one stream of the target.
-func (t Target) Labels(stream string) string {
-	ls := map[string]string{LabelTenant: t.Tenant, LabelStream: stream}
+// StreamLabels are the Loki labels every line of the target carries.
+func (t Target) StreamLabels() map[string]string {
+	ls := map[string]string{LabelTenant: t.Tenant}
 	if t.App != "" {
 		ls[LabelApplication] = t.App
 	}
 	if t.Version != "" {
 		ls[LabelVersion] = t.Version
 	}
-	return RenderLabels(ls)
+	return ls
 }
 
 // Sources describes, for people, what podtail reads for the target.
@@ -159,26 +157,4 @@ func ValidTenant(s string) error {
 		}
 	}
 	return nil
-}
-
-// RenderLabels writes a label set in Loki's push format with names sorted:
-// {a="x", b="y"}.
-func RenderLabels(ls map[string]string) string {
-	names := make([]string, 0, len(ls))
-	for n := range ls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(n)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(ls[n]))
-	}
-	b.WriteByte('}')
-	return b.String()
 }

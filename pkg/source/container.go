@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,35 +50,33 @@ type ContainerOutput struct {
 	draining atomic.Bool
 	wake     chan struct{}
 
-	labels map[string]string // stream -> rendered labels
-	last   map[string]int64  // stream -> time of the last entry sent (ns)
-
-	mu      sync.Mutex
-	inode   uint64
-	pending []inflight // sent, not yet acknowledged, in order
+	stream *pipeline.Stream
+	inode  atomic.Uint64
 }
-
-type inflight struct {
-	off       int64
-	out, errs int64
-}
-
-var _ pipeline.Acker = (*ContainerOutput)(nil)
 
 // Key is the positions key of a container's output.
 func Key(containerID string) string { return "container:" + containerID }
 
-// NewContainerOutput returns a reader for t. fromEnd starts at the end of
-// the log when no position is stored.
-func NewContainerOutput(t discovery.Target, store *positions.Store, next pipeline.Consumer, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
-	return &ContainerOutput{
-		target: t, key: Key(t.ID), store: store, next: next, fromEnd: fromEnd,
+// NewContainerOutput returns a reader for t whose lines go through p (nil:
+// none) to next. fromEnd starts at the end of the log when no position is
+// stored.
+func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.Pipeline, next pipeline.Consumer, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
+	c := &ContainerOutput{
+		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
 		metrics: m,
 		log:     log.With(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
 		wake:    make(chan struct{}, 1),
-		labels:  map[string]string{Stdout: t.Labels(Stdout), Stderr: t.Labels(Stderr)},
-		last:    map[string]int64{},
 	}
+	c.stream = pipeline.NewStream(pipeline.StreamConfig{
+		Tenant: t.Tenant,
+		Labels: t.StreamLabels(),
+		// conmon's times never go backwards within a stream, so every
+		// collision is resolved, however long the run of equal times.
+		Collide: time.Hour,
+		Drops:   m.dropped,
+		OnAck:   c.acked,
+	}, p, next)
+	return c
 }
 
 // SetDraining tells the reader whether the container has stopped: a
@@ -92,24 +90,10 @@ func (c *ContainerOutput) SetDraining(d bool) {
 	}
 }
 
-// Ack records that everything up to byte offset pos was delivered.
-func (c *ContainerOutput) Ack(pos int64) {
-	c.mu.Lock()
-	i := 0
-	for i < len(c.pending) && c.pending[i].off <= pos {
-		i++
-	}
-	if i == 0 {
-		c.mu.Unlock()
-		return
-	}
-	p := c.pending[i-1]
-	c.pending = c.pending[i:]
-	inode := c.inode
-	c.mu.Unlock()
+// acked stores the position up to which everything was delivered.
+func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
 	c.store.Put(c.key, positions.Position{
-		Path: c.target.LogPath, Inode: inode, Offset: p.off,
-		Last: map[string]int64{Stdout: p.out, Stderr: p.errs},
+		Path: c.target.LogPath, Inode: c.inode.Load(), Offset: pos, Last: maps.Clone(last),
 	})
 }
 
@@ -208,9 +192,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 		return 0, fmt.Errorf("stat %s: %w", c.target.LogPath, err)
 	}
 	inode := inodeOf(st)
-	c.mu.Lock()
-	c.inode = inode
-	c.mu.Unlock()
+	c.inode.Store(inode)
 
 	var off int64
 	if p, ok := c.store.Get(c.key); ok {
@@ -222,9 +204,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 				zap.Int64("stored", p.Offset), zap.Int64("size", st.Size()))
 		default:
 			off = p.Offset
-			for k, v := range p.Last {
-				c.last[k] = v
-			}
+			c.stream.Restore(p.Last)
 		}
 	} else if c.fromEnd {
 		off = st.Size()
@@ -266,44 +246,14 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 			line = string(p) + line
 			partial[l.Stream] = p[:0]
 		}
-		if err := c.emit(ctx, l.Stream, l.Time, line, end); err != nil {
-			return consumed, err
+		c.metrics.lines.WithLabelValues(c.target.Tenant).Inc()
+		if err := c.stream.Send(ctx, l.Time, line, end, discovery.LabelStream, l.Stream); err != nil {
+			if ctx.Err() != nil {
+				return consumed, nil // not handed over: read again after a restart
+			}
+			return consumed, fmt.Errorf("container %s: %w", c.target.Name, err)
 		}
 	}
-}
-
-// emit sends one entry. Times are made strictly increasing per stream:
-// conmon stamps every line of one read with the same time, and Loki keeps
-// only one of several identical lines with the same time.
-func (c *ContainerOutput) emit(ctx context.Context, stream string, t time.Time, line string, end int64) error {
-	ns := t.UnixNano()
-	if last := c.last[stream]; ns <= last {
-		ns = last + 1
-	}
-	c.last[stream] = ns
-	c.mu.Lock()
-	c.pending = append(c.pending, inflight{off: end, out: c.last[Stdout], errs: c.last[Stderr]})
-	c.mu.Unlock()
-	c.metrics.lines.WithLabelValues(c.target.Tenant).Inc()
-	err := c.next.Consume(ctx, pipeline.Entry{
-		Tenant: c.target.Tenant,
-		Labels: c.labels[stream],
-		Time:   time.Unix(0, ns),
-		Line:   line,
-		Ack:    c,
-		Pos:    end,
-	})
-	if err != nil {
-		// Not handed over: it will be read again after a restart.
-		c.mu.Lock()
-		c.pending = c.pending[:len(c.pending)-1]
-		c.mu.Unlock()
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("container %s: %w", c.target.Name, err)
-	}
-	return nil
 }
 
 // checkRotated notices a log truncated in place (Podman's max-size) or
@@ -313,14 +263,12 @@ func (c *ContainerOutput) checkRotated(f *os.File, off int64) (*os.File, int64, 
 	if err != nil {
 		return nil, 0, false // removed: keep reading what the open descriptor has
 	}
-	if ino := inodeOf(st); ino != c.inodeNow() {
+	if ino := inodeOf(st); ino != c.inode.Load() {
 		nf, err := os.Open(c.target.LogPath)
 		if err != nil {
 			return nil, 0, false
 		}
-		c.mu.Lock()
-		c.inode = ino
-		c.mu.Unlock()
+		c.inode.Store(ino)
 		c.log.Info("container log replaced; following the new file")
 		return nf, 0, true
 	}
@@ -334,12 +282,6 @@ func (c *ContainerOutput) checkRotated(f *os.File, off int64) (*os.File, int64, 
 		return nf, 0, true
 	}
 	return nil, 0, false
-}
-
-func (c *ContainerOutput) inodeNow() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.inode
 }
 
 func inodeOf(st os.FileInfo) uint64 {

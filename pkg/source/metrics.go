@@ -7,6 +7,7 @@ type Metrics struct {
 	lines     *prometheus.CounterVec
 	bytes     *prometheus.CounterVec
 	malformed *prometheus.CounterVec
+	dropped   *prometheus.CounterVec
 	targets   prometheus.Gauge
 }
 
@@ -22,12 +23,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_source_malformed_lines_total", Help: "Container log lines not in CRI format, shipped as read.",
 		}, []string{"tenant"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_pipeline_entries_dropped_total", Help: "Entries dropped by pipeline stages, by reason.",
+		}, []string{"tenant", "reason"}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_source_active", Help: "Sources currently reading.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lines, m.bytes, m.malformed, m.targets)
+		reg.MustRegister(m.lines, m.bytes, m.malformed, m.dropped, m.targets)
 	}
 	return m
 }

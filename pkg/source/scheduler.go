@@ -87,7 +87,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 
 func (s *Scheduler) start(t discovery.Target) {
 	fromEnd := t.Existing && s.existingFrom == "end"
-	src := NewContainerOutput(t, s.store, s.next, fromEnd, s.metrics, s.log)
+	src := NewContainerOutput(t, s.store, nil, s.next, fromEnd, s.metrics, s.log)
 	src.SetDraining(!t.Running)
 	ctx, cancel := context.WithCancel(s.ctx)
 	r := &run{src: src, startedAt: t.StartedAt, cancel: cancel}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,6 +27,9 @@ type Position struct {
 	Path   string `json:"path,omitempty"`
 	Inode  uint64 `json:"inode,omitempty"`
 	Offset int64  `json:"offset"`
+	// Fingerprint identifies a file by its first bytes ("<length>:<hash>"),
+	// so a renamed, copied or gzipped file is recognised as the same file.
+	Fingerprint string `json:"fingerprint,omitempty"`
 	// Last holds, per stream name, the time (unix ns) of the last delivered
 	// entry, so timestamps made unique after a restart are the same as
 	// before it (Loki then drops the in-flight resend as a duplicate).
@@ -102,6 +106,19 @@ func (s *Store) Delete(key string) {
 		s.dirty++
 	}
 	s.mu.Unlock()
+}
+
+// Keys returns the keys that start with prefix.
+func (s *Store) Keys(prefix string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for k := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Forget deletes positions not updated for longer than age whose keys keep

@@ -1,0 +1,56 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/grafana/loki/pkg/push"
+)
+
+// Record is what stages see and change: one log line between its source and
+// the sink. Stream labels of the source are not in it: stages only add
+// labels (bounded values, e.g. log_level), never change the tenant.
+type Record struct {
+	Time time.Time
+	Line string
+	// Fields holds values extracted by parsers (json, logfmt, regex) for the
+	// stages after them; it is not shipped.
+	Fields map[string]string
+	// Labels are stream labels added by stages.
+	Labels map[string]string
+	// Metadata is Loki structured metadata (caller, request ids, file name).
+	Metadata push.LabelsAdapter
+}
+
+// Stage is one processing step. Process changes r in place and returns
+// false when r is to be dropped, with the reason counted under that name.
+// Stages are used from one goroutine at a time per Pipeline instance.
+type Stage interface {
+	Process(r *Record) (keep bool, dropReason string)
+}
+
+// StageFunc adapts a function to Stage.
+type StageFunc func(r *Record) (bool, string)
+
+// Process calls f.
+func (f StageFunc) Process(r *Record) (bool, string) { return f(r) }
+
+// Pipeline runs stages in order.
+type Pipeline struct {
+	stages []Stage
+}
+
+// New returns a pipeline of stages.
+func New(stages ...Stage) *Pipeline { return &Pipeline{stages: stages} }
+
+// Process runs every stage on r until one drops it.
+func (p *Pipeline) Process(r *Record) (keep bool, dropReason string) {
+	for _, s := range p.stages {
+		if keep, reason := s.Process(r); !keep {
+			return false, reason
+		}
+	}
+	return true, ""
+}
+
+// Len is the number of stages.
+func (p *Pipeline) Len() int { return len(p.stages) }

@@ -1,0 +1,252 @@
+package pipeline
+
+import (
+	"context"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stream runs a pipeline for one source (one file, one container's log) and
+// hands the result to the sink: it renders the source's labels with those
+// stages added, keeps times unique per Loki stream, counts drops, and tracks
+// what is in flight so that the source learns, on each acknowledgement, the
+// position it may store together with the per-stream last times.
+//
+// Send is called by one goroutine; Ack by the sink, concurrently.
+type Stream struct {
+	tenant string
+	base   map[string]string
+	pipe   *Pipeline
+	next   Consumer
+	drops  *prometheus.CounterVec
+	// collide is how far behind the previous entry of its Loki stream an
+	// entry's time may be and still be moved just past it (see Send).
+	collide time.Duration
+
+	rendered map[string][2]string // added-label signature -> rendered labels and their key
+	last     map[string]int64     // stream key -> time of its last entry sent (ns)
+	rec      Record
+
+	onAck   func(pos int64, last map[string]int64)
+	mu      sync.Mutex
+	pending []inflight       // sent, not yet acknowledged, in order
+	acked   map[string]int64 // stream key -> time of its last acknowledged entry
+}
+
+type inflight struct {
+	pos int64
+	key string
+	ns  int64
+}
+
+var _ Acker = (*Stream)(nil)
+
+// StreamConfig configures a Stream.
+type StreamConfig struct {
+	Tenant string
+	Labels map[string]string // the source's stream labels
+	// Collide: conmon stamps all lines of one read alike, so container
+	// output uses a large window; app times (zap) are precise, so files use
+	// a microsecond, which moves a time by nanoseconds only on a collision.
+	Collide time.Duration
+	Drops   *prometheus.CounterVec // labels: tenant, reason
+	// OnAck is called (from the sink's goroutine; it must not block) with the
+	// position up to which everything was delivered and the last times per
+	// Loki stream at that point. last is only valid during the call.
+	OnAck func(pos int64, last map[string]int64)
+}
+
+// NewStream binds p (may be nil: no stages) to next.
+func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
+	if p == nil {
+		p = New()
+	}
+	return &Stream{
+		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide,
+		rendered: map[string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
+		onAck: cfg.OnAck,
+	}
+}
+
+// Restore sets the per-stream last times stored with a position, so times
+// after a restart are the same as before it and an in-flight resend is
+// identical to the original (Loki then drops it as a duplicate).
+func (s *Stream) Restore(last map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range last {
+		s.last[k] = v
+		s.acked[k] = v
+	}
+}
+
+// Ack records delivery of everything up to pos and tells the source.
+func (s *Stream) Ack(pos int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for ; i < len(s.pending) && s.pending[i].pos <= pos; i++ {
+		s.acked[s.pending[i].key] = s.pending[i].ns
+	}
+	s.pending = s.pending[i:]
+	if s.onAck != nil {
+		s.onAck(pos, s.acked)
+	}
+}
+
+// Skip tells the stream that everything up to pos needs no delivery (all of
+// it was dropped by stages): with nothing in flight, the position moves.
+func (s *Stream) Skip(pos int64) {
+	s.mu.Lock()
+	idle := len(s.pending) == 0
+	s.mu.Unlock()
+	if idle {
+		s.Ack(pos)
+	}
+}
+
+// Send processes one line and, unless a stage drops it, hands it on.
+// A dropped line is not acknowledged on its own: the next delivered entry's
+// position covers it (Ack means "everything up to pos").
+//
+// Loki keeps one of two entries with the same labels, time and line, so an
+// entry whose time is at or just behind its stream's previous entry (within
+// Collide) is moved to 1 ns after it.
+//
+// labels are name/value pairs set on the record before the stages (e.g.
+// "stream", "stdout"); the source's own labels win over both.
+func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, labels ...string) error {
+	r := &s.rec
+	r.Time, r.Line, r.Metadata = t, line, nil
+	clear(r.Fields)
+	clear(r.Labels)
+	if r.Fields == nil {
+		r.Fields = map[string]string{}
+		r.Labels = map[string]string{}
+	}
+	for i := 0; i+1 < len(labels); i += 2 {
+		r.Labels[labels[i]] = labels[i+1]
+	}
+	if keep, reason := s.pipe.Process(r); !keep {
+		if s.drops != nil {
+			s.drops.WithLabelValues(s.tenant, reason).Inc()
+		}
+		s.Skip(pos)
+		return nil
+	}
+	rendered, key := s.render(r.Labels)
+	ns := r.Time.UnixNano()
+	if last, ok := s.last[key]; ok && ns <= last && last-ns <= int64(s.collide) {
+		ns = last + 1
+	}
+	prev, hadPrev := s.last[key]
+	if ns > prev || !hadPrev {
+		s.last[key] = ns
+	}
+	md := r.Metadata
+	if len(md) > 0 {
+		md = append(md[:0:0], md...) // the record is reused; the entry outlives it
+	}
+	s.mu.Lock()
+	s.pending = append(s.pending, inflight{pos: pos, key: key, ns: ns})
+	s.mu.Unlock()
+	err := s.next.Consume(ctx, Entry{
+		Tenant: s.tenant, Labels: rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
+		Ack: s, Pos: pos,
+	})
+	if err != nil {
+		// Not handed over: forget it, and the time it took, so a retry or a
+		// restart produces the same entry.
+		s.mu.Lock()
+		s.pending = s.pending[:len(s.pending)-1]
+		s.mu.Unlock()
+		if hadPrev {
+			s.last[key] = prev
+		} else {
+			delete(s.last, key)
+		}
+	}
+	return err
+}
+
+// render returns the rendered labels and a short key for them, cached by
+// the added labels.
+func (s *Stream) render(added map[string]string) (string, string) {
+	sig := signature(added)
+	if l, ok := s.rendered[sig]; ok {
+		return l[0], l[1]
+	}
+	all := make(map[string]string, len(s.base)+len(added))
+	for k, v := range added {
+		all[k] = v
+	}
+	for k, v := range s.base { // source labels win over stage labels
+		all[k] = v
+	}
+	l := [2]string{RenderLabels(all), ""}
+	l[1] = streamKey(l[0])
+	if len(s.rendered) < 1024 { // added labels are bounded; this is a backstop
+		s.rendered[sig] = l
+	}
+	return l[0], l[1]
+}
+
+func signature(m map[string]string) string {
+	if len(m) == 0 {
+		return ""
+	}
+	if len(m) == 1 {
+		for k, v := range m {
+			return k + "\x00" + v
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(m[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// streamKey is a short stable name for a rendered label set, used as the key
+// of the per-stream last times kept in positions.
+func streamKey(labels string) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(labels))
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// RenderLabels writes a label set in Loki's push format with names sorted:
+// {a="x", b="y"}.
+func RenderLabels(ls map[string]string) string {
+	names := make([]string, 0, len(ls))
+	for n := range ls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(ls[n]))
+	}
+	b.WriteByte('}')
+	return b.String()
+}
