@@ -92,13 +92,15 @@ func (d *Discoverer) Run(ctx context.Context, up chan []Target) error {
 // the stream or the service fails.
 func (d *Discoverer) session(ctx context.Context, up chan []Target) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	events := make(chan podman.Event, 256)
 	errc := make(chan error, 1)
 	subscribed := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		errc <- d.api.Events(ctx, events, func() { close(subscribed) })
 	}()
+	defer func() { cancel(); <-done }() // the stream's goroutine never outlives the session
 	select {
 	case <-subscribed:
 	case err := <-errc:
@@ -173,7 +175,7 @@ func (d *Discoverer) refresh(ctx context.Context, id string) (changed bool, err 
 	}
 	t, err := d.mapper.Map(c)
 	if err != nil {
-		d.seen[id] = podman.Summary{ID: id, State: c.State, StartedAt: c.StartedAt.Unix()}
+		d.seen[id] = podman.Summary{ID: id, State: c.State, StartedAt: podman.UnixOrZero(c.StartedAt)}
 		if _, had := d.targets[id]; had {
 			delete(d.targets, id)
 			return true, nil
@@ -196,6 +198,7 @@ func (d *Discoverer) reconcile(ctx context.Context, up chan []Target) error {
 	}
 	present := make(map[string]bool, len(list))
 	for _, s := range list {
+		s.StartedAt = max(s.StartedAt, 0) // never started: Podman lists the zero time's negative seconds
 		present[s.ID] = true
 		if t, ok := d.targets[s.ID]; ok && t.StartedAt/int64(time.Second) == s.StartedAt && t.Running == (s.State == "running") {
 			continue

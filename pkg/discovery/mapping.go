@@ -89,13 +89,15 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		return skip("label %q: %v", m.cfg.TenantLabel, err)
 	}
 	t := Target{
-		ID:        c.ID,
-		Name:      c.Name,
-		Tenant:    tenant,
-		App:       c.Labels[m.cfg.AppLabel],
-		Version:   c.Labels[m.cfg.VersionLabel],
-		Running:   c.Running,
-		StartedAt: c.StartedAt.UnixNano(),
+		ID:      c.ID,
+		Name:    c.Name,
+		Tenant:  tenant,
+		App:     c.Labels[m.cfg.AppLabel],
+		Version: c.Labels[m.cfg.VersionLabel],
+		Running: c.Running,
+	}
+	if !c.StartedAt.IsZero() { // never started: 0, not an overflowed UnixNano
+		t.StartedAt = c.StartedAt.UnixNano()
 	}
 	for key, v := range map[string]string{m.cfg.AppLabel: t.App, m.cfg.VersionLabel: t.Version} {
 		if err := ValidLabelValue(v); err != nil {

@@ -51,7 +51,7 @@ type Summary struct {
 	ID        string
 	Name      string
 	State     string
-	StartedAt int64
+	StartedAt int64 // Unix seconds; 0 when never started
 }
 
 // Event is one container event.
@@ -164,7 +164,7 @@ func (c *Client) List(ctx context.Context) ([]Summary, error) {
 	}
 	out := make([]Summary, 0, len(list))
 	for _, l := range list {
-		s := Summary{ID: l.ID, State: l.State, StartedAt: l.StartedAt}
+		s := Summary{ID: l.ID, State: l.State, StartedAt: max(l.StartedAt, 0)}
 		if len(l.Names) > 0 {
 			s.Name = l.Names[0]
 		}
@@ -272,6 +272,15 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// UnixOrZero is t in Unix seconds, 0 for the zero time (a container never
+// started), as List reports it.
+func UnixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // Short is the 12-character form of a container ID.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -50,9 +51,26 @@ type ContainerOutput struct {
 	draining atomic.Bool
 	wake     chan struct{}
 
+	pipe   *pipeline.Pipeline
 	stream *pipeline.Stream
 	inode  atomic.Uint64
+	// gen counts the log files read (a truncated or replaced log starts a
+	// new one, with offsets from 0): acks of an older one are ignored.
+	gen atomic.Int64
+	// lastTime is the time of the last CRI line, given to a line that is
+	// not CRI so it does not move later lines' times.
+	lastTime time.Time
+	// skipTo: complete lines ending at or before it were delivered before a
+	// restart and are not sent again (see positions.Position.Delivered).
+	skipTo int64
+
+	mu     sync.Mutex
+	chains []chain // lines being joined from P parts, oldest first
 }
+
+// chain is a line split by conmon: where its first part starts, and where
+// its last part ends (-1 while unfinished).
+type chain struct{ start, end int64 }
 
 // Key is the positions key of a container's output.
 func Key(containerID string) string { return "container:" + containerID }
@@ -63,20 +81,30 @@ func Key(containerID string) string { return "container:" + containerID }
 func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.Pipeline, next pipeline.Consumer, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
 	c := &ContainerOutput{
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
-		metrics: m,
-		log:     log.With(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
-		wake:    make(chan struct{}, 1),
+		metrics: m, pipe: p, next: next,
+		log:  log.With(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
+		wake: make(chan struct{}, 1),
 	}
-	c.stream = pipeline.NewStream(pipeline.StreamConfig{
-		Tenant: t.Tenant,
-		Labels: t.StreamLabels(),
+	c.stream = c.newStream()
+	return c
+}
+
+// newStream starts a pipeline stream for the current log file.
+func (c *ContainerOutput) newStream() *pipeline.Stream {
+	gen := c.gen.Add(1)
+	return pipeline.NewStream(pipeline.StreamConfig{
+		Tenant: c.target.Tenant,
+		Labels: c.target.StreamLabels(),
 		// conmon's times never go backwards within a stream, so every
 		// collision is resolved, however long the run of equal times.
 		Collide: time.Hour,
-		Drops:   m.dropped,
-		OnAck:   c.acked,
-	}, p, next)
-	return c
+		Drops:   c.metrics.dropped,
+		OnAck: func(pos int64, last map[string]int64) {
+			if c.gen.Load() == gen {
+				c.acked(pos, last)
+			}
+		},
+	}, c.pipe, c.next)
 }
 
 // SetDraining tells the reader whether the container has stopped: a
@@ -90,11 +118,29 @@ func (c *ContainerOutput) SetDraining(d bool) {
 	}
 }
 
-// acked stores the position up to which everything was delivered.
+// acked stores the position up to which everything was delivered. Reading
+// must resume at the start of a joined line not yet delivered in full, so
+// the offset stays there and Delivered records the rest.
 func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
-	c.store.Put(c.key, positions.Position{
-		Path: c.target.LogPath, Inode: c.inode.Load(), Offset: pos, Last: maps.Clone(last),
-	})
+	c.mu.Lock()
+	resume := pos
+	kept := c.chains[:0]
+	for _, ch := range c.chains {
+		if ch.end >= 0 && ch.end <= pos {
+			continue // delivered whole
+		}
+		kept = append(kept, ch)
+		if ch.start < pos {
+			resume = min(resume, ch.start)
+		}
+	}
+	c.chains = kept
+	c.mu.Unlock()
+	p := positions.Position{Path: c.target.LogPath, Inode: c.inode.Load(), Offset: resume, Last: maps.Clone(last)}
+	if resume < pos {
+		p.Delivered = pos
+	}
+	c.store.Put(c.key, p)
 }
 
 // Run reads until ctx ends, or, once draining, until the end of the log.
@@ -111,11 +157,14 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 	}
 	var (
 		buf     = make([]byte, 0, readChunk)
-		partial = map[string][]byte{}
+		partial = map[string]*partialLine{}
 		wait    = pollMin
 		idle    time.Time // when the reader last found nothing new
 	)
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		if len(buf) == cap(buf) {
 			// A line longer than the buffer: grow, bounded by the CRI
 			// writer's own line split (conmon writes ≤ 8 KiB per line).
@@ -140,13 +189,25 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		if nf, noff, changed := c.checkRotated(f, off); changed {
 			f.Close()
 			f, off = nf, noff
-			buf, partial = buf[:0], map[string][]byte{}
+			buf, partial = buf[:0], map[string]*partialLine{}
+			c.stream = c.newStream()
+			c.skipTo = 0
+			c.mu.Lock()
+			c.chains = nil
+			c.mu.Unlock()
 			continue
 		}
 		if idle.IsZero() {
 			idle = time.Now()
 		}
 		if c.draining.Load() && time.Since(idle) >= drainSettle {
+			// The container is gone: a line it left unfinished is all
+			// there will be of it.
+			for _, name := range []string{Stdout, Stderr} {
+				if p := partial[name]; p != nil && len(p.content) > 0 {
+					_ = c.stream.Send(ctx, p.time, string(p.content), off, discovery.LabelStream, name)
+				}
+			}
 			return nil
 		}
 		select {
@@ -204,6 +265,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 				zap.Int64("stored", p.Offset), zap.Int64("size", st.Size()))
 		default:
 			off = p.Offset
+			c.skipTo = p.Delivered
 			c.stream.Restore(p.Last)
 		}
 	} else if c.fromEnd {
@@ -217,43 +279,99 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 	return off, nil
 }
 
+// partialLine is a line conmon split into P parts, being joined.
+type partialLine struct {
+	start   int64 // file offset of its first part
+	time    time.Time
+	content []byte
+}
+
 // lines ships every complete line in buf, which starts at file offset off,
 // and returns how many bytes it consumed.
-func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, partial map[string][]byte) (int, error) {
+func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, partial map[string]*partialLine) (int, error) {
 	consumed := 0
 	for {
+		if ctx.Err() != nil {
+			return consumed, nil // stopping: what is not sent is read again after a restart
+		}
 		nl := bytes.IndexByte(buf[consumed:], '\n')
 		if nl < 0 {
+			if len(buf)-consumed >= MaxLineBytes {
+				// Not conmon's output (conmon splits long lines): ship the
+				// chunk as is rather than buffer without bound.
+				end := off + int64(len(buf))
+				if err := c.send(ctx, c.lastTimeOr(), Stdout, string(buf[consumed:]), end); err != nil {
+					return consumed, err
+				}
+				c.metrics.malformed.WithLabelValues(c.target.Tenant).Inc()
+				consumed = len(buf)
+			}
 			return consumed, nil
 		}
 		raw := buf[consumed : consumed+nl]
-		end := off + int64(consumed+nl+1)
-		consumed += nl + 1
+		start := off + int64(consumed)
+		end := start + int64(nl+1)
 
 		l, err := ParseCRI(raw)
 		if err != nil {
 			// Not written by conmon: ship it as is rather than lose it.
 			c.metrics.malformed.WithLabelValues(c.target.Tenant).Inc()
-			l = CRILine{Time: time.Now(), Stream: Stdout, Content: raw}
+			l = CRILine{Time: c.lastTimeOr(), Stream: Stdout, Content: raw}
+		} else {
+			c.lastTime = l.Time
 		}
-		c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))
-		if l.Partial && len(partial[l.Stream])+len(l.Content) < MaxLineBytes {
-			partial[l.Stream] = append(partial[l.Stream], l.Content...)
+		p := partial[l.Stream]
+		if l.Partial && (p == nil || len(p.content)+len(l.Content) < MaxLineBytes) {
+			if p == nil {
+				p = &partialLine{start: start, time: l.Time}
+				partial[l.Stream] = p
+				c.mu.Lock()
+				c.chains = append(c.chains, chain{start: start, end: -1})
+				c.mu.Unlock()
+			}
+			p.content = append(p.content, l.Content...)
+			consumed += nl + 1
 			continue
 		}
 		line := string(l.Content)
-		if p := partial[l.Stream]; len(p) > 0 {
-			line = string(p) + line
-			partial[l.Stream] = p[:0]
-		}
-		c.metrics.lines.WithLabelValues(c.target.Tenant).Inc()
-		if err := c.stream.Send(ctx, l.Time, line, end, discovery.LabelStream, l.Stream); err != nil {
-			if ctx.Err() != nil {
-				return consumed, nil // not handed over: read again after a restart
+		if p != nil {
+			line = string(p.content) + line
+			delete(partial, l.Stream)
+			c.mu.Lock()
+			for i := range c.chains {
+				if c.chains[i].start == p.start {
+					c.chains[i].end = end
+				}
 			}
-			return consumed, fmt.Errorf("container %s: %w", c.target.Name, err)
+			c.mu.Unlock()
 		}
+		if end > c.skipTo {
+			if err := c.send(ctx, l.Time, l.Stream, line, end); err != nil {
+				return consumed, err
+			}
+		}
+		consumed += nl + 1
+		c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))
 	}
+}
+
+// send hands one line on.
+func (c *ContainerOutput) send(ctx context.Context, t time.Time, stream, line string, end int64) error {
+	if err := c.stream.Send(ctx, t, line, end, discovery.LabelStream, stream); err != nil {
+		if ctx.Err() != nil {
+			return nil // not handed over: read again after a restart
+		}
+		return fmt.Errorf("container %s: %w", c.target.Name, err)
+	}
+	c.metrics.lines.WithLabelValues(c.target.Tenant).Inc()
+	return nil
+}
+
+func (c *ContainerOutput) lastTimeOr() time.Time {
+	if c.lastTime.IsZero() {
+		return time.Now()
+	}
+	return c.lastTime
 }
 
 // checkRotated notices a log truncated in place (Podman's max-size) or

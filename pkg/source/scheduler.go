@@ -61,6 +61,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	for _, t := range targets {
 		want[t.ID] = true
 		if r, ok := s.running[t.ID]; ok {
+			r.startedAt = t.StartedAt // a restart the reader goes on with
 			r.src.SetDraining(!t.Running)
 			continue
 		}

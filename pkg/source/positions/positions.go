@@ -27,6 +27,10 @@ type Position struct {
 	Path   string `json:"path,omitempty"`
 	Inode  uint64 `json:"inode,omitempty"`
 	Offset int64  `json:"offset"`
+	// Delivered, when above Offset, says everything up to it was delivered
+	// although reading resumes at Offset (a line conmon split was still
+	// being joined there): complete lines ending by Delivered are skipped.
+	Delivered int64 `json:"delivered,omitempty"`
 	// Fingerprint identifies a file by its first bytes ("<length>:<hash>"),
 	// so a renamed, copied or gzipped file is recognised as the same file.
 	Fingerprint string `json:"fingerprint,omitempty"`

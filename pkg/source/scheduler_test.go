@@ -1,0 +1,250 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+// schedFixture is a Scheduler over one container log.
+type schedFixture struct {
+	t      *testing.T
+	lf     *logFile
+	store  *positions.Store
+	sink   *sink
+	m      *Metrics
+	s      *Scheduler
+	cancel context.CancelFunc
+}
+
+func newSchedFixture(t *testing.T, existingFrom string, store *positions.Store, lines ...string) *schedFixture {
+	t.Helper()
+	if store == nil {
+		store = openStore(t, t.TempDir())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &schedFixture{t: t, lf: newLogFile(t, lines...), store: store, sink: newSink(t),
+		m: NewMetrics(prometheus.NewRegistry()), cancel: cancel}
+	f.s = NewScheduler(ctx, store, f.sink.consumer(), existingFrom, f.m, zap.NewNop())
+	t.Cleanup(f.stop)
+	return f
+}
+
+// stop cancels every reader and waits for them.
+func (f *schedFixture) stop() {
+	f.t.Helper()
+	f.cancel()
+	done := make(chan struct{})
+	go func() { f.s.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(waitLimit):
+		f.t.Fatal("Scheduler.Wait did not return after cancel")
+	}
+}
+
+// target is the fixture's container in the given state.
+func (f *schedFixture) target(running bool, startedAt int64) discovery.Target {
+	tg := testTarget(f.lf.path)
+	tg.Running, tg.StartedAt = running, startedAt
+	return tg
+}
+
+// active is the number of readers running (podtail_source_active). Sync
+// counts a reader it starts before returning, so right after Sync this
+// tells whether it started one.
+func (f *schedFixture) active() float64 { return testutil.ToFloat64(f.m.targets) }
+
+func (f *schedFixture) waitIdle() {
+	f.t.Helper()
+	eventually(f.t, "every reader to finish", func() bool { return f.active() == 0 })
+}
+
+const started1, started2 = int64(1_000_000_000_000), int64(2_000_000_000_000)
+
+// Sync with a running target starts one reader that follows its log; the
+// same target in the next Sync does not start a second one.
+func TestSchedulerStartsReaderForRunningTarget(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	if got := f.active(); got != 1 {
+		t.Fatalf("active readers after Sync = %v, want 1", got)
+	}
+	f.sink.wait(1)
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	if got := f.active(); got != 1 {
+		t.Errorf("active readers after a second Sync = %v, want still 1", got)
+	}
+	f.lf.append(cri(1, Stdout, "F", "b"))
+	if got := f.sink.wait(2); !slices.Equal(lines(got), []string{"a", "b"}) {
+		t.Errorf("lines = %q, want [a b]", lines(got))
+	}
+}
+
+// A target that turns Running=false has its reader drain: the lines already
+// written are shipped and the reader finishes.
+func TestSchedulerDrainsStoppedTarget(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	f.sink.wait(1)
+	f.lf.append(cri(1, Stderr, "F", "last words"))
+	f.s.Sync([]discovery.Target{f.target(false, started1)})
+	f.waitIdle()
+	if got := lines(f.sink.entries()); !slices.Equal(got, []string{"a", "last words"}) {
+		t.Errorf("lines = %q, want [a \"last words\"]", got)
+	}
+}
+
+// A stopped target whose run was read to its end is not started again by a
+// Sync with the same StartedAt; a new StartedAt (the container ran again,
+// running or already stopped) starts a reader, which resumes at the stored
+// position.
+func TestSchedulerRestartsOnlyForNewStartedAt(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(false, started1)}) // stopped before podtail saw it
+	f.waitIdle()
+	ack(f.sink.wait(1)...)
+
+	f.s.Sync([]discovery.Target{f.target(false, started1)})
+	if got := f.active(); got != 0 {
+		t.Fatalf("active readers after a Sync of the finished run = %v, want 0", got)
+	}
+
+	f.lf.append(cri(1, Stdout, "F", "second run"))
+	f.s.Sync([]discovery.Target{f.target(false, started2)}) // ran and stopped between two Syncs
+	if got := f.active(); got != 1 {
+		t.Fatalf("active readers after a Sync with a new StartedAt = %v, want 1", got)
+	}
+	f.waitIdle()
+	got := f.sink.entries()
+	if !slices.Equal(lines(got), []string{"a", "second run"}) {
+		t.Fatalf("lines = %q, want [a \"second run\"] (resumed at the acked position)", lines(got))
+	}
+	ack(got[1])
+
+	f.lf.append(cri(2, Stdout, "F", "third run"))
+	f.s.Sync([]discovery.Target{f.target(true, started2+1)})
+	if got := f.active(); got != 1 {
+		t.Fatalf("active readers after a Sync of a running new StartedAt = %v, want 1", got)
+	}
+	if got := f.sink.wait(3); got[2].Line != "third run" {
+		t.Errorf("third run read %q", got[2].Line)
+	}
+}
+
+// A target missing from the set (removed container) has its reader drain
+// what the log holds and finish; its position is kept (it is forgotten only
+// an hour after).
+func TestSchedulerDrainsRemovedTarget(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	ack(f.sink.wait(1)...)
+	f.lf.append(cri(1, Stdout, "F", "b"))
+	f.s.Sync(nil)
+	f.waitIdle()
+	if got := lines(f.sink.entries()); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("lines = %q, want [a b]", got)
+	}
+	if _, ok := f.store.Get(Key(testID)); !ok {
+		t.Error("position of a just-removed container was dropped")
+	}
+}
+
+// Sync forgets positions of containers that are not in the set and have not
+// moved for an hour; positions of listed containers and of other kinds of
+// source are kept, however old.
+func TestSchedulerForgetsPositionsOfGoneContainers(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour).UTC()
+	b, err := json.Marshal(map[string]any{"version": 1, "positions": map[string]positions.Position{
+		Key("gone"):     {Offset: 1, Updated: old},
+		Key(testID):     {Offset: 0, Updated: old},
+		"file:/var/x":   {Offset: 3, Updated: old},
+		Key("recently"): {Offset: 4, Updated: time.Now().UTC()},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, positions.FileName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newSchedFixture(t, "start", openStore(t, dir))
+	f.s.Sync([]discovery.Target{f.target(false, started1)})
+	f.waitIdle()
+	for key, want := range map[string]bool{Key("gone"): false, Key(testID): true, "file:/var/x": true, Key("recently"): true} {
+		if _, ok := f.store.Get(key); ok != want {
+			t.Errorf("after Sync, %s present = %v, want %v", key, ok, want)
+		}
+	}
+}
+
+// existing_from "end" applies only to Existing targets without a position:
+// they start at the end of their log; new containers are read from the
+// start, and with "start" existing ones are too.
+func TestSchedulerExistingFrom(t *testing.T) {
+	for _, tc := range []struct {
+		from     string
+		existing bool
+		want     []string
+	}{
+		{"end", true, []string{"new"}},
+		{"end", false, []string{"old", "new"}},
+		{"start", true, []string{"old", "new"}},
+	} {
+		f := newSchedFixture(t, tc.from, nil, cri(0, Stdout, "F", "old"))
+		tg := f.target(true, started1)
+		tg.Existing = tc.existing
+		f.s.Sync([]discovery.Target{tg})
+		eventually(t, "the reader to start", func() bool {
+			if tc.from == "end" && tc.existing {
+				_, ok := f.store.Get(Key(testID)) // stored at once when starting at the end
+				return ok
+			}
+			return len(f.sink.entries()) == 1
+		})
+		f.lf.append(cri(1, Stdout, "F", "new"))
+		if got := lines(f.sink.wait(len(tc.want))); !slices.Equal(got, tc.want) {
+			t.Errorf("existing_from=%s Existing=%v: lines %q, want %q", tc.from, tc.existing, got, tc.want)
+		}
+	}
+}
+
+// Cancelling the scheduler's context ends every reader; Wait returns.
+func TestSchedulerWaitAfterCancel(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	f.sink.wait(1)
+	f.stop()
+	if got := f.active(); got != 0 {
+		t.Errorf("active readers after Wait = %v, want 0", got)
+	}
+}
+
+// A reader that was running when the container restarted (new StartedAt)
+// and then stopped reads that newer run to its end; a later Sync of the
+// same stopped run must not start another reader for it.
+func TestSchedulerDoesNotRestartRunAlreadyRead(t *testing.T) {
+	// was skipped: bug fixed
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	f.sink.wait(1)
+	// Restarted and stopped again between two Syncs: the running reader is
+	// told to drain, and reads the new run's lines to the end.
+	f.s.Sync([]discovery.Target{f.target(false, started2)})
+	f.waitIdle()
+	f.s.Sync([]discovery.Target{f.target(false, started2)})
+	if got := f.active(); got != 0 {
+		t.Errorf("active readers after a Sync of the run just read to its end = %v, want 0", got)
+	}
+}
