@@ -1,0 +1,699 @@
+package file
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+const (
+	defaultPoll      = 250 * time.Millisecond
+	readChunk        = 64 << 10
+	readBudget       = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
+	drainSettle      = 300 * time.Millisecond
+	forgetAfter      = time.Hour
+	defaultMaxLine   = 256 << 10 // Loki's default max_line_size
+	positionsPrefix  = "file:"
+	gzSuffix         = ".gz"
+	logSuffix        = ".log"
+	forgetEvery      = time.Minute
+	truncationMarker = "…[truncated by podtail]"
+)
+
+// Config is one directory to tail.
+type Config struct {
+	// Dir is the directory as podtail sees it (host_prefix applied).
+	Dir    string
+	Tenant string
+	// Labels returns the Loki labels for a file of the directory, by name
+	// (backups included: "app_v1-2026-11-25T01-02-03.000.log.gz"), or false
+	// to leave the file alone.
+	Labels func(name string) (map[string]string, bool)
+	// Pipeline returns the stages for one file (each file gets its own, as
+	// stages may keep per-stream state). Nil: lines are shipped as they are.
+	Pipeline func() *pipeline.Pipeline
+	// MaxLineBytes truncates longer lines (counted); 0 means 256 KiB.
+	MaxLineBytes int
+	// Poll is how often the directory is checked when no inotify event comes.
+	Poll time.Duration
+	// Open bounds the files open at once across directories; nil: no bound.
+	Open *Limiter
+}
+
+// Limiter bounds open files.
+type Limiter struct{ slots chan struct{} }
+
+// NewLimiter allows n files open at once.
+func NewLimiter(n int) *Limiter { return &Limiter{slots: make(chan struct{}, n)} }
+
+func (l *Limiter) tryAcquire() bool {
+	if l == nil {
+		return true
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l *Limiter) release() {
+	if l != nil {
+		<-l.slots
+	}
+}
+
+// Dir tails the *.log files of one directory and reads *.log.gz backups
+// that hold lines not yet delivered. One goroutine reads all of a
+// directory's files, older files first, so a stream's lines stay in order
+// across a rotation.
+type Dir struct {
+	cfg     Config
+	store   *positions.Store
+	next    pipeline.Consumer
+	metrics *Metrics
+	log     *zap.Logger
+	prefix  string
+
+	draining atomic.Bool
+	wake     chan struct{}
+
+	readers map[uint64]*reader // open files, by inode
+	// seen holds inodes finished or not ours, with their size and mtime then:
+	// a finished file never changes, so a change means the inode was freed
+	// and reused by a new file (lumberjack deletes a backup and creates the
+	// next file at once, and the new file often gets the freed inode).
+	seen   map[uint64]stamp
+	keyOf  map[uint64]string // inode -> key of every present file identified
+	known  map[string]Fingerprint
+	readTo map[string]int64 // key -> furthest offset read by this process
+	seq    int
+	warned map[string]bool
+	forgot time.Time
+}
+
+// NewDir returns a tailer for cfg.Dir.
+func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metrics, log *zap.Logger) *Dir {
+	if cfg.Poll <= 0 {
+		cfg.Poll = defaultPoll
+	}
+	if cfg.MaxLineBytes <= 0 {
+		cfg.MaxLineBytes = defaultMaxLine
+	}
+	return &Dir{
+		cfg: cfg, store: store, next: next, metrics: m,
+		log:     log.With(zap.String("dir", cfg.Dir), zap.String("tenant", cfg.Tenant)),
+		prefix:  positionsPrefix + filepath.Clean(cfg.Dir) + "#",
+		wake:    make(chan struct{}, 1),
+		readers: map[uint64]*reader{}, seen: map[uint64]stamp{}, keyOf: map[uint64]string{},
+		known: map[string]Fingerprint{}, readTo: map[string]int64{}, warned: map[string]bool{},
+	}
+}
+
+// SetDraining tells the tailer its container has stopped: a draining tailer
+// reads every file to its end and returns.
+func (d *Dir) SetDraining(v bool) {
+	if d.draining.Swap(v) != v {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run tails until ctx ends or, once draining, until everything is read.
+func (d *Dir) Run(ctx context.Context) error {
+	defer d.closeAll()
+	var events <-chan fsnotify.Event
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		d.log.Warn("inotify unavailable; polling", zap.Error(err), zap.Duration("every", d.cfg.Poll))
+	} else {
+		defer w.Close()
+		if err := w.Add(d.cfg.Dir); err != nil {
+			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
+		} else {
+			events = w.Events
+		}
+	}
+	var idleSince time.Time
+	for {
+		progressed, err := d.cycle(ctx)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if progressed {
+			idleSince = time.Time{}
+			continue
+		}
+		if idleSince.IsZero() {
+			idleSince = time.Now()
+		}
+		if d.draining.Load() && time.Since(idleSince) >= drainSettle {
+			return nil
+		}
+		t := time.NewTimer(d.cfg.Poll)
+		select {
+		case <-ctx.Done():
+		case <-d.wake:
+		case <-events:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// cycle looks for new files, then reads every open file as far as it goes
+// (up to a budget). It reports whether anything happened.
+func (d *Dir) cycle(ctx context.Context) (bool, error) {
+	entries, err := os.ReadDir(d.cfg.Dir)
+	if err != nil {
+		if !d.warned["readdir"] {
+			d.warned["readdir"] = true
+			d.log.Warn("cannot read log directory; retrying", zap.Error(err))
+		}
+		return d.readAll(ctx)
+	}
+	delete(d.warned, "readdir")
+	present := map[uint64]bool{}
+	var fresh []candidate
+	for _, e := range entries {
+		name := e.Name()
+		gz := strings.HasSuffix(name, logSuffix+gzSuffix)
+		if !gz && !strings.HasSuffix(name, logSuffix) {
+			continue
+		}
+		info, err := os.Lstat(filepath.Join(d.cfg.Dir, name))
+		if err != nil {
+			continue
+		}
+		ino := inodeOf(info)
+		present[ino] = true
+		if d.readers[ino] != nil {
+			continue
+		}
+		if st, ok := d.seen[ino]; ok {
+			if st == stampOf(info) {
+				continue
+			}
+			delete(d.seen, ino) // a new file on a reused inode
+		}
+		if !info.Mode().IsRegular() {
+			// Symlinks, FIFOs, sockets, devices: never followed or opened
+			// (a FIFO would block; a link could point at another tenant).
+			d.seen[ino] = stampOf(info)
+			d.metrics.refused.WithLabelValues(d.cfg.Tenant, kind(info.Mode())).Inc()
+			d.log.Warn("not a regular file; not read", zap.String("file", name), zap.String("mode", info.Mode().String()))
+			continue
+		}
+		fresh = append(fresh, candidate{name: name, ino: ino, mtime: info.ModTime(), gz: gz})
+	}
+	// Older first: a backup's lines come before the live file's.
+	sort.Slice(fresh, func(i, j int) bool { return fresh[i].mtime.Before(fresh[j].mtime) })
+	progressed := false
+	for _, c := range fresh {
+		if ok := d.open(c); ok {
+			progressed = true
+		}
+	}
+	for ino := range d.seen {
+		if !present[ino] {
+			delete(d.seen, ino)
+		}
+	}
+	for ino := range d.keyOf {
+		if !present[ino] {
+			delete(d.keyOf, ino)
+		}
+	}
+	if time.Since(d.forgot) > forgetEvery {
+		d.forget()
+	}
+	read, err := d.readAll(ctx)
+	return progressed || read, err
+}
+
+type candidate struct {
+	name  string
+	ino   uint64
+	mtime time.Time
+	gz    bool
+}
+
+type stamp struct {
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(fi os.FileInfo) stamp { return stamp{fi.Size(), fi.ModTime()} }
+
+// markSeen remembers a finished or ignored file as it is now.
+func (d *Dir) markSeen(ino uint64, f *os.File, path string) {
+	var fi os.FileInfo
+	var err error
+	if f != nil {
+		fi, err = f.Stat()
+	} else {
+		fi, err = os.Lstat(path)
+	}
+	if err == nil && inodeOf(fi) == ino {
+		d.seen[ino] = stampOf(fi)
+	}
+}
+
+// open starts reading a file not seen before, or decides it needs no
+// reading. It returns true when it opened a reader.
+func (d *Dir) open(c candidate) bool {
+	labels, ok := d.cfg.Labels(c.name)
+	if !ok {
+		d.markSeen(c.ino, nil, filepath.Join(d.cfg.Dir, c.name))
+		return false
+	}
+	if !d.cfg.Open.tryAcquire() {
+		if !d.warned["open"] {
+			d.warned["open"] = true
+			d.log.Warn("open-file bound reached; waiting for a slot", zap.String("file", c.name))
+		}
+		return false
+	}
+	path := filepath.Join(d.cfg.Dir, c.name)
+	r, err := d.openReader(path, c)
+	if err != nil || r == nil {
+		d.cfg.Open.release()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("cannot read file", zap.String("file", c.name), zap.Error(err))
+			d.markSeen(c.ino, nil, path)
+		}
+		return false
+	}
+	d.seq++
+	r.seq = d.seq
+	r.stream = pipeline.NewStream(pipeline.StreamConfig{
+		Tenant:  d.cfg.Tenant,
+		Labels:  labels,
+		Collide: time.Microsecond,
+		Drops:   d.metrics.dropped,
+		OnAck:   d.acked(r),
+	}, d.pipeline(), d.next)
+	if p, ok := d.store.Get(r.key); ok {
+		r.stream.Restore(p.Last)
+	}
+	d.readers[c.ino] = r
+	d.metrics.opened.WithLabelValues(d.cfg.Tenant, r.kind).Inc()
+	d.metrics.open.Inc()
+	d.log.Debug("reading file", zap.String("file", c.name), zap.String("kind", r.kind), zap.Int64("offset", r.off))
+	return true
+}
+
+func (d *Dir) pipeline() *pipeline.Pipeline {
+	if d.cfg.Pipeline == nil {
+		return nil
+	}
+	return d.cfg.Pipeline()
+}
+
+// openReader opens path and positions it: where the stored position (or
+// this process's own reading) left the file with the same fingerprint, or
+// at the start of a file never seen. It returns nil, nil when the file
+// cannot be identified yet (no whole line) or needs no reading.
+func (d *Dir) openReader(path string, c candidate) (*reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil || inodeOf(st) != c.ino || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, err // replaced between the listing and the open: next cycle
+	}
+	r := &reader{name: c.name, ino: c.ino, f: f, gz: c.gz, kind: "plain"}
+	var head []byte
+	if c.gz {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, nil // still being written by the rotator: next cycle
+		}
+		// The head must be whole to compare with the fingerprint taken from
+		// the plain file: a backup still being compressed yields fewer bytes
+		// and would look like a new file. Short is fine only at the real end.
+		head = make([]byte, FingerprintSize)
+		n := 0
+		for n < len(head) {
+			m, err := zr.Read(head[n:])
+			n += m
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				f.Close()
+				return nil, nil // still being written (or corrupt): next cycle
+			}
+		}
+		head = head[:n]
+		r.src = io.MultiReader(bytes.NewReader(head), zr)
+		r.kind = "gzip"
+	} else {
+		head = make([]byte, FingerprintSize)
+		n, _ := f.ReadAt(head, 0)
+		head = head[:n]
+		r.src = f
+	}
+	if len(head) < FingerprintSize && bytes.IndexByte(head, '\n') < 0 {
+		f.Close()
+		return nil, nil // not one whole line yet: cannot be told apart
+	}
+	key, fp, start, found := d.lookup(head)
+	if !found {
+		fp = NewFingerprint(head)
+		key = d.prefix + fp.String()
+	}
+	for _, o := range d.readers {
+		if o.key == key {
+			f.Close()
+			return nil, nil // another name of a file being read (lumberjack's backup, its .gz): that reader finishes it
+		}
+	}
+	r.key, r.fp = key, fp
+	d.keyOf[c.ino] = key
+	d.known[key] = fp
+	if found && !c.gz && start > st.Size() {
+		d.log.Info("file shorter than its stored position; reading it from the start", zap.String("file", c.name))
+		start = 0
+	}
+	if start > 0 {
+		if c.gz {
+			n, err := io.CopyN(io.Discard, r.src, start)
+			if err != nil || n < start {
+				// Nothing past what was read: a backup of a finished file.
+				d.markSeen(c.ino, f, "")
+				f.Close()
+				d.metrics.skipped.WithLabelValues(d.cfg.Tenant).Inc()
+				return nil, nil
+			}
+		} else if _, err := f.Seek(start, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		r.kind += "-resumed"
+	}
+	r.off = start
+	r.buf = make([]byte, 0, readChunk)
+	return r, nil
+}
+
+// lookup finds the key of the file that starts with head: among files this
+// process read, then among stored positions. start is where reading resumes.
+func (d *Dir) lookup(head []byte) (key string, fp Fingerprint, start int64, found bool) {
+	for k, f := range d.known {
+		if f.Matches(head) {
+			key, fp, found = k, f, true
+			break
+		}
+	}
+	if !found {
+		for _, k := range d.store.Keys(d.prefix) {
+			p, _ := d.store.Get(k)
+			f, err := ParseFingerprint(p.Fingerprint)
+			if err == nil && f.Matches(head) {
+				key, fp, found = k, f, true
+				break
+			}
+		}
+	}
+	if !found {
+		return "", Fingerprint{}, 0, false
+	}
+	if p, ok := d.store.Get(key); ok {
+		start = p.Offset
+	}
+	return key, fp, max(start, d.readTo[key]), true
+}
+
+// acked returns the OnAck callback of reader r: it stores the position.
+func (d *Dir) acked(r *reader) func(int64, map[string]int64) {
+	path, key, ino, fp := filepath.Join(d.cfg.Dir, r.name), r.key, r.ino, r.fp.String()
+	return func(pos int64, last map[string]int64) {
+		d.store.Put(key, positions.Position{Path: path, Inode: ino, Offset: pos, Fingerprint: fp, Last: maps.Clone(last)})
+	}
+}
+
+// readAll reads every open file, oldest first.
+func (d *Dir) readAll(ctx context.Context) (bool, error) {
+	rs := make([]*reader, 0, len(d.readers))
+	for _, r := range d.readers {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].seq < rs[j].seq })
+	progressed := false
+	for _, r := range rs {
+		// A bounded wait on the sink: while Loki pushes back, the loop must
+		// still list the directory and open new files, or a fast rotator
+		// could rename, compress and delete a file never opened. An open
+		// descriptor keeps a file's data after it is deleted.
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.Poll)
+		n, eof, err := r.read(rctx, d)
+		cancel()
+		d.readTo[r.key] = r.off
+		if errors.Is(err, errIncomplete) {
+			d.close(r) // reopened next cycle, resuming at readTo
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return progressed, nil
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				return true, nil // pushed back: scan, then go on where it stopped
+			}
+			return progressed, err
+		}
+		progressed = progressed || n > 0
+		if eof {
+			d.atEOF(ctx, r)
+		}
+	}
+	return progressed, nil
+}
+
+// atEOF decides whether a file at its end is finished: a backup read
+// through, a file renamed away (lumberjack: the writer has moved on) or
+// deleted, or truncated in place (copytruncate).
+func (d *Dir) atEOF(ctx context.Context, r *reader) {
+	if r.gz {
+		d.finish(ctx, r, "gzip backup read")
+		return
+	}
+	st, err := r.f.Stat()
+	if err == nil && st.Size() < r.off {
+		d.log.Info("file truncated in place (copytruncate); reading it anew", zap.String("file", r.name))
+		d.metrics.rotations.WithLabelValues(d.cfg.Tenant, "truncate").Inc()
+		d.close(r)
+		return // not seen: the next cycle opens it as a new file
+	}
+	cur, err := os.Lstat(filepath.Join(d.cfg.Dir, r.name))
+	if err == nil && inodeOf(cur) == r.ino {
+		return // still the live file
+	}
+	// Renamed or deleted: nothing more will be written to it. Read once more,
+	// since a write may have landed between the last read and the rename.
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.Poll)
+	_, eof, rerr := r.read(rctx, d)
+	cancel()
+	if rerr != nil || !eof {
+		return // pushed back, or more to read: the next cycle comes back here
+	}
+	d.readTo[r.key] = r.off
+	reason := "renamed"
+	if err != nil {
+		reason = "deleted"
+	}
+	d.metrics.rotations.WithLabelValues(d.cfg.Tenant, reason).Inc()
+	d.finish(ctx, r, "file "+reason)
+}
+
+// finish ships a last line without a newline, closes r, and remembers its
+// inode as done.
+func (d *Dir) finish(ctx context.Context, r *reader, why string) {
+	if len(r.buf) > 0 && !r.skipping {
+		r.off += int64(len(r.buf))
+		_ = r.stream.Send(ctx, time.Now(), string(r.buf), r.off)
+		r.buf = r.buf[:0]
+		d.readTo[r.key] = r.off
+	}
+	d.log.Debug("file finished", zap.String("file", r.name), zap.String("why", why), zap.Int64("offset", r.off))
+	d.markSeen(r.ino, r.f, "")
+	d.close(r)
+}
+
+func (d *Dir) close(r *reader) {
+	r.f.Close()
+	delete(d.readers, r.ino)
+	d.cfg.Open.release()
+	d.metrics.open.Dec()
+}
+
+func (d *Dir) closeAll() {
+	for _, r := range d.readers {
+		d.close(r)
+	}
+}
+
+// forget drops stored positions of this directory's files that are gone
+// (no file left with their fingerprint, a .gz backup included) and have not
+// moved for an hour, and the in-memory records of files gone.
+func (d *Dir) forget() {
+	d.forgot = time.Now()
+	live := map[string]bool{}
+	for _, k := range d.keyOf {
+		live[k] = true
+	}
+	d.store.Forget(forgetAfter, func(key string) bool {
+		return !strings.HasPrefix(key, d.prefix) || live[key]
+	})
+	for k := range d.known {
+		if !live[k] {
+			delete(d.known, k)
+			delete(d.readTo, k)
+		}
+	}
+}
+
+// errIncomplete: a gzip backup ended early; the rotator is still writing it.
+var errIncomplete = errors.New("gzip backup still being written")
+
+// reader is one open file.
+type reader struct {
+	name     string
+	ino      uint64
+	key      string
+	fp       Fingerprint
+	kind     string // plain, gzip, plain-resumed, gzip-resumed
+	f        *os.File
+	src      io.Reader
+	gz       bool
+	off      int64 // offset of the first byte of buf in the (decompressed) file
+	buf      []byte
+	skipping bool // dropping the rest of an over-long line
+	seq      int
+	stream   *pipeline.Stream
+}
+
+// read ships the complete lines available, up to the budget or until ctx
+// (a time slice) ends. eof is true when the file had nothing more.
+func (r *reader) read(ctx context.Context, d *Dir) (n int, eof bool, err error) {
+	for n < readBudget {
+		if err := ctx.Err(); err != nil {
+			return n, false, err // time slice over: let the loop rescan
+		}
+		if len(r.buf) == cap(r.buf) {
+			r.buf = append(r.buf, make([]byte, readChunk)...)[:len(r.buf)]
+		}
+		m, rerr := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
+		r.buf = r.buf[:len(r.buf)+m]
+		n += m
+		if m > 0 {
+			d.metrics.bytes.WithLabelValues(d.cfg.Tenant).Add(float64(m))
+			if err := r.lines(ctx, d); err != nil {
+				return n, false, err
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return n, true, nil
+			}
+			if r.gz && errors.Is(rerr, io.ErrUnexpectedEOF) {
+				return n, false, errIncomplete
+			}
+			return n, false, fmt.Errorf("read %s: %w", filepath.Join(d.cfg.Dir, r.name), rerr)
+		}
+		if m == 0 {
+			return n, true, nil
+		}
+	}
+	return n, false, nil
+}
+
+// lines ships every complete line in buf and keeps the rest. A line the
+// sink did not take stays in buf, to be sent again.
+func (r *reader) lines(ctx context.Context, d *Dir) error {
+	start := 0
+	defer func() {
+		r.off += int64(start)
+		r.buf = r.buf[:copy(r.buf, r.buf[start:])]
+	}()
+	for {
+		i := bytes.IndexByte(r.buf[start:], '\n')
+		if i < 0 {
+			break
+		}
+		next := start + i + 1
+		end := r.off + int64(next)
+		if r.skipping {
+			r.skipping = false
+			r.stream.Skip(end)
+			start = next
+			continue
+		}
+		if err := r.stream.Send(ctx, time.Now(), string(r.buf[start:start+i]), end); err != nil {
+			return err
+		}
+		d.metrics.lines.WithLabelValues(d.cfg.Tenant).Inc()
+		start = next
+	}
+	if len(r.buf)-start >= d.cfg.MaxLineBytes {
+		// An over-long line: ship its head, marked, and skip to its end.
+		end := r.off + int64(len(r.buf))
+		if !r.skipping {
+			line := string(r.buf[start:start+d.cfg.MaxLineBytes-len(truncationMarker)]) + truncationMarker
+			if err := r.stream.Send(ctx, time.Now(), line, end); err != nil {
+				return err
+			}
+			d.metrics.truncated.WithLabelValues(d.cfg.Tenant).Inc()
+			r.skipping = true
+		}
+		start = len(r.buf)
+	}
+	return nil
+}
+
+func inodeOf(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
+
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m&fs.ModeNamedPipe != 0:
+		return "fifo"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "directory"
+	}
+	return "other"
+}

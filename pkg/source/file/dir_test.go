@@ -1,0 +1,329 @@
+package file
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+// lumberjack's compression goroutine outlives Logger.Close by design.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"))
+}
+
+// sink records what a Dir sends and acknowledges it at once.
+type sink struct {
+	mu    sync.Mutex
+	count map[string]int
+	lines []string
+	delay time.Duration // every 100 lines: a slow Loki
+}
+
+func newSink() *sink { return &sink{count: map[string]int{}} }
+
+func (s *sink) Consume(_ context.Context, e pipeline.Entry) error {
+	s.mu.Lock()
+	s.count[e.Line]++
+	s.lines = append(s.lines, e.Line)
+	s.mu.Unlock()
+	e.Ack.Ack(e.Pos)
+	if s.delay > 0 && len(s.lines)%100 == 0 {
+		time.Sleep(s.delay)
+	}
+	return nil
+}
+
+func (s *sink) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.lines)
+}
+
+// running is a Dir started in the background.
+type running struct {
+	dir    *Dir
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Consumer, m *Metrics) *running {
+	t.Helper()
+	d := NewDir(Config{
+		Dir:    dir,
+		Tenant: "t",
+		Labels: func(string) (map[string]string, bool) { return map[string]string{"tenant": "t"}, true },
+		Poll:   20 * time.Millisecond,
+	}, store, next, m, testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		r.done <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// zapLogger writes zap production JSON through lumberjack, the seed's
+// setup, with the smallest rotation size lumberjack allows.
+func zapLogger(path string) (*zap.Logger, *lumberjack.Logger) {
+	lj := &lumberjack.Logger{Filename: path, MaxSize: 1, MaxBackups: 3, Compress: true}
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(lj), zap.DebugLevel)
+	return zap.New(core), lj
+}
+
+// exactlyOnce checks that lines carry n = from..to, each once.
+func exactlyOnce(t *testing.T, s *sink, from, to int) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[int]int{}
+	for _, l := range s.lines {
+		var v struct{ N int }
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("not a zap line: %q", l)
+		}
+		seen[v.N]++
+	}
+	missing, dup := 0, 0
+	var gaps []string
+	for i := from; i <= to; i++ {
+		switch seen[i] {
+		case 0:
+			if missing < 1 || seen[i-1] != 0 {
+				gaps = append(gaps, fmt.Sprint(i))
+			}
+			missing++
+		case 1:
+		default:
+			dup++
+		}
+	}
+	if missing > 0 || dup > 0 || len(s.lines) != to-from+1 {
+		t.Fatalf("%d lines for %d..%d: %d missing (gaps start at %v), %d duplicated", len(s.lines), from, to, missing, gaps, dup)
+	}
+}
+
+// Lumberjack at full speed, 1 MB files, gzip, 3 backups: every line exactly
+// once while the writer rotates many times a second.
+func TestLumberjackFullSpeed(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	startDir(t, dir, store, s, m)
+
+	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
+	const n = 100000
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		log.Info("request handled", zap.Int("n", i), zap.String("path", "/api/v1/orders"), zap.Duration("took", time.Millisecond))
+	}
+	_ = lj.Close()
+	wrote := time.Since(start)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.total() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a duplicate would arrive now
+	exactlyOnce(t, s, 1, n)
+	renamed := testutil.ToFloat64(m.rotations.WithLabelValues("t", "renamed")) + testutil.ToFloat64(m.rotations.WithLabelValues("t", "deleted"))
+	t.Logf("%d lines written in %s (%.0f lines/s), %v rotations followed, %v gzip backups opened",
+		n, wrote.Round(time.Millisecond), n/wrote.Seconds(), renamed, testutil.ToFloat64(m.opened.WithLabelValues("t", "gzip")))
+	if renamed < 10 {
+		t.Errorf("only %v rotations seen; the test wants many", renamed)
+	}
+}
+
+// The sink is slower than the writer, so the writer rotates (renames,
+// gzips, deletes) many files ahead of the reader: every line still arrives
+// once, through held descriptors and gzip backups.
+func TestLumberjackOutrunsSlowSink(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	s.delay = time.Millisecond
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	startDir(t, dir, store, s, m)
+	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
+	const n = 60000
+	for i := 1; i <= n; i++ {
+		log.Info("request handled", zap.Int("n", i), zap.String("pad", strings.Repeat("x", 120)))
+	}
+	_ = lj.Close()
+	behind := s.total()
+	waitFor(t, 20*time.Second, "all lines", func() bool { return s.total() >= n })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, s, 1, n)
+	t.Logf("reader was %d lines behind when the writer finished; files opened: plain %v, gzip %v",
+		n-behind, testutil.ToFloat64(m.opened.WithLabelValues("t", "plain")), testutil.ToFloat64(m.opened.WithLabelValues("t", "gzip")))
+	if n-behind < 20000 {
+		t.Errorf("the reader kept up (%d behind); the test wants it far behind", n-behind)
+	}
+}
+
+// podtail down while the app rotates: on restart the lines still on disk,
+// in the live file and in .gz backups, are read from the stored position,
+// and none of the lines read before is read again.
+func TestRestartReadsRotatedAndGzipped(t *testing.T) {
+	dir := t.TempDir()
+	posDir := t.TempDir()
+	store, _ := positions.Open(posDir)
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	r := startDir(t, dir, store, s, m)
+
+	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
+	line := func(i int) { log.Info("request handled", zap.Int("n", i), zap.String("pad", strings.Repeat("x", 100))) }
+	for i := 1; i <= 3000; i++ {
+		line(i)
+	}
+	waitFor(t, 10*time.Second, "first lines", func() bool { return s.total() == 3000 })
+	r.stop(t)
+	if err := store.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// While podtail is down: ~2.5 MB, two rotations and their gzip backups.
+	for i := 3001; i <= 15000; i++ {
+		line(i)
+	}
+	_ = lj.Close()
+	waitFor(t, 10*time.Second, "gzip backups", func() bool {
+		gz, _ := filepath.Glob(filepath.Join(dir, "*.gz"))
+		plain, _ := filepath.Glob(filepath.Join(dir, "*-*.log"))
+		return len(gz) >= 2 && len(plain) == 0
+	})
+
+	store2, err := positions.Open(posDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := NewMetrics(prometheus.NewRegistry(), nil)
+	startDir(t, dir, store2, s, m2)
+	waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= 15000 })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, s, 1, 15000)
+	if got := testutil.ToFloat64(m2.opened.WithLabelValues("t", "gzip-resumed")); got < 1 {
+		t.Errorf("no gzip backup was resumed at a stored offset (opened: gzip-resumed=%v)", got)
+	}
+}
+
+// copytruncate: the file is copied aside and truncated in place; podtail
+// reads the new content from the start and does not re-read the copy.
+func TestCopyTruncate(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil))
+	path := filepath.Join(dir, "app.log")
+	write := func(f *os.File, from, to int) {
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(f, `{"level":"info","n":%d,"ts":%d}`+"\n", i, time.Now().UnixNano())
+		}
+	}
+	f, _ := os.Create(path)
+	write(f, 1, 100)
+	waitFor(t, 5*time.Second, "100 lines", func() bool { return s.total() == 100 })
+	old, _ := os.ReadFile(path)
+	_ = os.WriteFile(filepath.Join(dir, "app.1.log"), old, 0o644) // the copy
+	_ = f.Truncate(0)
+	_, _ = f.Seek(0, 0)
+	write(f, 101, 150)
+	f.Close()
+	waitFor(t, 5*time.Second, "150 lines", func() bool { return s.total() >= 150 })
+	time.Sleep(200 * time.Millisecond)
+	exactlyOnce(t, s, 1, 150)
+}
+
+// A line over the limit is shipped truncated with a marker and counted; the
+// lines around it are intact. Symlinks and FIFOs are never opened.
+func TestLongLinesAndNonRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	other := t.TempDir()
+	_ = os.WriteFile(filepath.Join(other, "secret.log"), []byte("SECRET\n"), 0o644)
+	_ = os.Symlink(filepath.Join(other, "secret.log"), filepath.Join(dir, "link.log"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("y", 1<<20)
+	_ = os.WriteFile(filepath.Join(dir, "app.log"), []byte("before\n"+long+"\nafter\n"), 0o644)
+
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil)
+	startDir(t, dir, store, s, m)
+	waitFor(t, 5*time.Second, "3 lines", func() bool { return s.total() >= 3 })
+	time.Sleep(100 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lines) != 3 || s.lines[0] != "before" || s.lines[2] != "after" {
+		t.Fatalf("lines: %d, first %q, last %q", len(s.lines), trunc(s.lines[0]), trunc(s.lines[len(s.lines)-1]))
+	}
+	if l := s.lines[1]; len(l) != defaultMaxLine || !strings.HasSuffix(l, truncationMarker) {
+		t.Errorf("long line: %d bytes, suffix %q", len(l), l[len(l)-30:])
+	}
+	if s.count["SECRET"] != 0 {
+		t.Error("a symlink was followed")
+	}
+	if got := testutil.ToFloat64(m.truncated.WithLabelValues("t")); got != 1 {
+		t.Errorf("truncated = %v", got)
+	}
+	for _, k := range []string{"symlink", "fifo"} {
+		if got := testutil.ToFloat64(m.refused.WithLabelValues("t", k)); got != 1 {
+			t.Errorf("refused %s = %v", k, got)
+		}
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+func testLogger() *zap.Logger {
+	if os.Getenv("PODTAIL_TEST_DEBUG") != "" {
+		l, _ := zap.NewDevelopment()
+		return l
+	}
+	return zap.NewNop()
+}
