@@ -187,7 +187,7 @@ func (d *Discoverer) refresh(ctx context.Context, id string) (changed bool, err 
 	old, had := d.targets[id]
 	d.targets[id] = t
 	delete(d.seen, id)
-	return !had || old != t, nil
+	return !had || !old.Equal(t), nil
 }
 
 // reconcile lists all containers and brings the target set in line with it.

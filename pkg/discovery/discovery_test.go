@@ -284,7 +284,7 @@ func TestDiscovererPublishesFullStateFirst(t *testing.T) {
 	c1 := set[0]
 	want := discovery.Target{ID: "c1", Name: "name-c1", Tenant: "beta", App: "app-c1", Running: false,
 		StartedAt: before.UnixNano(), Existing: true, LogPath: "/logs/c1.log"}
-	if c1 != want {
+	if !c1.Equal(want) {
 		t.Errorf("c1 = %+v, want %+v", c1, want)
 	}
 	calls := api.callLog()

@@ -3,22 +3,12 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"regexp"
-	"strings"
-	"unicode/utf8"
+	"reflect"
 
+	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/podman"
-)
-
-// Loki label names podtail writes (the seed's label design).
-const (
-	LabelTenant      = "tenant"
-	LabelApplication = "application"
-	LabelVersion     = "version"
-	// LabelStream tells stdout, stderr and file lines apart; bounded to those
-	// three values.
-	LabelStream = "stream"
 )
 
 // Target is one container podtail collects from.
@@ -34,25 +24,58 @@ type Target struct {
 	// started (discovery.existing_from applies to them).
 	Existing bool
 	// LogPath is the container's k8s-file log as podtail sees it (with
-	// files.host_prefix applied).
+	// files.host_prefix applied); empty for a target of files only.
 	LogPath string
+	// LogDirs are directories whose log files are tailed for the target:
+	// bind mounts matching the file rules, or a static directory.
+	LogDirs []LogDir
+}
+
+// LogDir is a directory of log files.
+type LogDir struct {
+	Path   string // as podtail sees it (host_prefix applied)
+	Source string // on the host, as Podman reports it
+	// Labels are the labels the path rule gave (application, version).
+	Labels map[string]string
+}
+
+// Equal reports whether two targets are the same (Target holds slices).
+func (t Target) Equal(o Target) bool {
+	if len(t.LogDirs) != len(o.LogDirs) {
+		return false
+	}
+	for i := range t.LogDirs {
+		if t.LogDirs[i].Path != o.LogDirs[i].Path || !maps.Equal(t.LogDirs[i].Labels, o.LogDirs[i].Labels) {
+			return false
+		}
+	}
+	a, b := t, o
+	a.LogDirs, b.LogDirs = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // StreamLabels are the Loki labels every line of the target carries.
 func (t Target) StreamLabels() map[string]string {
-	ls := map[string]string{LabelTenant: t.Tenant}
+	ls := map[string]string{labels.Tenant: t.Tenant}
 	if t.App != "" {
-		ls[LabelApplication] = t.App
+		ls[labels.Application] = t.App
 	}
 	if t.Version != "" {
-		ls[LabelVersion] = t.Version
+		ls[labels.Version] = t.Version
 	}
 	return ls
 }
 
 // Sources describes, for people, what podtail reads for the target.
 func (t Target) Sources() []string {
-	return []string{"stdout+stderr from " + t.LogPath}
+	var out []string
+	if t.LogPath != "" {
+		out = append(out, "stdout+stderr from "+t.LogPath)
+	}
+	for _, d := range t.LogDirs {
+		out = append(out, "files "+filepath.Join(d.Path, "*.log"))
+	}
+	return out
 }
 
 // MapConfig says how containers become targets.
@@ -61,6 +84,7 @@ type MapConfig struct {
 	RequireTenant                       bool
 	DefaultTenant                       string
 	HostPrefix                          string
+	Files                               *FileRules // nil: no files from mounts
 }
 
 // Mapper turns containers into targets, or says why not.
@@ -85,7 +109,7 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		}
 		tenant = m.cfg.DefaultTenant
 	}
-	if err := ValidTenant(tenant); err != nil {
+	if err := labels.ValidTenant(tenant); err != nil {
 		return skip("label %q: %v", m.cfg.TenantLabel, err)
 	}
 	t := Target{
@@ -100,7 +124,7 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		t.StartedAt = c.StartedAt.UnixNano()
 	}
 	for key, v := range map[string]string{m.cfg.AppLabel: t.App, m.cfg.VersionLabel: t.Version} {
-		if err := ValidLabelValue(v); err != nil {
+		if err := labels.ValidValue(v); err != nil {
 			return skip("label %q: %v", key, err)
 		}
 	}
@@ -114,49 +138,8 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 	if m.cfg.HostPrefix != "" {
 		t.LogPath = filepath.Join(m.cfg.HostPrefix, c.LogPath)
 	}
+	if m.cfg.Files != nil {
+		t.LogDirs = m.cfg.Files.Dirs(c.Mounts, m.cfg.HostPrefix)
+	}
 	return t, nil
-}
-
-// MaxLabelValueLength is Loki's default max_label_value_length.
-const MaxLabelValueLength = 2048
-
-// ValidLabelValue checks a label value against Loki's rules.
-func ValidLabelValue(v string) error {
-	if len(v) > MaxLabelValueLength {
-		return fmt.Errorf("value is %d bytes, Loki allows %d", len(v), MaxLabelValueLength)
-	}
-	if !utf8.ValidString(v) {
-		return errors.New("value is not valid UTF-8")
-	}
-	return nil
-}
-
-var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
-// ValidLabelName checks a label name against Loki's (Prometheus') rules.
-func ValidLabelName(n string) error {
-	if !labelName.MatchString(n) {
-		return fmt.Errorf("%q is not a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)", n)
-	}
-	return nil
-}
-
-// ValidTenant checks that s is a tenant ID Loki accepts as X-Scope-OrgID:
-// at most 150 characters of [a-zA-Z0-9] and !-_.*'(), not "." or "..".
-// ('|' separates tenants in multi-tenant queries, so it is refused too.)
-func ValidTenant(s string) error {
-	switch {
-	case s == "":
-		return errors.New("tenant is empty")
-	case len(s) > 150:
-		return fmt.Errorf("tenant is %d characters, Loki allows 150", len(s))
-	case s == "." || s == "..":
-		return fmt.Errorf("tenant %q is not allowed", s)
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!-_.*'()", r)) {
-			return fmt.Errorf("tenant %q has %q; Loki allows [a-zA-Z0-9!-_.*'()]", s, r)
-		}
-	}
-	return nil
 }

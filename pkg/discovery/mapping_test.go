@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/podman"
 )
 
@@ -59,7 +60,7 @@ func TestMapLabelsToTarget(t *testing.T) {
 		ID: c.ID, Name: "shop-1", Tenant: "acme", App: "shop", Version: "1.2.3", Running: true,
 		StartedAt: c.StartedAt.UnixNano(), LogPath: c.LogPath,
 	}
-	if tg != want {
+	if !tg.Equal(want) {
 		t.Errorf("Map =\n%+v\nwant\n%+v", tg, want)
 	}
 	c.Running, c.State = false, "exited"
@@ -176,13 +177,13 @@ func TestTargetStreamLabels(t *testing.T) {
 // characters of [a-zA-Z0-9!-_.*'()], other than "." and "..".
 func TestValidTenant(t *testing.T) {
 	for _, s := range []string{"a", "acme", "A-Z_0.9", "!-_.*'()", "...", ".a", strings.Repeat("x", 150)} {
-		if err := discovery.ValidTenant(s); err != nil {
-			t.Errorf("ValidTenant(%q) = %v, want nil", s, err)
+		if err := labels.ValidTenant(s); err != nil {
+			t.Errorf("labels.ValidTenant(%q) = %v, want nil", s, err)
 		}
 	}
 	for _, s := range []string{"", ".", "..", "a|b", "a b", "a/b", "a\\b", "a:b", "é", "a\x00", strings.Repeat("x", 151)} {
-		if err := discovery.ValidTenant(s); err == nil {
-			t.Errorf("ValidTenant(%q) = nil, want an error", s)
+		if err := labels.ValidTenant(s); err == nil {
+			t.Errorf("labels.ValidTenant(%q) = nil, want an error", s)
 		}
 	}
 }
@@ -190,14 +191,14 @@ func TestValidTenant(t *testing.T) {
 // ValidLabelValue accepts UTF-8 of at most 2048 bytes, the empty value
 // included.
 func TestValidLabelValue(t *testing.T) {
-	for _, s := range []string{"", "x", "ünïcødé", strings.Repeat("v", discovery.MaxLabelValueLength)} {
-		if err := discovery.ValidLabelValue(s); err != nil {
-			t.Errorf("ValidLabelValue(%.20q) = %v", s, err)
+	for _, s := range []string{"", "x", "ünïcødé", strings.Repeat("v", labels.MaxValueLength)} {
+		if err := labels.ValidValue(s); err != nil {
+			t.Errorf("labels.ValidValue(%.20q) = %v", s, err)
 		}
 	}
-	for _, s := range []string{"\xff", "a\xc3", strings.Repeat("v", discovery.MaxLabelValueLength+1)} {
-		if err := discovery.ValidLabelValue(s); err == nil {
-			t.Errorf("ValidLabelValue(%.20q) = nil, want an error", s)
+	for _, s := range []string{"\xff", "a\xc3", strings.Repeat("v", labels.MaxValueLength+1)} {
+		if err := labels.ValidValue(s); err == nil {
+			t.Errorf("labels.ValidValue(%.20q) = nil, want an error", s)
 		}
 	}
 }
@@ -205,13 +206,13 @@ func TestValidLabelValue(t *testing.T) {
 // ValidLabelName follows Prometheus' [a-zA-Z_][a-zA-Z0-9_]*.
 func TestValidLabelName(t *testing.T) {
 	for _, s := range []string{"a", "_", "log_level", "A9"} {
-		if err := discovery.ValidLabelName(s); err != nil {
-			t.Errorf("ValidLabelName(%q) = %v", s, err)
+		if err := labels.ValidName(s); err != nil {
+			t.Errorf("labels.ValidName(%q) = %v", s, err)
 		}
 	}
 	for _, s := range []string{"", "9a", "a-b", "a.b", "a b", "é"} {
-		if err := discovery.ValidLabelName(s); err == nil {
-			t.Errorf("ValidLabelName(%q) = nil, want an error", s)
+		if err := labels.ValidName(s); err == nil {
+			t.Errorf("labels.ValidName(%q) = nil, want an error", s)
 		}
 	}
 }
@@ -223,14 +224,14 @@ func FuzzValidTenant(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		err := discovery.ValidTenant(s)
+		err := labels.ValidTenant(s)
 		ok := len(s) >= 1 && len(s) <= 150 && s != "." && s != ".."
 		for i := 0; i < len(s) && ok; i++ {
 			c := s[i]
 			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!-_.*'()", c) >= 0
 		}
 		if ok != (err == nil) {
-			t.Fatalf("ValidTenant(%q) = %v, but the rule says valid=%v", s, err, ok)
+			t.Fatalf("labels.ValidTenant(%q) = %v, but the rule says valid=%v", s, err, ok)
 		}
 	})
 }

@@ -1,0 +1,113 @@
+package discovery
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/labels"
+)
+
+// StaticDir is a Promtail-style file target for apps that do not run in
+// containers: a glob of directories and the rules that label them.
+type StaticDir struct {
+	// Glob matches directories, e.g. /srv/namespace/*/*/workplace/logs.
+	Glob string
+	// Tenant, when set, is every matched directory's tenant; otherwise the
+	// tenant comes from the path rule's tenant group.
+	Tenant string
+}
+
+// Static publishes the targets of static directories, rescanning the globs
+// so directories created later are found without a restart.
+type Static struct {
+	dirs  []StaticDir
+	rules *FileRules
+	every time.Duration
+	log   *zap.Logger
+	warn  map[string]bool
+}
+
+// NewStatic returns a static discoverer.
+func NewStatic(dirs []StaticDir, rules *FileRules, every time.Duration, log *zap.Logger) *Static {
+	return &Static{dirs: dirs, rules: rules, every: every, log: log, warn: map[string]bool{}}
+}
+
+// Run publishes the full set now and whenever it changes, until ctx ends.
+func (s *Static) Run(ctx context.Context, up chan []Target) error {
+	var last []Target
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	for {
+		set := s.scan()
+		if !sameTargets(set, last) {
+			last = set
+			select {
+			case <-up:
+			default:
+			}
+			up <- set
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Static) scan() []Target {
+	seen := map[string]bool{}
+	var out []Target
+	for _, sd := range s.dirs {
+		matches, err := filepath.Glob(sd.Glob)
+		if err != nil {
+			s.once(sd.Glob, "bad glob", zap.Error(err))
+			continue
+		}
+		for _, dir := range matches {
+			if seen[dir] {
+				continue
+			}
+			seen[dir] = true
+			dirLabels := s.rules.pathLabels(dir)
+			tenant := sd.Tenant
+			if tenant == "" {
+				tenant = dirLabels[labels.Tenant]
+			}
+			if err := labels.ValidTenant(tenant); err != nil {
+				s.once(dir, "static directory not collected: no valid tenant from files.static[].tenant or files.path_regex", zap.Error(err))
+				continue
+			}
+			out = append(out, Target{
+				ID: "static:" + dir, Name: dir, Tenant: tenant,
+				App: dirLabels[labels.Application], Version: dirLabels[labels.Version], Running: true,
+				LogDirs: []LogDir{{Path: dir, Source: dir, Labels: dirLabels}},
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (s *Static) once(key, msg string, fields ...zap.Field) {
+	if !s.warn[key+msg] {
+		s.warn[key+msg] = true
+		s.log.Warn(msg, append(fields, zap.String("path", key))...)
+	}
+}
+
+func sameTargets(a, b []Target) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
