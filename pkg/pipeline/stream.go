@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,6 +26,8 @@ type Stream struct {
 	pipe   *Pipeline
 	next   Consumer
 	drops  *prometheus.CounterVec
+	// repaired counts lines made valid UTF-8.
+	repaired *prometheus.CounterVec
 	// collide is how far behind the previous entry of its Loki stream an
 	// entry's time may be and still be moved just past it (see Send).
 	collide time.Duration
@@ -56,6 +59,9 @@ type StreamConfig struct {
 	// a microsecond, which moves a time by nanoseconds only on a collision.
 	Collide time.Duration
 	Drops   *prometheus.CounterVec // labels: tenant, reason
+	// Repaired counts lines whose invalid UTF-8 was replaced (U+FFFD): Loki
+	// may refuse a whole push over one such line. Labels: tenant.
+	Repaired *prometheus.CounterVec
 	// OnAck is called (from the sink's goroutine; it must not block) with the
 	// position up to which everything was delivered and the last times per
 	// Loki stream at that point. last is only valid during the call.
@@ -68,7 +74,7 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 		p = New()
 	}
 	return &Stream{
-		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide,
+		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
 		rendered: map[string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
 		onAck: cfg.OnAck,
 	}
@@ -122,6 +128,12 @@ func (s *Stream) Skip(pos int64) {
 // labels are name/value pairs set on the record before the stages (e.g.
 // "stream", "stdout"); the source's own labels win over both.
 func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, labels ...string) error {
+	if !utf8.ValidString(line) {
+		line = strings.ToValidUTF8(line, "\uFFFD")
+		if s.repaired != nil {
+			s.repaired.WithLabelValues(s.tenant).Inc()
+		}
+	}
 	r := &s.rec
 	r.Time, r.Line, r.Metadata = t, line, nil
 	clear(r.Fields)
@@ -149,10 +161,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	if ns > prev || !hadPrev {
 		s.last[key] = ns
 	}
-	md := r.Metadata
-	if len(md) > 0 {
-		md = append(md[:0:0], md...) // the record is reused; the entry outlives it
-	}
+	md := r.Metadata // fresh per record (reset above), so the entry may keep it
 	s.mu.Lock()
 	s.pending = append(s.pending, inflight{pos: pos, key: key, ns: ns})
 	s.mu.Unlock()
