@@ -9,9 +9,12 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 TESTBED := e2e/testbed/testbed.sh
 # Packages that do not import the Podman bindings can run under the race
 # detector (which needs cgo; the bindings need btrfs headers under cgo).
-RACE_PKGS := ./pkg/loki/ ./pkg/config/ ./pkg/pipeline/ ./pkg/source/positions/
+RACE_PKGS := ./pkg/loki/ ./pkg/config/ ./pkg/pipeline/ ./pkg/labels/ ./pkg/source/positions/ ./pkg/source/file/
+# Fuzz targets, each run for FUZZTIME in make test (go test runs one target per call).
+FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/discovery/:FuzzValidTenant ./pkg/pipeline/:FuzzZap ./pkg/pipeline/:FuzzLogfmt ./pkg/pipeline/:FuzzMultiline
+FUZZTIME ?= 5s
 
-.PHONY: build check unit race e2e test demo clean
+.PHONY: build check unit race fuzz e2e test demo clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
@@ -25,10 +28,14 @@ unit:
 race:
 	CGO_ENABLED=1 go test -race -count=1 $(RACE_PKGS)
 
+fuzz:
+	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
 e2e:
 	$(TESTBED) go test -count=1 -v -timeout 40m ./e2e/
 
-test: check unit race e2e
+test: check unit race fuzz e2e
 
 demo: build
 	$(TESTBED) go run ./e2e/demo -podtail bin/podtail

@@ -97,7 +97,7 @@ func newEventsCmd(load loader) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m := discovery.NewMapper(mapConfig(cfg))
+			m := discovery.NewMapper(mapConfig(cfg, fileRules(cfg)))
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {
@@ -154,7 +154,7 @@ func newTargetsCmd(load loader) *cobra.Command {
 				return err
 			}
 			sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-			m := discovery.NewMapper(mapConfig(cfg))
+			m := discovery.NewMapper(mapConfig(cfg, fileRules(cfg)))
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {

@@ -18,9 +18,11 @@ import (
 	"github.com/podtail/podtail/pkg/config"
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/loki"
+	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/server"
 	"github.com/podtail/podtail/pkg/source"
+	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -57,11 +59,14 @@ func run(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	api, err := podman.Connect(ctx, cfg.Podman.Socket)
-	if err != nil {
-		return err
+	var api *podman.Client
+	if cfg.Podman.Enabled {
+		if api, err = podman.Connect(ctx, cfg.Podman.Socket); err != nil {
+			return err
+		}
+		log.Info("connected to podman", zap.String("socket", api.URI()))
 	}
-	log.Info("connected to podman", zap.String("socket", api.URI()))
+	rules := fileRules(cfg)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -81,15 +86,18 @@ func run(ctx context.Context, cfg *config.Config) error {
 	}
 	probeLoki(ctx, cfg.Loki.URL, log)
 
-	disc := discovery.New(api, discovery.NewMapper(mapConfig(cfg)), discovery.Config{
-		ReconcileInterval: cfg.Podman.ReconcileInterval,
-		ReconnectBackoff:  cfg.Podman.ReconnectBackoff,
-		Started:           started,
-	}, log.Named("discovery"))
+	var disc *discovery.Discoverer
+	if api != nil {
+		disc = discovery.New(api, discovery.NewMapper(mapConfig(cfg, rules)), discovery.Config{
+			ReconcileInterval: cfg.Podman.ReconcileInterval,
+			ReconnectBackoff:  cfg.Podman.ReconnectBackoff,
+			Started:           started,
+		}, log.Named("discovery"))
+	}
 
 	srv, err := server.Listen(cfg.Server.Listen, reg, map[string]server.Check{
 		"discovery": func() error {
-			if !disc.Connected() {
+			if disc != nil && !disc.Connected() {
 				return errors.New("not connected to podman")
 			}
 			return nil
@@ -129,18 +137,46 @@ func run(ctx context.Context, cfg *config.Config) error {
 	var sinkWG sync.WaitGroup
 	goRun(&sinkWG, func() { _ = sink.Run(sinkCtx) })
 
-	sched := source.NewScheduler(readCtx, store, sink, cfg.Discovery.ExistingFrom, source.NewMetrics(reg), log.Named("source"))
-	up := make(chan []discovery.Target, 1)
+	srcMetrics := source.NewMetrics(reg)
+	sched := source.NewScheduler(readCtx, store, sink, source.Config{
+		ExistingFrom: cfg.Discovery.ExistingFrom,
+		Pipeline:     pipelineOf(cfg.Pipeline.Container),
+		Files: &source.Files{
+			Rules:        rules,
+			Pipeline:     pipelineOf(cfg.Pipeline.Files),
+			MaxLineBytes: int(cfg.Files.MaxLineBytes),
+			Poll:         cfg.Files.PollInterval,
+			Open:         file.NewLimiter(cfg.Files.MaxOpen),
+			Metrics:      file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),
+		},
+	}, srcMetrics, log.Named("source"))
+
+	// Two discoverers, each publishing its full set; the scheduler gets the
+	// union whenever either changes.
+	fromPodman := make(chan []discovery.Target, 1)
+	fromStatic := make(chan []discovery.Target, 1)
 	var readers sync.WaitGroup
-	goRun(&readers, func() { _ = disc.Run(readCtx, up) })
+	if disc != nil {
+		goRun(&readers, func() { _ = disc.Run(readCtx, fromPodman) })
+	}
+	if len(cfg.Files.Static) > 0 {
+		var dirs []discovery.StaticDir
+		for _, sd := range cfg.Files.Static {
+			dirs = append(dirs, discovery.StaticDir{Glob: sd.Glob, Tenant: sd.Tenant})
+		}
+		static := discovery.NewStatic(dirs, rules, cfg.Files.ScanInterval, log.Named("static"))
+		goRun(&readers, func() { _ = static.Run(readCtx, fromStatic) })
+	}
 	goRun(&readers, func() {
+		var podmanSet, staticSet []discovery.Target
 		for {
 			select {
 			case <-readCtx.Done():
 				return
-			case set := <-up:
-				sched.Sync(set)
+			case podmanSet = <-fromPodman:
+			case staticSet = <-fromStatic:
 			}
+			sched.Sync(append(append([]discovery.Target{}, podmanSet...), staticSet...))
 		}
 	})
 
@@ -165,7 +201,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-func mapConfig(cfg *config.Config) discovery.MapConfig {
+func mapConfig(cfg *config.Config, rules *discovery.FileRules) discovery.MapConfig {
 	return discovery.MapConfig{
 		TenantLabel:   cfg.Discovery.TenantLabel,
 		AppLabel:      cfg.Discovery.AppLabel,
@@ -173,6 +209,28 @@ func mapConfig(cfg *config.Config) discovery.MapConfig {
 		RequireTenant: cfg.Discovery.RequireTenant,
 		DefaultTenant: cfg.Discovery.DefaultTenant,
 		HostPrefix:    cfg.Files.HostPrefix,
+		Files:         rules,
+	}
+}
+
+// fileRules compiles the file rules; config validation has checked them.
+func fileRules(cfg *config.Config) *discovery.FileRules {
+	rules, err := discovery.NewFileRules(cfg.Files.MountSuffixes, cfg.Files.PathRegex, cfg.Files.NameRegex)
+	if err != nil {
+		panic(err) // unreachable: Validate compiled the same rules
+	}
+	return rules
+}
+
+// pipelineOf returns a factory of pipelines of specs (validated at load):
+// every source gets its own, since stages may keep per-stream state.
+func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
+	return func() *pipeline.Pipeline {
+		p, err := pipeline.Build(specs)
+		if err != nil {
+			panic(err) // unreachable: Validate built the same specs
+		}
+		return p
 	}
 }
 

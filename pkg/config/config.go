@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +19,9 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/podtail/podtail/pkg/labels"
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // EnvPrefix is the prefix of every environment variable podtail reads:
@@ -34,6 +39,8 @@ type Config struct {
 	Server  Server `mapstructure:"server"`
 	Log     Log    `mapstructure:"log"`
 	Files   Files  `mapstructure:"files"`
+	// Pipeline lists the processing stages for each kind of source.
+	Pipeline Pipelines `mapstructure:"pipeline"`
 	// ShutdownTimeout bounds how long a stop may spend delivering what was
 	// read; what is not delivered by then is read again after the restart.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
@@ -41,6 +48,8 @@ type Config struct {
 
 // Podman says how to reach the Podman API.
 type Podman struct {
+	// Enabled false runs podtail on static file targets only.
+	Enabled bool `mapstructure:"enabled"`
 	// Socket is a unix:// (or tcp://) URI. Empty: CONTAINER_HOST, then the
 	// rootless $XDG_RUNTIME_DIR/podman/podman.sock, then /run/podman/podman.sock.
 	Socket string `mapstructure:"socket"`
@@ -99,12 +108,44 @@ type Log struct {
 	Format string `mapstructure:"format"` // json or console
 }
 
-// Files configures how podtail reaches host files.
+// Files configures the apps' own log files.
 type Files struct {
 	// HostPrefix is prepended to host paths that Podman reports (container
 	// log files, bind-mount sources) when podtail itself runs in a container
 	// with the host's filesystem mounted there, e.g. /host.
 	HostPrefix string `mapstructure:"host_prefix"`
+	// MountSuffixes: a collected container's bind mount whose source or
+	// destination ends with one of these is a log directory (every *.log in
+	// it is tailed, and *.log.gz backups not yet read).
+	MountSuffixes []string `mapstructure:"mount_suffixes"`
+	// PathRegex labels a log directory by its host path (named groups
+	// tenant, application, version); tenant is used for static directories
+	// only, containers take theirs from their label.
+	PathRegex string `mapstructure:"path_regex"`
+	// NameRegex labels a file by its name (groups application, version); a
+	// version in a file's name wins for its lines.
+	NameRegex    string        `mapstructure:"name_regex"`
+	MaxLineBytes ByteSize      `mapstructure:"max_line_bytes"`
+	MaxOpen      int           `mapstructure:"max_open"`
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// Static directories, for apps not run in containers (globs rescanned
+	// every ScanInterval).
+	Static       []StaticDir   `mapstructure:"static"`
+	ScanInterval time.Duration `mapstructure:"scan_interval"`
+}
+
+// StaticDir is a glob of log directories outside containers.
+type StaticDir struct {
+	Glob string `mapstructure:"glob"`
+	// Tenant for every matched directory; empty: path_regex's tenant group.
+	Tenant string `mapstructure:"tenant"`
+}
+
+// Pipelines lists stages ({type: ..., options}) per kind of source; see
+// the README for the stage types.
+type Pipelines struct {
+	Container []map[string]any `mapstructure:"container"`
+	Files     []map[string]any `mapstructure:"files"`
 }
 
 // ByteSize is a size in bytes that reads "1MiB", "512KB" or a plain number.
@@ -124,6 +165,7 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 func Default() Config {
 	return Config{
 		Podman: Podman{
+			Enabled:           true,
 			ReconcileInterval: 10 * time.Second,
 			ReconnectBackoff:  5 * time.Second,
 		},
@@ -147,6 +189,20 @@ func Default() Config {
 		ShutdownTimeout: 10 * time.Second,
 		Server:          Server{Listen: "127.0.0.1:9080"},
 		Log:             Log{Level: "info", Format: "json"},
+		Files: Files{
+			MountSuffixes: []string{labels.DefaultMountSuffix},
+			PathRegex:     labels.DefaultPathRegex,
+			NameRegex:     labels.DefaultNameRegex,
+			MaxLineBytes:  256 << 10,
+			MaxOpen:       1024,
+			PollInterval:  250 * time.Millisecond,
+			Static:        []StaticDir{},
+			ScanInterval:  10 * time.Second,
+		},
+		Pipeline: Pipelines{
+			Container: pipeline.ContainerPreset(),
+			Files:     pipeline.ZapPreset(),
+		},
 	}
 }
 
@@ -268,6 +324,45 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must be set: positions live there")
+	}
+	if _, err := regexp.Compile(c.Files.PathRegex); err != nil {
+		bad("files.path_regex", "%v", err)
+	}
+	if _, err := regexp.Compile(c.Files.NameRegex); err != nil {
+		bad("files.name_regex", "%v", err)
+	}
+	if c.Files.MaxLineBytes < 1024 {
+		bad("files.max_line_bytes", "%d is below the minimum 1KiB", c.Files.MaxLineBytes)
+	}
+	if c.Files.MaxOpen < 1 {
+		bad("files.max_open", "must be at least 1")
+	}
+	if c.Files.PollInterval < 10*time.Millisecond {
+		bad("files.poll_interval", "%s is below the minimum 10ms", c.Files.PollInterval)
+	}
+	if c.Files.ScanInterval < 100*time.Millisecond {
+		bad("files.scan_interval", "%s is below the minimum 100ms", c.Files.ScanInterval)
+	}
+	for i, sd := range c.Files.Static {
+		if sd.Glob == "" {
+			bad(fmt.Sprintf("files.static[%d].glob", i), "must be set")
+		} else if _, err := filepath.Match(sd.Glob, ""); err != nil {
+			bad(fmt.Sprintf("files.static[%d].glob", i), "%v", err)
+		}
+		if sd.Tenant != "" {
+			if err := labels.ValidTenant(sd.Tenant); err != nil {
+				bad(fmt.Sprintf("files.static[%d].tenant", i), "%v", err)
+			}
+		}
+	}
+	if !c.Podman.Enabled && len(c.Files.Static) == 0 {
+		bad("podman.enabled", "false with no files.static directories: nothing to collect")
+	}
+	if _, err := pipeline.Build(c.Pipeline.Container); err != nil {
+		bad("pipeline.container", "%v", err)
+	}
+	if _, err := pipeline.Build(c.Pipeline.Files); err != nil {
+		bad("pipeline.files", "%v", err)
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -24,7 +25,7 @@ func TestDocsCoverEveryKey(t *testing.T) {
 	}
 	got, want := c.Settings(), Default().Settings()
 	for i := range want {
-		if got[i] != want[i] {
+		if fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
 			t.Errorf("config/podtail.yaml: %s = %v, default is %v", got[i].Key, got[i].Value, want[i].Value)
 		}
 	}

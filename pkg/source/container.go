@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
@@ -97,8 +98,9 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 		Labels: c.target.StreamLabels(),
 		// conmon's times never go backwards within a stream, so every
 		// collision is resolved, however long the run of equal times.
-		Collide: time.Hour,
-		Drops:   c.metrics.dropped,
+		Collide:  time.Hour,
+		Drops:    c.metrics.dropped,
+		Repaired: c.metrics.repaired,
 		OnAck: func(pos int64, last map[string]int64) {
 			if c.gen.Load() == gen {
 				c.acked(pos, last)
@@ -205,7 +207,7 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 			// there will be of it.
 			for _, name := range []string{Stdout, Stderr} {
 				if p := partial[name]; p != nil && len(p.content) > 0 {
-					_ = c.stream.Send(ctx, p.time, string(p.content), off, discovery.LabelStream, name)
+					_ = c.stream.Send(ctx, p.time, string(p.content), off, labels.Stream, name)
 				}
 			}
 			return nil
@@ -357,7 +359,7 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 
 // send hands one line on.
 func (c *ContainerOutput) send(ctx context.Context, t time.Time, stream, line string, end int64) error {
-	if err := c.stream.Send(ctx, t, line, end, discovery.LabelStream, stream); err != nil {
+	if err := c.stream.Send(ctx, t, line, end, labels.Stream, stream); err != nil {
 		if ctx.Err() != nil {
 			return nil // not handed over: read again after a restart
 		}

@@ -8,8 +8,15 @@ type Metrics struct {
 	bytes     *prometheus.CounterVec
 	malformed *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
+	repaired  *prometheus.CounterVec
 	targets   prometheus.Gauge
 }
+
+// Dropped is the pipeline-drop counter, shared with the file tailers.
+func (m *Metrics) Dropped() *prometheus.CounterVec { return m.dropped }
+
+// Repaired counts lines made valid UTF-8, shared with the file tailers.
+func (m *Metrics) Repaired() *prometheus.CounterVec { return m.repaired }
 
 // NewMetrics registers the sources' metrics on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -26,12 +33,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_pipeline_entries_dropped_total", Help: "Entries dropped by pipeline stages, by reason.",
 		}, []string{"tenant", "reason"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_pipeline_lines_utf8_repaired_total", Help: "Lines whose invalid UTF-8 was replaced with U+FFFD before shipping.",
+		}, []string{"tenant"}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_source_active", Help: "Sources currently reading.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lines, m.bytes, m.malformed, m.dropped, m.targets)
+		reg.MustRegister(m.lines, m.bytes, m.malformed, m.dropped, m.repaired, m.targets)
 	}
 	return m
 }

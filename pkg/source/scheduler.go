@@ -10,6 +10,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -17,82 +18,171 @@ import (
 // is kept: long enough for its last lines to be delivered.
 const forgetAfter = time.Hour
 
-// Scheduler runs one reader per target, each under its own child context,
-// and reconciles them with the target set discovery publishes.
+// Files configures the directory tailers the scheduler starts.
+type Files struct {
+	Rules        *discovery.FileRules
+	Pipeline     func() *pipeline.Pipeline // per file; nil: none
+	MaxLineBytes int
+	Poll         time.Duration
+	Open         *file.Limiter
+	Metrics      *file.Metrics
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	ExistingFrom string                    // "start" or "end", for containers' output
+	Pipeline     func() *pipeline.Pipeline // per container; nil: none
+	Files        *Files                    // nil: no file tailing
+}
+
+// Scheduler runs one reader per container log and one tailer per log
+// directory, each under its own child context, and reconciles them with the
+// target set discovery publishes.
 //
-// A reader of a stopped container reads to the end of its log and ends; it
-// is started again only if the container starts again (a new StartedAt).
-// Positions are never dropped when a container stops (the peers' bug that
-// re-sends a whole history on restart), only an hour after it is removed.
+// A reader of a stopped container reads to the end and ends; it is started
+// again only if the container starts again (a new StartedAt). A directory is
+// read while any running target claims it (several versions of an app share
+// one logs directory). Positions are never dropped when a container stops
+// (the peers' bug that re-sends a whole history on restart), only an hour
+// after it is removed.
 type Scheduler struct {
-	ctx          context.Context
-	store        *positions.Store
-	next         pipeline.Consumer
-	existingFrom string
-	metrics      *Metrics
-	log          *zap.Logger
+	ctx     context.Context
+	store   *positions.Store
+	next    pipeline.Consumer
+	cfg     Config
+	metrics *Metrics
+	log     *zap.Logger
 
 	mu       sync.Mutex
 	wg       sync.WaitGroup
 	running  map[string]*run
-	finished map[string]int64 // container ID -> StartedAt of the generation read to its end
+	finished map[string]int64 // source key -> StartedAt of the run read to its end
+	warned   map[string]bool
+}
+
+type source interface {
+	Run(ctx context.Context) error
+	SetDraining(bool)
 }
 
 type run struct {
-	src       *ContainerOutput
+	src       source
 	startedAt int64
-	cancel    context.CancelFunc
+	tenant    string
 }
 
 // NewScheduler returns a scheduler whose readers live under ctx.
-func NewScheduler(ctx context.Context, store *positions.Store, next pipeline.Consumer, existingFrom string, m *Metrics, log *zap.Logger) *Scheduler {
+func NewScheduler(ctx context.Context, store *positions.Store, next pipeline.Consumer, cfg Config, m *Metrics, log *zap.Logger) *Scheduler {
 	return &Scheduler{
-		ctx: ctx, store: store, next: next, existingFrom: existingFrom, metrics: m, log: log,
-		running:  map[string]*run{},
-		finished: map[string]int64{},
+		ctx: ctx, store: store, next: next, cfg: cfg, metrics: m, log: log,
+		running: map[string]*run{}, finished: map[string]int64{}, warned: map[string]bool{},
 	}
+}
+
+// wanted is one source the current targets ask for.
+type wanted struct {
+	running   bool
+	startedAt int64
+	tenant    string
+	make      func() source
 }
 
 // Sync brings the readers in line with targets, the complete current set.
 func (s *Scheduler) Sync(targets []discovery.Target) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	want := make(map[string]bool, len(targets))
+	want := map[string]*wanted{}
+	containers := map[string]bool{}
 	for _, t := range targets {
-		want[t.ID] = true
-		if r, ok := s.running[t.ID]; ok {
-			r.startedAt = t.StartedAt // a restart the reader goes on with
-			r.src.SetDraining(!t.Running)
+		containers[t.ID] = true
+		if t.LogPath != "" {
+			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, make: s.containerSource(t)}
+		}
+		if s.cfg.Files == nil {
 			continue
 		}
-		if !t.Running && s.finished[t.ID] == t.StartedAt {
-			continue // this run of the container was read to its end
+		for _, d := range t.LogDirs {
+			key := "dir:" + d.Path
+			w, ok := want[key]
+			if !ok {
+				want[key] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, make: s.dirSource(t, d)}
+				continue
+			}
+			if w.tenant != t.Tenant {
+				// One directory, two tenants: never mix them. The first
+				// claimant keeps it; the conflict is the platform's to fix.
+				if !s.warned[key+t.ID] {
+					s.warned[key+t.ID] = true
+					s.log.Error("log directory claimed by containers of two tenants; not read for the second",
+						zap.String("dir", d.Path), zap.String("tenant", w.tenant), zap.String("refused_tenant", t.Tenant), zap.String("container", t.Name))
+				}
+				continue
+			}
+			w.running = w.running || t.Running
+			w.startedAt = max(w.startedAt, t.StartedAt)
 		}
-		s.start(t)
 	}
-	for id, r := range s.running {
-		if !want[id] {
-			r.src.SetDraining(true) // removed: finish what the open file holds
+	for key, w := range want {
+		if r, ok := s.running[key]; ok {
+			r.startedAt = w.startedAt // a restart the reader goes on with
+			r.src.SetDraining(!w.running)
+			continue
+		}
+		if f, ok := s.finished[key]; ok && !w.running && f == w.startedAt {
+			continue // this run was read to its end
+		}
+		s.start(key, w)
+	}
+	for key, r := range s.running {
+		if want[key] == nil {
+			r.src.SetDraining(true) // gone: finish what the open files hold
 		}
 	}
-	for id := range s.finished {
-		if !want[id] {
-			delete(s.finished, id)
+	for key := range s.finished {
+		if want[key] == nil {
+			delete(s.finished, key)
 		}
 	}
 	s.store.Forget(forgetAfter, func(key string) bool {
 		id, ok := strings.CutPrefix(key, Key(""))
-		return !ok || want[id]
+		return !ok || containers[id]
 	})
 }
 
-func (s *Scheduler) start(t discovery.Target) {
-	fromEnd := t.Existing && s.existingFrom == "end"
-	src := NewContainerOutput(t, s.store, nil, s.next, fromEnd, s.metrics, s.log)
-	src.SetDraining(!t.Running)
+func (s *Scheduler) containerSource(t discovery.Target) func() source {
+	return func() source {
+		var p *pipeline.Pipeline
+		if s.cfg.Pipeline != nil {
+			p = s.cfg.Pipeline()
+		}
+		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
+		return NewContainerOutput(t, s.store, p, s.next, fromEnd, s.metrics, s.log)
+	}
+}
+
+func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() source {
+	f := s.cfg.Files
+	return func() source {
+		return file.NewDir(file.Config{
+			Dir:    d.Path,
+			Tenant: t.Tenant,
+			Labels: func(name string) (map[string]string, bool) {
+				return f.Rules.FileLabels(t, d, name), true
+			},
+			Pipeline:     f.Pipeline,
+			MaxLineBytes: f.MaxLineBytes,
+			Poll:         f.Poll,
+			Open:         f.Open,
+		}, s.store, s.next, f.Metrics, s.log)
+	}
+}
+
+func (s *Scheduler) start(key string, w *wanted) {
+	src := w.make()
+	src.SetDraining(!w.running)
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &run{src: src, startedAt: t.StartedAt, cancel: cancel}
-	s.running[t.ID] = r
+	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant}
+	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
 	go func() {
@@ -100,13 +190,13 @@ func (s *Scheduler) start(t discovery.Target) {
 		defer cancel()
 		defer s.metrics.targets.Dec()
 		if err := src.Run(ctx); err != nil {
-			s.log.Error("container output reader stopped", zap.String("container", t.Name), zap.Error(err))
+			s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
 		}
 		s.mu.Lock()
-		if s.running[t.ID] == r {
-			delete(s.running, t.ID)
+		if s.running[key] == r {
+			delete(s.running, key)
 			if ctx.Err() == nil {
-				s.finished[t.ID] = r.startedAt
+				s.finished[key] = r.startedAt
 			}
 		}
 		s.mu.Unlock()

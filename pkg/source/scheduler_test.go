@@ -36,7 +36,7 @@ func newSchedFixture(t *testing.T, existingFrom string, store *positions.Store, 
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &schedFixture{t: t, lf: newLogFile(t, lines...), store: store, sink: newSink(t),
 		m: NewMetrics(prometheus.NewRegistry()), cancel: cancel}
-	f.s = NewScheduler(ctx, store, f.sink.consumer(), existingFrom, f.m, zap.NewNop())
+	f.s = NewScheduler(ctx, store, f.sink.consumer(), Config{ExistingFrom: existingFrom}, f.m, zap.NewNop())
 	t.Cleanup(f.stop)
 	return f
 }

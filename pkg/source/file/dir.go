@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
@@ -25,7 +26,12 @@ import (
 )
 
 const (
-	defaultPoll      = 250 * time.Millisecond
+	defaultPoll = 250 * time.Millisecond
+	// readSlice bounds one file's turn in a cycle, so the directory is
+	// rescanned often while there is a backlog: at full speed lumberjack
+	// makes a 1 MB file every ~40 ms and deletes its backup ~160 ms later,
+	// and a file opened in time is safe (the descriptor keeps its data).
+	readSlice        = 20 * time.Millisecond
 	readChunk        = 64 << 10
 	readBudget       = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
 	drainSettle      = 300 * time.Millisecond
@@ -175,6 +181,9 @@ func (d *Dir) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-d.wake:
 		case <-events:
+			for len(events) > 0 { // one cycle answers a burst of events
+				<-events
+			}
 		case <-t.C:
 		}
 		t.Stop()
@@ -307,11 +316,12 @@ func (d *Dir) open(c candidate) bool {
 	d.seq++
 	r.seq = d.seq
 	r.stream = pipeline.NewStream(pipeline.StreamConfig{
-		Tenant:  d.cfg.Tenant,
-		Labels:  labels,
-		Collide: time.Microsecond,
-		Drops:   d.metrics.dropped,
-		OnAck:   d.acked(r),
+		Tenant:   d.cfg.Tenant,
+		Labels:   labels,
+		Collide:  time.Microsecond,
+		Drops:    d.metrics.dropped,
+		Repaired: d.metrics.repaired,
+		OnAck:    d.acked(r),
 	}, d.pipeline(), d.next)
 	if p, ok := d.store.Get(r.key); ok {
 		r.stream.Restore(p.Last)
@@ -469,7 +479,7 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 		// still list the directory and open new files, or a fast rotator
 		// could rename, compress and delete a file never opened. An open
 		// descriptor keeps a file's data after it is deleted.
-		rctx, cancel := context.WithTimeout(ctx, d.cfg.Poll)
+		rctx, cancel := context.WithTimeout(ctx, readSlice)
 		n, eof, err := r.read(rctx, d)
 		cancel()
 		d.readTo[r.key] = r.off
@@ -482,14 +492,15 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 				return progressed, nil
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
-				return true, nil // pushed back: scan, then go on where it stopped
+				return true, nil // slice over: scan, then go on where it stopped
 			}
 			return progressed, err
 		}
-		progressed = progressed || n > 0
-		if eof {
-			d.atEOF(ctx, r)
+		if !eof {
+			return true, nil // more to read: scan first, then go on
 		}
+		progressed = progressed || n > 0
+		d.atEOF(ctx, r)
 	}
 	return progressed, nil
 }
@@ -515,7 +526,7 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	}
 	// Renamed or deleted: nothing more will be written to it. Read once more,
 	// since a write may have landed between the last read and the rename.
-	rctx, cancel := context.WithTimeout(ctx, d.cfg.Poll)
+	rctx, cancel := context.WithTimeout(ctx, readSlice)
 	_, eof, rerr := r.read(rctx, d)
 	cancel()
 	if rerr != nil || !eof {
@@ -663,7 +674,11 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		// An over-long line: ship its head, marked, and skip to its end.
 		end := r.off + int64(len(r.buf))
 		if !r.skipping {
-			line := string(r.buf[start:start+d.cfg.MaxLineBytes-len(truncationMarker)]) + truncationMarker
+			cut := start + d.cfg.MaxLineBytes - len(truncationMarker)
+			for cut > start && !utf8.RuneStart(r.buf[cut]) {
+				cut-- // never split a character: the line must stay within the limit once valid
+			}
+			line := string(r.buf[start:cut]) + truncationMarker
 			if err := r.stream.Send(ctx, time.Now(), line, end); err != nil {
 				return err
 			}

@@ -148,7 +148,7 @@ func TestLumberjackFullSpeed(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil)
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
 	startDir(t, dir, store, s, m)
 
 	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
@@ -181,7 +181,7 @@ func TestLumberjackOutrunsSlowSink(t *testing.T) {
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
 	s.delay = time.Millisecond
-	m := NewMetrics(prometheus.NewRegistry(), nil)
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
 	startDir(t, dir, store, s, m)
 	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
 	const n = 60000
@@ -208,7 +208,7 @@ func TestRestartReadsRotatedAndGzipped(t *testing.T) {
 	posDir := t.TempDir()
 	store, _ := positions.Open(posDir)
 	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil)
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
 	r := startDir(t, dir, store, s, m)
 
 	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
@@ -236,7 +236,7 @@ func TestRestartReadsRotatedAndGzipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2 := NewMetrics(prometheus.NewRegistry(), nil)
+	m2 := NewMetrics(prometheus.NewRegistry(), nil, nil)
 	startDir(t, dir, store2, s, m2)
 	waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= 15000 })
 	time.Sleep(100 * time.Millisecond)
@@ -252,7 +252,7 @@ func TestCopyTruncate(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil))
+	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
 	path := filepath.Join(dir, "app.log")
 	write := func(f *os.File, from, to int) {
 		for i := from; i <= to; i++ {
@@ -288,7 +288,7 @@ func TestLongLinesAndNonRegularFiles(t *testing.T) {
 
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil)
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
 	startDir(t, dir, store, s, m)
 	waitFor(t, 5*time.Second, "3 lines", func() bool { return s.total() >= 3 })
 	time.Sleep(100 * time.Millisecond)

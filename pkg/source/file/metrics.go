@@ -12,12 +12,14 @@ type Metrics struct {
 	rotations *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
+	repaired  *prometheus.CounterVec
 	open      prometheus.Gauge
 }
 
 // NewMetrics registers the file metrics on reg (nil: not registered).
 // dropped counts pipeline drops and is shared with other sources.
-func NewMetrics(reg prometheus.Registerer, dropped *prometheus.CounterVec) *Metrics {
+// repaired counts lines made valid UTF-8, likewise shared; either may be nil.
+func NewMetrics(reg prometheus.Registerer, dropped, repaired *prometheus.CounterVec) *Metrics {
 	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, append([]string{"tenant"}, labels...))
 	}
@@ -30,6 +32,7 @@ func NewMetrics(reg prometheus.Registerer, dropped *prometheus.CounterVec) *Metr
 		rotations: cv("podtail_file_rotations_total", "Files finished because they were renamed, deleted or truncated in place.", "reason"),
 		refused:   cv("podtail_file_refused_total", "Directory entries not read because they are not regular files.", "kind"),
 		dropped:   dropped,
+		repaired:  repaired,
 		open:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "podtail_file_open", Help: "Log files open."}),
 	}
 	if m.dropped == nil {
