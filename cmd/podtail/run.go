@@ -144,6 +144,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 		Files: &source.Files{
 			Rules:        rules,
 			Pipeline:     pipelineOf(cfg.Pipeline.Files),
+			Multiline:    multilineOf(cfg.Pipeline.Files),
 			MaxLineBytes: int(cfg.Files.MaxLineBytes),
 			Poll:         cfg.Files.PollInterval,
 			Open:         file.NewLimiter(cfg.Files.MaxOpen),
@@ -225,12 +226,29 @@ func fileRules(cfg *config.Config) *discovery.FileRules {
 // pipelineOf returns a factory of pipelines of specs (validated at load):
 // every source gets its own, since stages may keep per-stream state.
 func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
+	_, stages, _ := pipeline.SplitMultiline(specs)
 	return func() *pipeline.Pipeline {
-		p, err := pipeline.Build(specs)
+		p, err := pipeline.Build(stages)
 		if err != nil {
 			panic(err) // unreachable: Validate built the same specs
 		}
 		return p
+	}
+}
+
+// multilineOf returns a factory of line joiners when specs start with a
+// multiline spec, else nil.
+func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
+	ml, _, _ := pipeline.SplitMultiline(specs)
+	if ml == nil {
+		return nil
+	}
+	return func() *pipeline.Multiline {
+		m, err := pipeline.NewMultilineFromSpec(ml)
+		if err != nil {
+			panic(err) // unreachable: Validate built the same spec
+		}
+		return m
 	}
 }
 

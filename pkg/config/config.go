@@ -358,11 +358,24 @@ func (c *Config) Validate() error {
 	if !c.Podman.Enabled && len(c.Files.Static) == 0 {
 		bad("podman.enabled", "false with no files.static directories: nothing to collect")
 	}
-	if _, err := pipeline.Build(c.Pipeline.Container); err != nil {
+	if ml, stages, err := pipeline.SplitMultiline(c.Pipeline.Container); err != nil {
+		bad("pipeline.container", "%v", err)
+	} else if ml != nil {
+		bad("pipeline.container", "multiline is supported on files only (container output: not yet)")
+	} else if _, err := pipeline.Build(stages); err != nil {
 		bad("pipeline.container", "%v", err)
 	}
-	if _, err := pipeline.Build(c.Pipeline.Files); err != nil {
+	if ml, stages, err := pipeline.SplitMultiline(c.Pipeline.Files); err != nil {
 		bad("pipeline.files", "%v", err)
+	} else {
+		if ml != nil {
+			if _, err := pipeline.NewMultilineFromSpec(ml); err != nil {
+				bad("pipeline.files", "%v", err)
+			}
+		}
+		if _, err := pipeline.Build(stages); err != nil {
+			bad("pipeline.files", "%v", err)
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")

@@ -344,3 +344,20 @@ func sourceText(r *Record, source string) (string, bool) {
 	v, ok := r.Fields[source]
 	return v, ok
 }
+
+// SplitMultiline separates a leading `type: multiline` spec (it joins lines
+// before the stages, per stream) from the stages. Multiline anywhere else is
+// an error, since stages need whole entries.
+func SplitMultiline(specs []map[string]any) (multiline map[string]any, stages []map[string]any, err error) {
+	for i, s := range specs {
+		if s["type"] == "multiline" {
+			if i != 0 {
+				return nil, nil, fmt.Errorf("stage %d (multiline): must be the first stage: it joins lines before the others", i+1)
+			}
+			multiline = s
+			continue
+		}
+		stages = append(stages, s)
+	}
+	return multiline, stages, nil
+}

@@ -21,7 +21,8 @@ const forgetAfter = time.Hour
 // Files configures the directory tailers the scheduler starts.
 type Files struct {
 	Rules        *discovery.FileRules
-	Pipeline     func() *pipeline.Pipeline // per file; nil: none
+	Pipeline     func() *pipeline.Pipeline  // per file; nil: none
+	Multiline    func() *pipeline.Multiline // per file; nil: lines are entries
 	MaxLineBytes int
 	Poll         time.Duration
 	Open         *file.Limiter
@@ -170,6 +171,7 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 				return f.Rules.FileLabels(t, d, name), true
 			},
 			Pipeline:     f.Pipeline,
+			Multiline:    f.Multiline,
 			MaxLineBytes: f.MaxLineBytes,
 			Poll:         f.Poll,
 			Open:         f.Open,

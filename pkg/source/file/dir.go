@@ -56,6 +56,10 @@ type Config struct {
 	// Pipeline returns the stages for one file (each file gets its own, as
 	// stages may keep per-stream state). Nil: lines are shipped as they are.
 	Pipeline func() *pipeline.Pipeline
+	// Multiline returns a joiner of multi-line entries (Go panics, stack
+	// traces) for one file, or nil for none. A joined entry's position is
+	// its last line's, so an entry still open is read again after a restart.
+	Multiline func() *pipeline.Multiline
 	// MaxLineBytes truncates longer lines (counted); 0 means 256 KiB.
 	MaxLineBytes int
 	// Poll is how often the directory is checked when no inotify event comes.
@@ -326,6 +330,9 @@ func (d *Dir) open(c candidate) bool {
 	if p, ok := d.store.Get(r.key); ok {
 		r.stream.Restore(p.Last)
 	}
+	if d.cfg.Multiline != nil {
+		r.ml = d.cfg.Multiline()
+	}
 	d.readers[c.ino] = r
 	d.metrics.opened.WithLabelValues(d.cfg.Tenant, r.kind).Inc()
 	d.metrics.open.Inc()
@@ -500,6 +507,9 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 			return true, nil // more to read: scan first, then go on
 		}
 		progressed = progressed || n > 0
+		if err := r.flush(ctx, false); err != nil {
+			return progressed, nil // pushed back: the next cycle sends it
+		}
 		d.atEOF(ctx, r)
 	}
 	return progressed, nil
@@ -546,10 +556,11 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 func (d *Dir) finish(ctx context.Context, r *reader, why string) {
 	if len(r.buf) > 0 && !r.skipping {
 		r.off += int64(len(r.buf))
-		_ = r.stream.Send(ctx, time.Now(), string(r.buf), r.off)
+		_ = r.send(ctx, time.Now(), string(r.buf), r.off)
 		r.buf = r.buf[:0]
 		d.readTo[r.key] = r.off
 	}
+	_ = r.flush(ctx, true)
 	d.log.Debug("file finished", zap.String("file", r.name), zap.String("why", why), zap.Int64("offset", r.off))
 	d.markSeen(r.ino, r.f, "")
 	d.close(r)
@@ -606,6 +617,41 @@ type reader struct {
 	skipping bool // dropping the rest of an over-long line
 	seq      int
 	stream   *pipeline.Stream
+	ml       *pipeline.Multiline
+	joined   []pipeline.Joined // joined entries the sink has not taken yet
+}
+
+// send hands one line on, through the line joiner when there is one.
+func (r *reader) send(ctx context.Context, t time.Time, line string, pos int64) error {
+	if r.ml == nil {
+		return r.stream.Send(ctx, t, line, pos)
+	}
+	if err := r.sendJoined(ctx); err != nil {
+		return err
+	}
+	r.joined = append(r.joined, r.ml.Add(line, t, pos, time.Now())...)
+	_ = r.sendJoined(ctx) // the line is taken; what the sink refused is sent later
+	return nil
+}
+
+func (r *reader) sendJoined(ctx context.Context) error {
+	for len(r.joined) > 0 {
+		j := r.joined[0]
+		if err := r.stream.Send(ctx, j.Time, j.Line, j.Pos); err != nil {
+			return err
+		}
+		r.joined = r.joined[1:]
+	}
+	return nil
+}
+
+// flush sends a joined entry whose max_wait has passed (or any, if force).
+func (r *reader) flush(ctx context.Context, force bool) error {
+	if r.ml == nil {
+		return nil
+	}
+	r.joined = append(r.joined, r.ml.Flush(time.Now(), force)...)
+	return r.sendJoined(ctx)
 }
 
 // read ships the complete lines available, up to the budget or until ctx
@@ -660,11 +706,13 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		end := r.off + int64(next)
 		if r.skipping {
 			r.skipping = false
-			r.stream.Skip(end)
+			if r.ml == nil || (r.ml.Pending() == 0 && len(r.joined) == 0) {
+				r.stream.Skip(end) // else lines waiting to be joined would be passed over
+			}
 			start = next
 			continue
 		}
-		if err := r.stream.Send(ctx, time.Now(), string(r.buf[start:start+i]), end); err != nil {
+		if err := r.send(ctx, time.Now(), string(r.buf[start:start+i]), end); err != nil {
 			return err
 		}
 		d.metrics.lines.WithLabelValues(d.cfg.Tenant).Inc()
@@ -679,7 +727,7 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 				cut-- // never split a character: the line must stay within the limit once valid
 			}
 			line := string(r.buf[start:cut]) + truncationMarker
-			if err := r.stream.Send(ctx, time.Now(), line, end); err != nil {
+			if err := r.send(ctx, time.Now(), line, end); err != nil {
 				return err
 			}
 			d.metrics.truncated.WithLabelValues(d.cfg.Tenant).Inc()

@@ -63,14 +63,18 @@ type running struct {
 	done   chan error
 }
 
-func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Consumer, m *Metrics) *running {
+func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Consumer, m *Metrics, opts ...func(*Config)) *running {
 	t.Helper()
-	d := NewDir(Config{
+	cfg := Config{
 		Dir:    dir,
 		Tenant: "t",
 		Labels: func(string) (map[string]string, bool) { return map[string]string{"tenant": "t"}, true },
 		Poll:   20 * time.Millisecond,
-	}, store, next, m, testLogger())
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d := NewDir(cfg, store, next, m, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
@@ -326,4 +330,36 @@ func testLogger() *zap.Logger {
 		return l
 	}
 	return zap.NewNop()
+}
+
+// With a multiline joiner, a Go panic between zap lines is one entry, and
+// the last entry is flushed after max_wait although nothing follows it.
+func TestMultilineGoPanic(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
+		c.Multiline = func() *pipeline.Multiline {
+			m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "200ms"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+	})
+	content := `{"level":"info","msg":"before"}
+panic: boom
+goroutine 1 [running]:
+main.main()
+	/app/main.go:10 +0x1d
+{"level":"info","msg":"after"}
+`
+	_ = os.WriteFile(filepath.Join(dir, "app.log"), []byte(content), 0o644)
+	waitFor(t, 5*time.Second, "3 entries", func() bool { return s.total() >= 3 })
+	time.Sleep(300 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lines) != 3 || !strings.HasPrefix(s.lines[1], "panic: boom\ngoroutine 1") || !strings.HasSuffix(s.lines[1], "+0x1d") {
+		t.Fatalf("entries: %q", s.lines)
+	}
 }
