@@ -200,7 +200,7 @@ func (d *Discoverer) reconcile(ctx context.Context, up chan []Target) error {
 	for _, s := range list {
 		s.StartedAt = max(s.StartedAt, 0) // never started: Podman lists the zero time's negative seconds
 		present[s.ID] = true
-		if t, ok := d.targets[s.ID]; ok && t.StartedAt/int64(time.Second) == s.StartedAt && t.Running == (s.State == "running") {
+		if t, ok := d.targets[s.ID]; ok && t.StartedAt/int64(time.Second) == s.StartedAt && t.Running == podman.Alive(s.State) {
 			continue
 		}
 		if old, ok := d.seen[s.ID]; ok && old.State == s.State && old.StartedAt == s.StartedAt {

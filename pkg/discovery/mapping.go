@@ -18,6 +18,8 @@ type Target struct {
 	Tenant    string
 	App       string
 	Version   string
+	// Running: the container may still write (created, running, paused);
+	// its readers drain when it turns false.
 	Running   bool
 	StartedAt int64 // unix nanoseconds; a new value means the container restarted
 	// Existing is true for containers that were already started when podtail
@@ -118,7 +120,7 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		Tenant:  tenant,
 		App:     c.Labels[m.cfg.AppLabel],
 		Version: c.Labels[m.cfg.VersionLabel],
-		Running: c.Running,
+		Running: c.Running || podman.Alive(c.State),
 	}
 	if !c.StartedAt.IsZero() { // never started: 0, not an overflowed UnixNano
 		t.StartedAt = c.StartedAt.UnixNano()

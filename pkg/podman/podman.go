@@ -27,7 +27,7 @@ type Container struct {
 	Image     string
 	Labels    map[string]string
 	State     string // created, running, exited, ...
-	Running   bool
+	Running   bool   // the process runs now (see Alive for "may still write")
 	StartedAt time.Time
 	// LogDriver and LogPath say where the container's stdout/stderr is
 	// written; podtail reads the k8s-file log directly (nanosecond times,
@@ -272,6 +272,18 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// Alive says whether a container in state may still write logs: created,
+// initialized, running, paused. Readers start at create, before the app's
+// first line (an app can rotate its first log file away within
+// milliseconds of starting), and drain only once it has stopped.
+func Alive(state string) bool {
+	switch state {
+	case "created", "configured", "initialized", "running", "paused":
+		return true
+	}
+	return false
 }
 
 // UnixOrZero is t in Unix seconds, 0 for the zero time (a container never
