@@ -26,6 +26,7 @@ var bed struct {
 	skip     string
 	dir      string
 	podtail  string // binary
+	zaplog   string // the zap + lumberjack test app, static
 	image    string
 	lokiURL  string
 	socket   string // unix:// URI of the shared Podman service
@@ -68,10 +69,13 @@ func setup() (int, error) {
 	bed.runID = hex.EncodeToString(b)
 
 	bed.podtail = filepath.Join(dir, "podtail")
-	build := exec.Command("go", "build", "-o", bed.podtail, "../cmd/podtail")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-tags=containers_image_openpgp")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 1, fmt.Errorf("build podtail: %v\n%s", err, out)
+	bed.zaplog = filepath.Join(dir, "zaplog")
+	for bin, pkg := range map[string]string{bed.podtail: "../cmd/podtail", bed.zaplog: "./apps/zaplog"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-tags=containers_image_openpgp")
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+		}
 	}
 	loki, lokiURL, err := testbed.StartLoki(filepath.Join(dir, "loki"))
 	if err != nil {

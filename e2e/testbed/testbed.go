@@ -159,13 +159,23 @@ type Stream struct {
 	Times  []int64
 }
 
-// Query runs a LogQL log query as tenant over the last hour.
+// Query runs a LogQL log query as tenant over the last hour (at most
+// 100,000 entries, and Loki refuses answers over 4 MB: see QueryAll).
 func Query(lokiURL, tenant, logql string) ([]Stream, error) {
+	return QueryLimit(lokiURL, tenant, logql, 100000)
+}
+
+// QueryLimit is Query returning at most limit entries, oldest first.
+func QueryLimit(lokiURL, tenant, logql string, limit int) ([]Stream, error) {
+	return query(lokiURL, tenant, logql, time.Now().Add(-time.Hour).UnixNano(), time.Now().Add(time.Minute).UnixNano(), limit)
+}
+
+func query(lokiURL, tenant, logql string, start, end int64, limit int) ([]Stream, error) {
 	v := url.Values{}
 	v.Set("query", logql)
-	v.Set("start", strconv.FormatInt(time.Now().Add(-time.Hour).UnixNano(), 10))
-	v.Set("end", strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10))
-	v.Set("limit", "100000")
+	v.Set("start", strconv.FormatInt(start, 10))
+	v.Set("end", strconv.FormatInt(end, 10))
+	v.Set("limit", strconv.Itoa(limit))
 	v.Set("direction", "forward")
 	req, err := http.NewRequest(http.MethodGet, lokiURL+"/loki/api/v1/query_range?"+v.Encode(), nil)
 	if err != nil {
@@ -201,6 +211,112 @@ func Query(lokiURL, tenant, logql string) ([]Stream, error) {
 			s.Lines = append(s.Lines, v[1])
 		}
 		out = append(out, s)
+	}
+	return out, nil
+}
+
+// QueryAll runs a LogQL log query as tenant over the last hour and returns
+// every entry, paging forward through Loki's per-query limit.
+func QueryAll(lokiURL, tenant, logql string) ([]Stream, error) {
+	const page = 5000 // Loki caps a gRPC message at 4 MB: 5,000 lines of ~200 B stay well under
+	start := time.Now().Add(-time.Hour).UnixNano()
+	end := time.Now().Add(time.Minute).UnixNano()
+	byLabels := map[string]*Stream{}
+	var order []string
+	seen := map[string]bool{}
+	for {
+		ss, err := query(lokiURL, tenant, logql, start, end, page)
+		if err != nil {
+			return nil, err
+		}
+		got, fresh, last := 0, 0, start
+		for _, s := range ss {
+			key := fmt.Sprint(s.Labels)
+			dst := byLabels[key]
+			if dst == nil {
+				dst = &Stream{Labels: s.Labels}
+				byLabels[key] = dst
+				order = append(order, key)
+			}
+			for i := range s.Lines {
+				got++
+				last = max(last, s.Times[i])
+				id := key + "\x00" + strconv.FormatInt(s.Times[i], 10) + "\x00" + s.Lines[i]
+				if seen[id] {
+					continue // the page boundary is inclusive
+				}
+				seen[id] = true
+				fresh++
+				dst.Lines = append(dst.Lines, s.Lines[i])
+				dst.Times = append(dst.Times, s.Times[i])
+			}
+		}
+		if got < page || fresh == 0 {
+			break
+		}
+		start = last
+	}
+	out := make([]Stream, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byLabels[k])
+	}
+	return out, nil
+}
+
+// Count returns sum(count_over_time(selector[1h])) as tenant: how many
+// entries Loki holds, without fetching them.
+func Count(lokiURL, tenant, selector string) (int, error) {
+	groups, err := CountBy(lokiURL, tenant, selector, "")
+	if err != nil || len(groups) == 0 {
+		return 0, err
+	}
+	return groups[0].N, nil
+}
+
+// Group is one label set of CountBy and its entry count.
+type Group struct {
+	Labels map[string]string
+	N      int
+}
+
+// CountBy returns sum by (by) (count_over_time(selector[1h])) as tenant.
+func CountBy(lokiURL, tenant, selector, by string) ([]Group, error) {
+	v := url.Values{}
+	v.Set("query", fmt.Sprintf("sum by (%s) (count_over_time(%s[1h]))", by, selector))
+	v.Set("time", strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10))
+	req, err := http.NewRequest(http.MethodGet, lokiURL+"/loki/api/v1/query?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("loki count %s as %s: %s: %s", selector, tenant, resp.Status, body)
+	}
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Value  [2]any            `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, err
+	}
+	var out []Group
+	for _, res := range r.Data.Result {
+		s, _ := res.Value[1].(string)
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("loki count: %q: %w", s, err)
+		}
+		out = append(out, Group{Labels: res.Metric, N: n})
 	}
 	return out, nil
 }
