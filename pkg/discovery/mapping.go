@@ -13,11 +13,11 @@ import (
 
 // Target is one container podtail collects from.
 type Target struct {
-	ID        string
-	Name      string
-	Tenant    string
-	App       string
-	Version   string
+	ID      string
+	Name    string
+	Tenant  string
+	App     string
+	Version string
 	// Running: the container may still write (created, running, paused);
 	// its readers drain when it turns false.
 	Running   bool
