@@ -363,3 +363,23 @@ main.main()
 		t.Fatalf("entries: %q", s.lines)
 	}
 }
+
+// The open-file bound holds: with one slot and two live files, only one is
+// read until the other is deleted; then the second is read in full.
+func TestOpenFileBound(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "a.log"), []byte("a1\na2\n"), 0o644)
+	time.Sleep(10 * time.Millisecond) // distinct mtimes: a is older, read first
+	_ = os.WriteFile(filepath.Join(dir, "b.log"), []byte("b1\nb2\n"), 0o644)
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
+	startDir(t, dir, store, s, m, func(c *Config) { c.Open = NewLimiter(1) })
+	waitFor(t, 5*time.Second, "a's lines", func() bool { return s.total() == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if n := s.total(); n != 2 || testutil.ToFloat64(m.open) != 1 {
+		t.Fatalf("%d lines, %v files open; want a's 2 lines and 1 file", n, testutil.ToFloat64(m.open))
+	}
+	_ = os.Remove(filepath.Join(dir, "a.log"))
+	waitFor(t, 5*time.Second, "b's lines", func() bool { return s.total() == 4 })
+}
