@@ -43,24 +43,6 @@ func lokiCount(t *testing.T, tenant, selector string) int {
 	return n
 }
 
-func waitLokiCount(t *testing.T, tenant, selector string, want int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		n := lokiCount(t, tenant, selector)
-		if n > want {
-			t.Fatalf("%s: %d entries, more than the %d written", selector, n, want)
-		}
-		if n == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of %d entries after %s", selector, n, want, timeout)
-		}
-		time.Sleep(time.Second) // a count reads everything: do not load Loki's 2 cores with it
-	}
-}
-
 // waitAcked waits until podtail has had want entries of tenant acknowledged
 // by Loki, watching its own counter rather than querying Loki.
 func waitAcked(t *testing.T, p *podtailProc, tenant string, want float64, timeout time.Duration) {
@@ -147,7 +129,7 @@ func TestZapLumberjackAppFiles(t *testing.T) {
 	fileSel := fmt.Sprintf(`{tenant=%q, application=%q, version="v1", stream="file"}`, tenant, app)
 	waitAcked(t, p, tenant, n, 3*time.Minute) // + the app's two stdout lines, which may come later
 	took := time.Since(start)
-	waitLokiCount(t, tenant, fileSel, n, 30*time.Second)
+	waitCount(t, tenant, fileSel, n, 30*time.Second)
 	ss, err := testbed.QueryAll(bed.lokiURL, tenant, fileSel)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +172,7 @@ func TestZapLumberjackAppFiles(t *testing.T) {
 	if pickup > 2*time.Second {
 		t.Errorf("a file created after start took %s to show up, want < 2s", pickup)
 	}
-	waitLokiCount(t, tenant, v2, 1000, 30*time.Second)
+	waitCount(t, tenant, v2, 1000, 30*time.Second)
 	if got := lokiCount(t, tenant, fileSel); got != n {
 		t.Errorf("v1 lines now %d, want %d", got, n)
 	}
@@ -214,7 +196,7 @@ func TestFilesKilledAndRestarted(t *testing.T) {
 	killedAt := lokiCount(t, tenant, sel)
 	time.Sleep(3 * time.Second) // the app rotates and gzips meanwhile
 	p2 := startPodtail(t, podtailOpts{dataDir: dataDir})
-	waitLokiCount(t, tenant, sel, n, 2*time.Minute)
+	waitCount(t, tenant, sel, n, 2*time.Minute)
 	ss, err := testbed.QueryAll(bed.lokiURL, tenant, sel)
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +231,7 @@ func TestMalformedFileInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	sel := fmt.Sprintf(`{tenant=%q, stream="file"}`, tenant)
-	waitLokiCount(t, tenant, sel, 6, 20*time.Second)
+	waitCount(t, tenant, sel, 6, 20*time.Second)
 	got := lines(query(t, tenant, sel))
 	var long, repaired, nul, good bool
 	for _, l := range got {
@@ -294,6 +276,6 @@ func TestBurstAtContainerStart(t *testing.T) {
 	waitAcked(t, p, tenant, 3*n, time.Minute)
 	for i := 0; i < 3; i++ {
 		sel := fmt.Sprintf(`{tenant=%q, application="burst%d", stream="file"}`, tenant, i)
-		waitLokiCount(t, tenant, sel, n, 30*time.Second)
+		waitCount(t, tenant, sel, n, 30*time.Second)
 	}
 }

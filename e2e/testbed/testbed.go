@@ -177,19 +177,9 @@ func query(lokiURL, tenant, logql string, start, end int64, limit int) ([]Stream
 	v.Set("end", strconv.FormatInt(end, 10))
 	v.Set("limit", strconv.Itoa(limit))
 	v.Set("direction", "forward")
-	req, err := http.NewRequest(http.MethodGet, lokiURL+"/loki/api/v1/query_range?"+v.Encode(), nil)
+	body, err := get(lokiURL+"/loki/api/v1/query_range", tenant, v)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("X-Scope-OrgID", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("loki query %s as %s: %s: %s", logql, tenant, resp.Status, body)
 	}
 	var r struct {
 		Data struct {
@@ -284,19 +274,9 @@ func CountBy(lokiURL, tenant, selector, by string) ([]Group, error) {
 	v := url.Values{}
 	v.Set("query", fmt.Sprintf("sum by (%s) (count_over_time(%s[1h]))", by, selector))
 	v.Set("time", strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10))
-	req, err := http.NewRequest(http.MethodGet, lokiURL+"/loki/api/v1/query?"+v.Encode(), nil)
+	body, err := get(lokiURL+"/loki/api/v1/query", tenant, v)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("X-Scope-OrgID", tenant)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("loki count %s as %s: %s: %s", selector, tenant, resp.Status, body)
 	}
 	var r struct {
 		Data struct {
@@ -319,4 +299,23 @@ func CountBy(lokiURL, tenant, selector, by string) ([]Group, error) {
 		out = append(out, Group{Labels: res.Metric, N: n})
 	}
 	return out, nil
+}
+
+// get asks Loki's query API as tenant and returns the answer's body.
+func get(endpoint, tenant string, v url.Values) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, endpoint+"?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("loki %s as %s, query %s: %s: %s", endpoint, tenant, v.Get("query"), resp.Status, body)
+	}
+	return body, nil
 }

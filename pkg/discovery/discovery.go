@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -210,16 +211,8 @@ func (d *Discoverer) reconcile(ctx context.Context, up chan []Target) error {
 			return err
 		}
 	}
-	for id := range d.targets {
-		if !present[id] {
-			delete(d.targets, id)
-		}
-	}
-	for id := range d.seen {
-		if !present[id] {
-			delete(d.seen, id)
-		}
-	}
+	maps.DeleteFunc(d.targets, func(id string, _ Target) bool { return !present[id] })
+	maps.DeleteFunc(d.seen, func(id string, _ podman.Summary) bool { return !present[id] })
 	// Always publish after a reconcile: the first one is the full state the
 	// reader waits for, and later ones are cheap.
 	d.publish(up)

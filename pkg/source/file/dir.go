@@ -247,16 +247,8 @@ func (d *Dir) cycle(ctx context.Context) (bool, error) {
 			progressed = true
 		}
 	}
-	for ino := range d.seen {
-		if !present[ino] {
-			delete(d.seen, ino)
-		}
-	}
-	for ino := range d.keyOf {
-		if !present[ino] {
-			delete(d.keyOf, ino)
-		}
-	}
+	maps.DeleteFunc(d.seen, func(ino uint64, _ stamp) bool { return !present[ino] })
+	maps.DeleteFunc(d.keyOf, func(ino uint64, _ string) bool { return !present[ino] })
 	if time.Since(d.forgot) > forgetEvery {
 		d.forget()
 	}
