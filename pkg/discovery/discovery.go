@@ -140,6 +140,8 @@ func (d *Discoverer) session(ctx context.Context, up chan []Target) error {
 
 // handle applies one event. Only errors talking to Podman are returned.
 func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Target) error {
+	d.log.Debug("event", zap.String("action", ev.Action), zap.String("container", ev.Name), zap.String("id", podman.Short(ev.ID)),
+		zap.Duration("age", time.Since(ev.Time)))
 	switch ev.Action {
 	case "remove":
 		delete(d.seen, ev.ID)

@@ -113,10 +113,15 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 // draining reader reads to the end of the log and returns.
 func (c *ContainerOutput) SetDraining(d bool) {
 	if c.draining.Swap(d) != d {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
+		c.Wake()
+	}
+}
+
+// Wake makes the reader look at its log now rather than at its next poll.
+func (c *ContainerOutput) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -64,6 +64,9 @@ type Scheduler struct {
 type source interface {
 	Run(ctx context.Context) error
 	SetDraining(bool)
+	// Wake makes a waiting source look again now: its container started,
+	// so a log file waited for since the create event is there.
+	Wake()
 }
 
 type run struct {
@@ -125,7 +128,10 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	}
 	for key, w := range want {
 		if r, ok := s.running[key]; ok {
-			r.startedAt = w.startedAt // a restart the reader goes on with
+			if r.startedAt != w.startedAt {
+				r.startedAt = w.startedAt // a (re)start the reader goes on with
+				r.src.Wake()
+			}
 			r.src.SetDraining(!w.running)
 			continue
 		}

@@ -143,10 +143,15 @@ func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metri
 // reads every file to its end and returns.
 func (d *Dir) SetDraining(v bool) {
 	if d.draining.Swap(v) != v {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
+		d.Wake()
+	}
+}
+
+// Wake makes the tailer look at its directory now.
+func (d *Dir) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
 	}
 }
 
