@@ -21,6 +21,7 @@ import (
 
 // API is the part of the Podman client discovery uses.
 type API interface {
+	Storage(ctx context.Context) (podman.Storage, error)
 	List(ctx context.Context) ([]podman.Summary, error)
 	Inspect(ctx context.Context, id string) (podman.Container, error)
 	Events(ctx context.Context, out chan<- podman.Event, subscribed func()) error
@@ -45,6 +46,7 @@ type Discoverer struct {
 	connected atomic.Bool
 
 	targets map[string]Target
+	storage podman.Storage
 	// seen remembers, for containers that are not targets, the state they
 	// were skipped in, so reconcile does not inspect them again and again.
 	seen map[string]podman.Summary
@@ -109,6 +111,11 @@ func (d *Discoverer) session(ctx context.Context, up chan []Target) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if st, err := d.api.Storage(ctx); err == nil {
+		d.storage = st
+	} else {
+		d.log.Warn("podman storage info unavailable; short-lived --rm containers may be missed", zap.Error(err))
+	}
 	if err := d.reconcile(ctx, up); err != nil {
 		return err
 	}
@@ -150,7 +157,17 @@ func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Targ
 			d.publish(up)
 		}
 		return nil
-	case "create", "init", "start", "restart", "died", "stop", "cleanup", "pause", "unpause", "rename":
+	case "create":
+		// Publish from the event first: Podman delivers events late (~200 ms
+		// measured) and inspect waits for a --rm container's removal, which
+		// deletes its log. A reader started now holds the log open in time.
+		if _, known := d.targets[ev.ID]; !known {
+			if t, ok := d.provisional(ev); ok {
+				d.targets[ev.ID] = t
+				d.publish(up)
+			}
+		}
+	case "init", "start", "restart", "died", "stop", "cleanup", "pause", "unpause", "rename":
 	default:
 		return nil
 	}
@@ -162,6 +179,19 @@ func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Targ
 		d.publish(up)
 	}
 	return nil
+}
+
+// provisional maps a container from its create event alone, with the
+// default log path; the inspect that follows corrects or removes it.
+func (d *Discoverer) provisional(ev podman.Event) (Target, bool) {
+	path := d.storage.DefaultLogPath(ev.ID)
+	if path == "" {
+		return Target{}, false
+	}
+	c := podman.ContainerFromEvent(ev)
+	c.LogDriver, c.LogPath = "k8s-file", path
+	t, err := d.mapper.Map(c)
+	return t, err == nil
 }
 
 // refresh inspects one container and updates the target set.

@@ -32,6 +32,7 @@ type fakeAPI struct {
 	calls      []string // "subscribed", "list", "inspect <id>", in order
 	gate       chan struct{}
 	sessions   chan *session
+	storage    podman.Storage // zero: no provisional targets from create events
 }
 
 // session is one Events call: the test sends events on it, or ends it with
@@ -48,6 +49,8 @@ func newFakeAPI(cs ...podman.Container) *fakeAPI {
 	}
 	return f
 }
+
+func (f *fakeAPI) Storage(context.Context) (podman.Storage, error) { return f.storage, nil }
 
 func (f *fakeAPI) List(ctx context.Context) ([]podman.Summary, error) {
 	f.mu.Lock()
@@ -158,10 +161,15 @@ func (f *fakeAPI) nextSession(t *testing.T) *session {
 
 func (s *session) send(t *testing.T, action, id string) {
 	t.Helper()
+	s.sendEvent(t, podman.Event{Action: action, ID: id, Time: time.Now()})
+}
+
+func (s *session) sendEvent(t *testing.T, ev podman.Event) {
+	t.Helper()
 	select {
-	case s.events <- podman.Event{Action: action, ID: id, Time: time.Now()}:
+	case s.events <- ev:
 	case <-time.After(waitLimit):
-		t.Fatalf("event %s %s not taken", action, id)
+		t.Fatalf("event %s %s not taken", ev.Action, ev.ID)
 	}
 }
 
@@ -504,4 +512,42 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// A --rm container gone before podtail could inspect it (Podman delivers
+// events ~200 ms late): its create event alone publishes a target with the
+// default k8s-file path, so a reader can hold its log open; the inspect that
+// finds nothing then removes the target (its reader drains what it holds).
+func TestDiscovererProvisionalTargetFromCreateEvent(t *testing.T) {
+	api := newFakeAPI()
+	api.storage = podman.Storage{GraphRoot: "/var/lib/containers/storage", LogDriver: "k8s-file"}
+	f := start(t, api, time.Hour)
+	f.next()
+	f.sess.sendEvent(t, podman.Event{Action: "create", ID: "gone", Name: "blink", Time: time.Now(),
+		Attributes: map[string]string{"podtail.tenant": "acme", "podtail.app": "shop", "name": "blink", "image": "busybox"}})
+	set := f.waitFor("the provisional target", func(m map[string]discovery.Target) bool { _, ok := m["gone"]; return ok })
+	g := set["gone"]
+	if g.LogPath != "/var/lib/containers/storage/overlay-containers/gone/userdata/ctr.log" || g.Tenant != "acme" || g.App != "shop" || !g.Running {
+		t.Errorf("provisional target %+v", g)
+	}
+	f.waitFor("its removal after the inspect found nothing", func(m map[string]discovery.Target) bool { _, ok := m["gone"]; return !ok })
+
+	// Without a tenant label the event publishes nothing.
+	f.sess.sendEvent(t, podman.Event{Action: "create", ID: "anon", Time: time.Now(), Attributes: map[string]string{"name": "anon"}})
+	f.sess.send(t, "start", "anon")
+	select {
+	case set := <-f.up:
+		if _, ok := toMap(set)["anon"]; ok {
+			t.Errorf("an untenanted container was published: %v", set)
+		}
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func toMap(set []discovery.Target) map[string]discovery.Target {
+	m := make(map[string]discovery.Target, len(set))
+	for _, t := range set {
+		m[t.ID] = t
+	}
+	return m
 }

@@ -146,6 +146,49 @@ func (v valuesFrom) Value(key any) any {
 	return v.values.Value(key)
 }
 
+// Storage is what podtail needs of the service's storage setup.
+type Storage struct {
+	GraphRoot string // e.g. /var/lib/containers/storage
+	LogDriver string // the default log driver, e.g. k8s-file
+}
+
+// Storage asks the service for its storage root and default log driver.
+func (c *Client) Storage(ctx context.Context) (Storage, error) {
+	info, err := system.Info(c.with(ctx), nil)
+	if err != nil {
+		return Storage{}, fmt.Errorf("podman %s: info: %w", c.uri, err)
+	}
+	st := Storage{LogDriver: info.Host.LogDriver}
+	if info.Store != nil {
+		st.GraphRoot = info.Store.GraphRoot
+	}
+	return st, nil
+}
+
+// DefaultLogPath is where conmon writes a container's k8s-file log when no
+// path is configured: known from the ID alone, before any inspect.
+func (s Storage) DefaultLogPath(id string) string {
+	if s.GraphRoot == "" || s.LogDriver != "k8s-file" {
+		return ""
+	}
+	return filepath.Join(s.GraphRoot, "overlay-containers", id, "userdata", "ctr.log")
+}
+
+// ContainerFromEvent is what an event tells of a container: its labels
+// (the event's attributes, less Podman's own) and names. Used before an
+// inspect, which may block until a short-lived --rm container is gone.
+func ContainerFromEvent(ev Event) Container {
+	labels := make(map[string]string, len(ev.Attributes))
+	for k, v := range ev.Attributes {
+		switch k {
+		case "name", "image", "podId", "containerExitCode":
+		default:
+			labels[k] = v
+		}
+	}
+	return Container{ID: ev.ID, Name: ev.Name, Image: ev.Image, Labels: labels, State: "created"}
+}
+
 // Ping checks that the service answers.
 func (c *Client) Ping(ctx context.Context) error {
 	_, err := system.Version(c.with(ctx), nil)

@@ -240,7 +240,7 @@ func (c *ContainerOutput) open(ctx context.Context) (*os.File, error) {
 			return nil, fmt.Errorf("open container log %s: %w", c.target.LogPath, err)
 		}
 		if c.draining.Load() {
-			c.log.Warn("container log gone before podtail could open it", zap.String("path", c.target.LogPath))
+			c.log.Info("container gone before its log could be opened (or it has no k8s-file log)", zap.String("path", c.target.LogPath))
 			return nil, nil
 		}
 		select {
