@@ -544,13 +544,18 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	if err != nil {
 		reason = "deleted"
 	}
-	d.metrics.rotations.WithLabelValues(d.cfg.Tenant, reason).Inc()
-	d.finish(ctx, r, "file "+reason)
+	if d.finish(ctx, r, "file "+reason) {
+		d.metrics.rotations.WithLabelValues(d.cfg.Tenant, reason).Inc()
+	}
 }
 
 // finish ships a last line without a newline, closes r, and remembers its
-// inode as done.
-func (d *Dir) finish(ctx context.Context, r *reader, why string) {
+// inode as done. It returns false, leaving r open, while r still holds
+// complete lines the sink has not taken.
+func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
+	if bytes.IndexByte(r.buf, '\n') >= 0 {
+		return false // the next cycle sends them, then finishes
+	}
 	if len(r.buf) > 0 && !r.skipping {
 		r.off += int64(len(r.buf))
 		_ = r.send(ctx, time.Now(), string(r.buf), r.off)
@@ -561,6 +566,7 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) {
 	d.log.Debug("file finished", zap.String("file", r.name), zap.String("why", why), zap.Int64("offset", r.off))
 	d.markSeen(r.ino, r.f, "")
 	d.close(r)
+	return true
 }
 
 func (d *Dir) close(r *reader) {
@@ -654,6 +660,14 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 // read ships the complete lines available, up to the budget or until ctx
 // (a time slice) ends. eof is true when the file had nothing more.
 func (r *reader) read(ctx context.Context, d *Dir) (n int, eof bool, err error) {
+	// Lines the sink did not take last time come first: the buffer then
+	// never holds more than one partial line and a chunk, however long
+	// Loki pushes back.
+	if bytes.IndexByte(r.buf, '\n') >= 0 {
+		if err := r.lines(ctx, d); err != nil {
+			return 0, false, err
+		}
+	}
 	for n < readBudget {
 		if err := ctx.Err(); err != nil {
 			return n, false, err // time slice over: let the loop rescan

@@ -383,3 +383,41 @@ func TestOpenFileBound(t *testing.T) {
 	_ = os.Remove(filepath.Join(dir, "a.log"))
 	waitFor(t, 5*time.Second, "b's lines", func() bool { return s.total() == 4 })
 }
+
+// gate refuses entries (waiting out the caller's ctx, as a full queue does)
+// until it opens, then passes them on.
+type gate struct {
+	open time.Time
+	next *sink
+}
+
+func (g *gate) Consume(ctx context.Context, e pipeline.Entry) error {
+	if time.Now().Before(g.open) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return g.next.Consume(ctx, e)
+}
+
+// Pushed back while its file is renamed away: the lines the sink refused
+// stay separate entries (a tailer once shipped its whole buffer of them as
+// one "last line", which Loki refuses), each once, in order.
+func TestPushedBackAcrossRename(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	startDir(t, dir, store, &gate{open: time.Now().Add(500 * time.Millisecond), next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	path := filepath.Join(dir, "app.log")
+	var first, second strings.Builder
+	for i := 1; i <= 2000; i++ {
+		fmt.Fprintf(&first, `{"n":%d}`+"\n", i)
+		fmt.Fprintf(&second, `{"n":%d}`+"\n", 2000+i)
+	}
+	_ = os.WriteFile(path, []byte(first.String()), 0o644)
+	time.Sleep(100 * time.Millisecond) // read, and refused
+	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+	_ = os.WriteFile(path, []byte(second.String()), 0o644)
+	waitFor(t, 10*time.Second, "4000 lines", func() bool { return s.total() >= 4000 })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, s, 1, 4000)
+}
