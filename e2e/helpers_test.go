@@ -30,9 +30,10 @@ type podtailProc struct {
 }
 
 type podtailOpts struct {
-	socket  string // default: the shared service
-	dataDir string // default: a fresh one
-	extra   string // more YAML
+	socket     string // default: the shared service
+	dataDir    string // default: a fresh one
+	queueBytes string // loki.queue_bytes; default: podtail's
+	extra      string // more YAML
 }
 
 // startPodtail runs `podtail run` with a config file of its own and waits
@@ -45,6 +46,10 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
 	}
+	queue := ""
+	if o.queueBytes != "" {
+		queue = "  queue_bytes: " + o.queueBytes
+	}
 	p := &podtailProc{t: t, dataDir: o.dataDir, listen: fmt.Sprintf("127.0.0.1:%d", testbed.FreePort()), done: make(chan struct{})}
 	cfg := fmt.Sprintf(`podman:
   socket: %s
@@ -55,12 +60,13 @@ loki:
   batch_wait: 200ms
   min_backoff: 50ms
   max_backoff: 1s
+%s
 data_dir: %s
 server:
   listen: %s
 log:
   level: debug
-%s`, o.socket, bed.lokiURL, o.dataDir, p.listen, o.extra)
+%s`, o.socket, bed.lokiURL, queue, o.dataDir, p.listen, o.extra)
 	cfgFile := filepath.Join(t.TempDir(), "podtail.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -77,6 +83,9 @@ log:
 		<-p.done
 		if t.Failed() {
 			t.Logf("podtail log:\n%s", tail(p.Log(), 60))
+			if dir := os.Getenv("PODTAIL_E2E_LOGS"); dir != "" {
+				_ = os.WriteFile(filepath.Join(dir, t.Name()+".podtail.log"), []byte(p.Log()), 0o644)
+			}
 		}
 	})
 	if err := testbed.WaitHTTP("http://"+p.listen+"/ready", 20*time.Second); err != nil {
@@ -127,12 +136,12 @@ func (p *podtailProc) stop() {
 	}
 }
 
-// metric returns the sum of a counter's series matching all label pairs.
+// metric returns the sum of a metric's series matching all label pairs, or
+// 0 when podtail does not answer (safe from any goroutine: no Fatal).
 func (p *podtailProc) metric(name string, labels ...string) float64 {
-	p.t.Helper()
 	resp, err := http.Get("http://" + p.listen + "/metrics")
 	if err != nil {
-		p.t.Fatal(err)
+		return 0
 	}
 	defer resp.Body.Close()
 	var sum float64

@@ -32,6 +32,7 @@ var bed struct {
 	socket   string // unix:// URI of the shared Podman service
 	runID    string // makes tenants and container names unique per run
 	services []*testbed.Service
+	loki     *testbed.Loki
 }
 
 func TestMain(m *testing.M) {
@@ -77,12 +78,10 @@ func setup() (int, error) {
 			return 1, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 		}
 	}
-	loki, lokiURL, err := testbed.StartLoki(filepath.Join(dir, "loki"))
-	if err != nil {
+	if bed.loki, err = testbed.StartLoki(filepath.Join(dir, "loki")); err != nil {
 		return 1, err
 	}
-	bed.services = append(bed.services, loki)
-	bed.lokiURL = lokiURL
+	bed.lokiURL = bed.loki.URL
 	sock := filepath.Join(dir, "podman.sock")
 	svc, err := testbed.StartPodmanService(sock)
 	if err != nil {
@@ -96,6 +95,9 @@ func setup() (int, error) {
 func teardown() {
 	for _, s := range bed.services {
 		s.Stop()
+	}
+	if bed.loki != nil {
+		bed.loki.Stop()
 	}
 	if bed.dir != "" && os.Getenv("PODTAIL_E2E_KEEP") == "" {
 		os.RemoveAll(bed.dir)

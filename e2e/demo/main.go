@@ -53,11 +53,12 @@ func run(bin string) error {
 	defer os.RemoveAll(dir)
 
 	step("starting Loki (multi-tenant, auth_enabled) and a Podman API service")
-	loki, lokiURL, err := testbed.StartLoki(filepath.Join(dir, "loki"))
+	loki, err := testbed.StartLoki(filepath.Join(dir, "loki"))
 	if err != nil {
 		return err
 	}
 	defer loki.Stop()
+	lokiURL := loki.URL
 	sock := filepath.Join(dir, "podman.sock")
 	svc, err := testbed.StartPodmanService(sock)
 	if err != nil {

@@ -25,30 +25,35 @@ var lokiConfig []byte
 
 // Service is a started process.
 type Service struct {
-	Cmd *exec.Cmd
-	Log string // file with its output
+	Cmd  *exec.Cmd
+	Log  string        // file with its output
+	done chan struct{} // closed when the process has exited
 }
 
-// Stop interrupts the process and waits (killing it after 10 s).
+// Stop interrupts the process and waits until it has exited (killing it
+// after 10 s), so its ports are free when Stop returns.
 func (s *Service) Stop() {
-	if s == nil || s.Cmd.Process == nil || s.Cmd.ProcessState != nil {
+	if s == nil {
 		return
 	}
-	_ = s.Cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.Cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.Cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
 	case <-time.After(10 * time.Second):
 		_ = s.Cmd.Process.Kill()
-		<-done
+		<-s.done
 	}
 }
 
 func start(name string, logFile string, env []string, args ...string) (*Service, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	f, err := os.Create(logFile)
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -57,8 +62,9 @@ func start(name string, logFile string, env []string, args ...string) (*Service,
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return &Service{Cmd: cmd, Log: logFile}, nil
+	svc := &Service{Cmd: cmd, Log: logFile, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(svc.done) }()
+	return svc, nil
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 right now.
@@ -71,34 +77,51 @@ func FreePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// Loki is a running (or stopped) Loki of the test bed.
+type Loki struct {
+	URL                string
+	dir                string
+	httpPort, grpcPort int
+	svc                *Service
+}
+
 // StartLoki runs the Loki binary $PODTAIL_LOKI_BIN with the test bed's
-// multi-tenant config, its data in dir, and waits until /ready.
-func StartLoki(dir string) (*Service, string, error) {
+// multi-tenant config, its data in dir, on free ports, and waits until
+// /ready.
+func StartLoki(dir string) (*Loki, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "loki.yaml"), lokiConfig, 0o644); err != nil {
+		return nil, err
+	}
+	l := &Loki{dir: dir, httpPort: FreePort(), grpcPort: FreePort()}
+	l.URL = fmt.Sprintf("http://127.0.0.1:%d", l.httpPort)
+	return l, l.Start()
+}
+
+// Start starts a stopped Loki again, on the same ports and data.
+func (l *Loki) Start() error {
 	bin := os.Getenv("PODTAIL_LOKI_BIN")
 	if bin == "" {
-		return nil, "", fmt.Errorf("PODTAIL_LOKI_BIN is not set: run through e2e/testbed/testbed.sh")
+		return fmt.Errorf("PODTAIL_LOKI_BIN is not set: run through e2e/testbed/testbed.sh")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, "", err
-	}
-	cfg := filepath.Join(dir, "loki.yaml")
-	if err := os.WriteFile(cfg, lokiConfig, 0o644); err != nil {
-		return nil, "", err
-	}
-	httpPort, grpcPort := FreePort(), FreePort()
-	s, err := start(bin, filepath.Join(dir, "loki.log"),
-		[]string{"LOKI_DIR=" + dir, "LOKI_HTTP_PORT=" + strconv.Itoa(httpPort), "LOKI_GRPC_PORT=" + strconv.Itoa(grpcPort)},
-		"-config.file="+cfg, "-config.expand-env=true")
+	s, err := start(bin, filepath.Join(l.dir, "loki.log"),
+		[]string{"LOKI_DIR=" + l.dir, "LOKI_HTTP_PORT=" + strconv.Itoa(l.httpPort), "LOKI_GRPC_PORT=" + strconv.Itoa(l.grpcPort)},
+		"-config.file="+filepath.Join(l.dir, "loki.yaml"), "-config.expand-env=true")
 	if err != nil {
-		return nil, "", err
+		return err
 	}
-	u := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	if err := WaitHTTP(u+"/ready", 60*time.Second); err != nil {
+	l.svc = s
+	if err := WaitHTTP(l.URL+"/ready", 60*time.Second); err != nil {
 		s.Stop()
-		return nil, "", fmt.Errorf("loki not ready (log %s): %w", s.Log, err)
+		return fmt.Errorf("loki not ready (log %s): %w", s.Log, err)
 	}
-	return s, u, nil
+	return nil
 }
+
+// Stop stops Loki (SIGINT: it flushes and keeps its WAL).
+func (l *Loki) Stop() { l.svc.Stop() }
 
 // StartPodmanService runs `podman system service` on the unix socket sock.
 func StartPodmanService(sock string) (*Service, error) {
