@@ -16,7 +16,7 @@ FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/discovery/:FuzzValidTenant ./pkg/pipeli
 # exceeded" reported as a failure, with no crasher (seen here).
 FUZZTIME ?= 40000x
 
-.PHONY: build check unit race fuzz e2e test demo clean
+.PHONY: build check unit race fuzz contrib e2e test demo clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
@@ -34,10 +34,14 @@ fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
+# Quadlet units through Podman's generator (dry run), and every shipped config.
+contrib:
+	bash contrib/check.sh
+
 e2e:
 	$(TESTBED) go test -count=1 -v -timeout 40m ./e2e/
 
-test: check unit race fuzz e2e
+test: check unit race fuzz contrib e2e
 
 demo: build
 	$(TESTBED) go run ./e2e/demo -podtail bin/podtail
