@@ -129,7 +129,9 @@ func run(bin string) error {
 	out, err := exec.Command("podman", "run", "-d", "--name", fname,
 		"--label", "tenant=beiluo", "--label", "app=test777", "--label", "version=v15",
 		"-v", zaplog+":/zaplog:ro", "-v", logs+":/app/workplace/logs",
-		image, "/zaplog", "-file", "/app/workplace/logs/beiluo_test777_v15.log", "-n", fmt.Sprint(fileLines), "-hold", "1h").CombinedOutput()
+		// A second's pause, as a real app has while it starts: Podman's events
+		// reach podtail ~200 ms late (README: known limits).
+		image, "sh", "-c", fmt.Sprintf("sleep 1; exec /zaplog -file /app/workplace/logs/beiluo_test777_v15.log -n %d -hold 1h", fileLines)).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("podman run %s: %v: %s", fname, err, out)
 	}
