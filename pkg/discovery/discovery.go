@@ -258,6 +258,13 @@ func (d *Discoverer) publish(up chan []Target) {
 		set = append(set, t)
 	}
 	sort.Slice(set, func(i, j int) bool { return set[i].ID < set[j].ID })
+	replace(up, set)
+}
+
+// replace puts set on up (buffer one), first taking off a set nobody has
+// read yet: the reader always gets the latest. Only one goroutine sends on
+// up, so the send cannot block.
+func replace(up chan []Target, set []Target) {
 	select {
 	case <-up:
 	default:

@@ -45,11 +45,7 @@ func (s *Static) Run(ctx context.Context, up chan []Target) error {
 		set := s.scan()
 		if !sameTargets(set, last) {
 			last = set
-			select {
-			case <-up:
-			default:
-			}
-			up <- set
+			replace(up, set)
 		}
 		select {
 		case <-ctx.Done():

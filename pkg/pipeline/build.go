@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"github.com/docker/go-units"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/grafana/loki/pkg/push"
+
+	"github.com/podtail/podtail/pkg/labels"
 )
 
 // Build makes a pipeline from stage specs, in order. Each spec names its
@@ -319,14 +320,12 @@ func setMetadata(r *Record, name, value string) {
 	r.Metadata = append(r.Metadata, push.LabelAdapter{Name: name, Value: value})
 }
 
-var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-
 // reservedLabels come only from trusted metadata (the source), never from
 // a line.
-var reservedLabels = map[string]bool{"tenant": true, "application": true, "version": true, "stream": true}
+var reservedLabels = map[string]bool{labels.Tenant: true, labels.Application: true, labels.Version: true, labels.Stream: true}
 
 func checkLabelName(name string) error {
-	if !labelNameRE.MatchString(name) {
+	if labels.ValidName(name) != nil {
 		return fmt.Errorf("invalid name %q (want [a-zA-Z_][a-zA-Z0-9_]*)", name)
 	}
 	if strings.HasPrefix(name, "__") {

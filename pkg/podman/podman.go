@@ -189,15 +189,6 @@ func ContainerFromEvent(ev Event) Container {
 	return Container{ID: ev.ID, Name: ev.Name, Image: ev.Image, Labels: labels, State: "created"}
 }
 
-// Ping checks that the service answers.
-func (c *Client) Ping(ctx context.Context) error {
-	_, err := system.Version(c.with(ctx), nil)
-	if err != nil {
-		return fmt.Errorf("podman %s: %w", c.uri, err)
-	}
-	return nil
-}
-
 // List returns every container, running or not: a stopped container's log
 // may not have been shipped yet.
 func (c *Client) List(ctx context.Context) ([]Summary, error) {
@@ -222,9 +213,9 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	if err != nil {
 		var ee interface{ Code() int }
 		if errors.As(err, &ee) && ee.Code() == 404 || strings.Contains(err.Error(), "no such container") {
-			return Container{}, fmt.Errorf("inspect %s: %w", short(id), ErrNotFound)
+			return Container{}, fmt.Errorf("inspect %s: %w", Short(id), ErrNotFound)
 		}
-		return Container{}, fmt.Errorf("podman %s: inspect %s: %w", c.uri, short(id), err)
+		return Container{}, fmt.Errorf("podman %s: inspect %s: %w", c.uri, Short(id), err)
 	}
 	ct := Container{ID: d.ID, Name: d.Name, Image: d.ImageName}
 	if d.Config != nil {
@@ -310,13 +301,6 @@ func (c *Client) Events(ctx context.Context, out chan<- Event, subscribed func()
 	}
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 // Alive says whether a container in state may still write logs: created,
 // initialized, running, paused. Readers start at create, before the app's
 // first line (an app can rotate its first log file away within
@@ -339,4 +323,9 @@ func UnixOrZero(t time.Time) int64 {
 }
 
 // Short is the 12-character form of a container ID.
-func Short(id string) string { return short(id) }
+func Short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
