@@ -15,8 +15,12 @@ import (
 )
 
 // forgetAfter is how long the position of a container that no longer exists
-// is kept: long enough for its last lines to be delivered.
-const forgetAfter = time.Hour
+// is kept: long enough for its last lines to be delivered. forgetEvery is
+// how often Sync looks (it walks every position; Sync runs on every event).
+const (
+	forgetAfter = time.Hour
+	forgetEvery = time.Minute
+)
 
 // Files configures the directory tailers the scheduler starts.
 type Files struct {
@@ -59,6 +63,7 @@ type Scheduler struct {
 	running  map[string]*run
 	finished map[string]int64 // source key -> StartedAt of the run read to its end
 	warned   map[string]bool
+	forgot   time.Time // when Sync last forgot positions of gone containers
 }
 
 type source interface {
@@ -150,10 +155,13 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 			delete(s.finished, key)
 		}
 	}
-	s.store.Forget(forgetAfter, func(key string) bool {
-		id, ok := strings.CutPrefix(key, Key(""))
-		return !ok || containers[id]
-	})
+	if time.Since(s.forgot) >= forgetEvery {
+		s.forgot = time.Now()
+		s.store.Forget(forgetAfter, func(key string) bool {
+			id, ok := strings.CutPrefix(key, Key(""))
+			return !ok || containers[id]
+		})
+	}
 }
 
 func (s *Scheduler) containerSource(t discovery.Target) func() source {
