@@ -7,7 +7,8 @@
 // other, so a source's acks arrive in the order its entries were consumed,
 // while Consume keeps filling the tenant's next batch. Tenants push
 // independently; they share only the byte bound that gives sources
-// backpressure.
+// backpressure, and that bound is shared fairly (see admit), so a tenant
+// that floods, or whose pushes Loki refuses, cannot take all of it.
 //
 // Shutdown is two-stage: Flush drains what was accepted until its deadline,
 // then cancelling Run's ctx aborts whatever is still in flight, unacked.
@@ -65,10 +66,13 @@ var _ pipeline.Consumer = (*Client)(nil)
 // tenant is the per-tenant state. All fields but id and wake are guarded by
 // Client.mu.
 type tenant struct {
-	id    string
-	cur   *batch   // being filled; nil until the next entry arrives
-	ready []*batch // sealed, pushed oldest first
-	wake  chan struct{}
+	id       string
+	cur      *batch   // being filled; nil until the next entry arrives
+	ready    []*batch // sealed, pushed oldest first
+	inflight *batch   // taken by the worker and not yet settled
+	queued   int64    // this tenant's share of Client.queued
+	waiting  int      // Consume calls blocked for room
+	wake     chan struct{}
 }
 
 // New checks cfg (after filling in defaults) and builds a Client. Nothing runs
@@ -88,7 +92,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 	// A transport of our own, so that Run can close its idle connections
 	// without touching anybody else's.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	return &Client{
+	c := &Client{
 		cfg:     cfg,
 		pushURL: cfg.pushURL(),
 		log:     log.With(zap.String("loki_url", cfg.pushURL())),
@@ -97,7 +101,13 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 		spawn:   make(chan struct{}, 1),
 		changed: make(chan struct{}),
 		tenants: make(map[string]*tenant),
-	}, nil
+	}
+	if reg != nil {
+		if err := reg.Register(stateCollector{c}); err != nil {
+			return nil, fmt.Errorf("loki: registering metrics: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // Consume takes ownership of e and queues it for its tenant. It blocks while
@@ -105,27 +115,6 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 // and returns ErrClosed after Flush or once Run has returned.
 func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	c.mu.Lock()
-	for {
-		if c.closed || c.state == stateStopped {
-			c.mu.Unlock()
-			return ErrClosed
-		}
-		// Admit while below the bound rather than only when e fits: an entry
-		// larger than the free room (or than the whole bound) must not wait
-		// for a queue that cannot get emptier. The bound is therefore
-		// overshot by at most one entry.
-		if c.queued < c.cfg.QueueBytes {
-			break
-		}
-		changed := c.changed
-		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		}
-		c.mu.Lock()
-	}
 	t := c.tenants[e.Tenant]
 	if t == nil {
 		t = &tenant{id: e.Tenant, wake: make(chan struct{}, 1)}
@@ -133,7 +122,31 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		c.unstarted = append(c.unstarted, t)
 		poke(c.spawn)
 	}
-	c.queued += int64(e.Size())
+	for {
+		if c.closed || c.state == stateStopped {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		if c.admit(t) {
+			break
+		}
+		changed := c.changed
+		t.waiting++
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			c.mu.Lock()
+			t.waiting--
+			c.mu.Unlock()
+			return ctx.Err()
+		case <-changed:
+		}
+		c.mu.Lock()
+		t.waiting--
+	}
+	size := int64(e.Size())
+	c.queued += size
+	t.queued += size
 	c.pending++
 	c.m.queuedBytes.Set(float64(c.queued))
 	if t.add(&e, time.Now(), int64(c.cfg.BatchSize)) {
@@ -141,6 +154,37 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// admit reports whether t may queue one more entry now. c.mu must be held.
+//
+// The bound is QueueBytes over all tenants, checked before adding rather than
+// only when the entry fits: an entry larger than the free room (or than the
+// whole bound) must not wait for a queue that cannot get emptier, so the bound
+// is overshot by at most one entry.
+//
+// Within it, each busy tenant (one with bytes queued or a source waiting) is
+// owed an equal share, counting one more tenant for whoever comes next. A
+// tenant under its share is admitted while the queue has room; one over it
+// only while a quarter of the queue is still free. So a tenant that floods, or
+// whose pushes Loki keeps refusing, holds at most three quarters of the queue,
+// and a quiet tenant finds room at once instead of waiting behind it. Without this, a tenant answered 429 for an hour would
+// fill the queue and stop every other tenant's sources for that hour.
+func (c *Client) admit(t *tenant) bool {
+	limit := c.cfg.QueueBytes
+	if c.queued >= limit {
+		return false
+	}
+	busy := int64(0)
+	for _, o := range c.tenants {
+		if o == t || o.queued > 0 || o.waiting > 0 {
+			busy++
+		}
+	}
+	if t.queued < limit/(busy+1) {
+		return true
+	}
+	return c.queued < limit-limit/4
 }
 
 // Run starts a worker per tenant as tenants appear and blocks until ctx is
@@ -240,7 +284,7 @@ func (c *Client) work(ctx context.Context, t *tenant) {
 	for {
 		b, wait := c.next(t)
 		if b != nil {
-			c.push(ctx, t.id, b)
+			c.push(ctx, t, b)
 			if ctx.Err() != nil {
 				return
 			}
@@ -281,15 +325,20 @@ func (c *Client) next(t *tenant) (*batch, time.Duration) {
 	b := t.ready[0]
 	t.ready[0] = nil
 	t.ready = t.ready[1:]
+	t.inflight = b
 	return b, 0
 }
 
 // settle acknowledges b's entries and releases their room in the queue. Acks
 // come first so that a returning Flush implies every source has heard.
-func (c *Client) settle(b *batch) {
+func (c *Client) settle(t *tenant, b *batch) {
 	b.ackAll()
 	c.mu.Lock()
 	c.queued -= b.bytes
+	t.queued -= b.bytes
+	if t.inflight == b {
+		t.inflight = nil
+	}
 	c.pending -= b.entries
 	c.m.queuedBytes.Set(float64(c.queued))
 	c.broadcast()
@@ -322,6 +371,19 @@ func (t *tenant) add(e *pipeline.Entry, now time.Time, limit int64) (wake bool) 
 		wake = true
 	}
 	return wake
+}
+
+// oldest is t's oldest unsettled batch, or nil. Batches are pushed in the
+// order they were sealed, so it is the one in flight, else the first ready,
+// else the open one.
+func (t *tenant) oldest() *batch {
+	switch {
+	case t.inflight != nil:
+		return t.inflight
+	case len(t.ready) > 0:
+		return t.ready[0]
+	}
+	return t.cur
 }
 
 func (t *tenant) seal() {

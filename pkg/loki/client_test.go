@@ -154,8 +154,8 @@ func TestRejectedBatchIsDroppedAndAcked(t *testing.T) {
 	if got, want := flatten(f.recorded("t")...), []string{`{a="1"}|1700000000123456790|new`}; !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
 	}
-	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", "rejected_400")); got != 1 {
-		t.Errorf("dropped{rejected_400} = %v, want 1", got)
+	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", "too_old")); got != 1 {
+		t.Errorf("dropped{too_old} = %v, want 1", got)
 	}
 	if got := testutil.CollectAndCount(c.m.retries); got != 0 {
 		t.Errorf("a 400 was retried (%d retry series)", got)

@@ -3,6 +3,7 @@ package loki
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,13 +15,14 @@ const reasonRetriesExhausted = "retries_exhausted"
 const reasonNetwork = "network"
 
 type metrics struct {
-	entriesSent  *prometheus.CounterVec // tenant
-	bytesSent    *prometheus.CounterVec // tenant
-	dropped      *prometheus.CounterVec // tenant, reason
-	retries      *prometheus.CounterVec // tenant, reason
-	queuedBytes  prometheus.Gauge
-	pushDuration *prometheus.HistogramVec // tenant, status
-	batchEntries prometheus.Histogram
+	entriesSent    *prometheus.CounterVec // tenant
+	bytesSent      *prometheus.CounterVec // tenant
+	dropped        *prometheus.CounterVec // tenant, reason
+	retries        *prometheus.CounterVec // tenant, reason
+	entriesRetried *prometheus.CounterVec // tenant, reason
+	queuedBytes    prometheus.Gauge
+	pushDuration   *prometheus.HistogramVec // tenant, status
+	batchEntries   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "podtail_loki_push_retries_total",
 			Help: "Pushes that failed retryably and will be retried, by HTTP status or \"network\".",
 		}, []string{"tenant", "reason"}),
+		entriesRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_entries_retried_total",
+			Help: "Entries in pushes that failed retryably and will be sent again, by HTTP status or \"network\".",
+		}, []string{"tenant", "reason"}),
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_loki_queued_bytes",
 			Help: "Bytes accepted from sources and not yet acknowledged or dropped.",
@@ -60,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	all := []prometheus.Collector{
-		m.entriesSent, m.bytesSent, m.dropped, m.retries,
+		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried,
 		m.queuedBytes, m.pushDuration, m.batchEntries,
 	}
 	var errs []error
@@ -80,4 +86,36 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, fmt.Errorf("loki: registering metrics: %w", err)
 	}
 	return m, nil
+}
+
+// Per-tenant gauges are read from the client's state at scrape time rather
+// than kept up to date on every entry.
+var (
+	tenantQueuedDesc = prometheus.NewDesc("podtail_loki_tenant_queued_bytes",
+		"Bytes accepted for a tenant and not yet acknowledged or dropped.", []string{"tenant"}, nil)
+	oldestAgeDesc = prometheus.NewDesc("podtail_loki_oldest_unacked_age_seconds",
+		"Age of a tenant's oldest entry accepted and not yet acknowledged or dropped (0 when none): how far delivery lags.",
+		[]string{"tenant"}, nil)
+)
+
+// stateCollector exports the per-tenant gauges of a Client.
+type stateCollector struct{ c *Client }
+
+func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tenantQueuedDesc
+	ch <- oldestAgeDesc
+}
+
+func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	for id, t := range s.c.tenants {
+		age := 0.0
+		if b := t.oldest(); b != nil {
+			age = now.Sub(b.created).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(tenantQueuedDesc, prometheus.GaugeValue, float64(t.queued), id)
+		ch <- prometheus.MustNewConstMetric(oldestAgeDesc, prometheus.GaugeValue, age, id)
+	}
 }

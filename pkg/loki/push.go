@@ -18,12 +18,17 @@ import (
 // maxErrBody is how much of an error response is kept for logs and errors.
 const maxErrBody = 1 << 10
 
+// maxRefusalBody is how much of an error response is read to learn which
+// entries Loki refused: Loki lists one error per refused entry.
+const maxRefusalBody = 4 << 20
+
 // statusError is a push Loki answered with something other than 2xx.
 type statusError struct {
 	tenant string
 	url    string
 	status int
-	body   string
+	body   string // for messages: at most maxErrBody
+	full   string // for reading a 400's verdicts: at most maxRefusalBody
 }
 
 func (e *statusError) Error() string {
@@ -40,9 +45,10 @@ func (e *statusError) retryable() bool {
 	return e.status == http.StatusTooManyRequests || e.status/100 != 4
 }
 
-// push delivers b for tenant, retrying as configured, then acknowledges it.
+// push delivers b for t, retrying as configured, then acknowledges it.
 // It returns without acknowledging only when ctx ends.
-func (c *Client) push(ctx context.Context, tenant string, b *batch) {
+func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
+	tenant := t.id
 	log := c.log.With(zap.String("tenant", tenant), zap.Int("entries", b.entries))
 	c.m.batchEntries.Observe(float64(b.entries))
 
@@ -50,7 +56,7 @@ func (c *Client) push(ctx context.Context, tenant string, b *batch) {
 	if err != nil {
 		// Only malformed data makes Marshal fail, and resending cannot fix it.
 		log.Error("Dropping a batch that cannot be encoded", zap.Error(err))
-		c.drop(tenant, b, "encode")
+		c.drop(t, b, map[string]int{"encode": b.entries})
 		return
 	}
 
@@ -71,7 +77,7 @@ func (c *Client) push(ctx context.Context, tenant string, b *batch) {
 			}
 			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries))
 			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes))
-			c.settle(b)
+			c.settle(t, b)
 			return
 		}
 
@@ -79,8 +85,7 @@ func (c *Client) push(ctx context.Context, tenant string, b *batch) {
 		var se *statusError
 		if errors.As(err, &se) {
 			if !se.retryable() {
-				log.Warn("Loki rejected a batch; dropping it", zap.Int("status", se.status), zap.String("body", se.body))
-				c.drop(tenant, b, "rejected_"+strconv.Itoa(se.status))
+				c.reject(t, b, se, log)
 				return
 			}
 			reason = strconv.Itoa(se.status)
@@ -90,13 +95,14 @@ func (c *Client) push(ctx context.Context, tenant string, b *batch) {
 		if wait == backoff.Stop {
 			log.Error("Giving up on a batch: max_retry_time exceeded",
 				zap.Int("attempts", attempt), zap.Duration("max_retry_time", c.cfg.MaxRetryTime), zap.Error(err))
-			c.drop(tenant, b, reasonRetriesExhausted)
+			c.drop(t, b, map[string]int{reasonRetriesExhausted: b.entries})
 			return
 		}
 		// The library's jitter may land outside [MinBackoff, MaxBackoff];
 		// the config promises those bounds.
 		wait = min(max(wait, c.cfg.MinBackoff), c.cfg.MaxBackoff)
 		c.m.retries.WithLabelValues(tenant, reason).Inc()
+		c.m.entriesRetried.WithLabelValues(tenant, reason).Add(float64(b.entries))
 		// Warn when a batch first fails; later attempts only repeat that.
 		lvl := zap.DebugLevel
 		if attempt == 1 {
@@ -109,11 +115,34 @@ func (c *Client) push(ctx context.Context, tenant string, b *batch) {
 	}
 }
 
-// drop gives b up for good: counted, then acknowledged so that its sources'
-// positions move past it instead of resending it forever.
-func (c *Client) drop(tenant string, b *batch, reason string) {
-	c.m.dropped.WithLabelValues(tenant, reason).Add(float64(b.entries))
-	c.settle(b)
+// drop gives b up for good: counted by reason, then acknowledged so that its
+// sources' positions move past it instead of resending it forever.
+func (c *Client) drop(t *tenant, b *batch, reasons map[string]int) {
+	for reason, n := range reasons {
+		c.m.dropped.WithLabelValues(t.id, reason).Add(float64(n))
+	}
+	c.settle(t, b)
+}
+
+// reject settles a batch Loki answered with a final 4xx. For a 400 Loki has
+// already stored every entry it did not complain about, so only the entries
+// its answer names are counted as dropped; the rest count as sent.
+func (c *Client) reject(t *tenant, b *batch, se *statusError, log *zap.Logger) {
+	reasons := map[string]int{}
+	dropped := 0
+	if se.status == http.StatusBadRequest {
+		reasons, dropped = refused(se.full, b)
+	}
+	if dropped == 0 || dropped > b.entries {
+		// An answer we cannot read, or a different status: assume the worst.
+		reasons, dropped = map[string]int{"rejected_" + strconv.Itoa(se.status): b.entries}, b.entries
+	}
+	log.Warn("Loki refused entries; they are dropped, the rest of the batch was stored",
+		zap.Int("status", se.status), zap.Int("dropped", dropped), zap.Any("reasons", reasons), zap.String("body", se.body))
+	if sent := b.entries - dropped; sent > 0 {
+		c.m.entriesSent.WithLabelValues(t.id).Add(float64(sent))
+	}
+	c.drop(t, b, reasons)
 }
 
 // post sends one push request. It returns nil on 2xx, a *statusError for any
@@ -137,7 +166,11 @@ func (c *Client) post(ctx context.Context, tenant string, body []byte) error {
 		c.m.pushDuration.WithLabelValues(tenant, reasonNetwork).Observe(time.Since(start).Seconds())
 		return fmt.Errorf("loki push for tenant %q: %w", tenant, err)
 	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody+1))
+	limit := int64(maxErrBody)
+	if resp.StatusCode == http.StatusBadRequest {
+		limit = maxRefusalBody
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
 	_ = resp.Body.Close()
 	c.m.pushDuration.WithLabelValues(tenant, strconv.Itoa(resp.StatusCode)).Observe(time.Since(start).Seconds())
@@ -149,7 +182,7 @@ func (c *Client) post(ctx context.Context, tenant string, body []byte) error {
 	if len(msg) > maxErrBody {
 		text += " …(truncated)"
 	}
-	return &statusError{tenant: tenant, url: c.pushURL, status: resp.StatusCode, body: text}
+	return &statusError{tenant: tenant, url: c.pushURL, status: resp.StatusCode, body: text, full: string(msg)}
 }
 
 // sleep waits for d or until ctx ends, reporting whether it waited it out.
