@@ -132,7 +132,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 		}
 	})
 	goRun(&bg, func() {
-		store.Run(bgCtx, 250*time.Millisecond, func(err error) { log.Error("saving positions", zap.Error(err)) })
+		store.Run(bgCtx, time.Second, func(err error) { log.Error("saving positions", zap.Error(err)) })
 	})
 	var sinkWG sync.WaitGroup
 	goRun(&sinkWG, func() { _ = sink.Run(sinkCtx) })

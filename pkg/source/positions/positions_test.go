@@ -253,6 +253,33 @@ func TestRunSyncsOnStop(t *testing.T) {
 	}
 }
 
+// Run writes a moved position to disk at once, not on a timer: a crash
+// right after an acknowledgement must not resend what Loki already has.
+func TestRunSyncsPromptlyAfterPut(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, time.Hour, func(err error) { t.Errorf("Run: %v", err) })
+	}()
+	defer func() { cancel(); <-done }()
+	for i := int64(1); i <= 3; i++ {
+		s.Put("container:a", positions.Position{Offset: i})
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			if p, ok := open(t, dir).Get("container:a"); ok && p.Offset == i {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("offset %d not on disk 2 s after Put", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 // Keys lists exactly the keys with the given prefix, deleted ones excluded.
 func TestKeys(t *testing.T) {
 	s := open(t, t.TempDir())
