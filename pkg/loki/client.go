@@ -144,7 +144,7 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		c.mu.Lock()
 		t.waiting--
 	}
-	size := int64(e.Size())
+	size := queueCharge(&e)
 	c.queued += size
 	t.queued += size
 	c.pending++
@@ -334,8 +334,8 @@ func (c *Client) next(t *tenant) (*batch, time.Duration) {
 func (c *Client) settle(t *tenant, b *batch) {
 	b.ackAll()
 	c.mu.Lock()
-	c.queued -= b.bytes
-	t.queued -= b.bytes
+	c.queued -= b.charge
+	t.queued -= b.charge
 	if t.inflight == b {
 		t.inflight = nil
 	}

@@ -175,8 +175,8 @@ func TestBackpressure(t *testing.T) {
 	ack := newAcker(t)
 
 	mustConsume(t, c, entry("t", `{a="1"}`, base, "0123456789", ack, 1)) // 10 bytes > bound
-	if got := testutil.ToFloat64(c.m.queuedBytes); got != 10 {
-		t.Errorf("queued_bytes = %v, want 10", got)
+	if got := testutil.ToFloat64(c.m.queuedBytes); got != 10+entryOverhead {
+		t.Errorf("queued_bytes = %v, want 10 + %d", got, entryOverhead)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

@@ -43,6 +43,9 @@ func tenantGauge(t *testing.T, c *Client, name, tenant string) (float64, bool) {
 	return 0, false
 }
 
+// unit is what a 10-byte entry is charged against the queue bound.
+const unit = 10 + entryOverhead
+
 // tryConsume reports whether c took e within a short wait: false means
 // Consume is blocked on the queue bound.
 func tryConsume(t *testing.T, c *Client, e pipeline.Entry) bool {
@@ -68,7 +71,7 @@ func TestStuckTenantLeavesRoomForOthers(t *testing.T) {
 		return true
 	})
 	cfg := testConfig(f.srv.URL)
-	cfg.QueueBytes = 100
+	cfg.QueueBytes = 10 * unit
 	cfg.BatchSize = 10
 	c, _ := startClient(t, cfg)
 
@@ -79,15 +82,15 @@ func TestStuckTenantLeavesRoomForOthers(t *testing.T) {
 			t.Fatal("the stuck tenant was never stopped by the bound")
 		}
 	}
-	if q := c.queuedNow(); q < 75 || q > 85 {
-		t.Errorf("stuck tenant holds %d of 100 queued bytes, want three quarters (75..85)", q)
+	if q := c.queuedNow(); q < cfg.QueueBytes*3/4 || q > cfg.QueueBytes*3/4+unit {
+		t.Errorf("stuck tenant holds %d of %d queued bytes, want three quarters (+ one entry)", q, cfg.QueueBytes)
 	}
 
 	ack := newAcker(t)
-	for i := range int64(50) { // 500 bytes through a queue of 100
+	for i := range int64(50) { // five times the queue's size
 		mustConsume(t, c, entry("ok", `{a="1"}`, base+i, "0123456789", ack, i+1))
-		if q := c.queuedNow(); q > cfg.QueueBytes+10 {
-			t.Fatalf("queued %d bytes, bound 100 (+ one entry)", q)
+		if q := c.queuedNow(); q > cfg.QueueBytes+unit {
+			t.Fatalf("queued %d bytes, bound %d (+ one entry)", q, cfg.QueueBytes)
 		}
 	}
 	if got := ack.wait(50); len(got) != 50 {
@@ -104,7 +107,7 @@ func TestQuietTenantAdmittedWhileAnotherFloods(t *testing.T) {
 	release := make(chan struct{})
 	f := newFakeLoki(t, blockUntil(release))
 	cfg := testConfig(f.srv.URL)
-	cfg.QueueBytes = 100
+	cfg.QueueBytes = 10 * unit
 	cfg.BatchSize = 10
 	c, _ := startClient(t, cfg)
 
@@ -118,8 +121,8 @@ func TestQuietTenantAdmittedWhileAnotherFloods(t *testing.T) {
 	if tryConsume(t, c, entry("flood", `{a="1"}`, base+int64(n), "0123456789", nil, 0)) {
 		t.Error("flooding tenant admitted beyond its share")
 	}
-	if q, ok := tenantGauge(t, c, "podtail_loki_tenant_queued_bytes", "quiet"); !ok || q != 1 {
-		t.Errorf("tenant_queued_bytes{quiet} = %v (%v), want 1", q, ok)
+	if q, ok := tenantGauge(t, c, "podtail_loki_tenant_queued_bytes", "quiet"); !ok || q != 1+entryOverhead {
+		t.Errorf("tenant_queued_bytes{quiet} = %v (%v), want 1 + %d", q, ok, entryOverhead)
 	}
 	time.Sleep(20 * time.Millisecond)
 	if age, _ := tenantGauge(t, c, "podtail_loki_oldest_unacked_age_seconds", "flood"); age < 0.02 {
