@@ -25,6 +25,7 @@ type podtailProc struct {
 	cmd     *exec.Cmd
 	dataDir string
 	listen  string
+	cfgFile string
 	log     syncBuffer
 	done    chan struct{}
 }
@@ -34,6 +35,7 @@ type podtailOpts struct {
 	dataDir    string // default: a fresh one
 	queueBytes string // loki.queue_bytes; default: podtail's
 	extra      string // more YAML
+	lokiURL    string // default: the test bed's Loki
 }
 
 // startPodtail runs `podtail run` with a config file of its own and waits
@@ -45,6 +47,9 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
 	}
 	if o.dataDir == "" {
 		o.dataDir = t.TempDir()
+	}
+	if o.lokiURL == "" {
+		o.lokiURL = bed.lokiURL
 	}
 	queue := ""
 	if o.queueBytes != "" {
@@ -66,8 +71,9 @@ server:
   listen: %s
 log:
   level: debug
-%s`, o.socket, bed.lokiURL, queue, o.dataDir, p.listen, o.extra)
+%s`, o.socket, o.lokiURL, queue, o.dataDir, p.listen, o.extra)
 	cfgFile := filepath.Join(t.TempDir(), "podtail.yaml")
+	p.cfgFile = cfgFile
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +126,22 @@ func (p *podtailProc) signal(s syscall.Signal) {
 	default:
 		_ = p.cmd.Process.Signal(s)
 	}
+}
+
+// peakRSS is the most memory podtail has held resident so far (VmHWM),
+// exact rather than sampled; 0 once it has exited.
+func (p *podtailProc) peakRSS() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -44,6 +44,10 @@ type Config struct {
 	// ShutdownTimeout bounds how long a stop may spend delivering what was
 	// read; what is not delivered by then is read again after the restart.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// MemoryLimit is the resident memory podtail aims to stay under, through
+	// Go's soft limit (GOMEMLIMIT); 0 leaves the runtime's default.
+	// loki.queue_bytes must fit in half of it.
+	MemoryLimit ByteSize `mapstructure:"memory_limit"`
 }
 
 // Podman says how to reach the Podman API.
@@ -379,6 +383,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown_timeout", "must be positive")
+	}
+	if c.MemoryLimit < 0 {
+		bad("memory_limit", "must be >= 0 (0: no limit)")
+	} else if c.MemoryLimit > 0 && c.Loki.QueueBytes > c.MemoryLimit/2 {
+		bad("memory_limit", "%d bytes leaves too little room: loki.queue_bytes (%d) must be at most half of it", c.MemoryLimit, c.Loki.QueueBytes)
 	}
 	if _, _, err := net.SplitHostPort(c.Server.Listen); c.Server.Listen != "" && err != nil {
 		bad("server.listen", "%q is not host:port", c.Server.Listen)
