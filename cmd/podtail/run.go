@@ -212,6 +212,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 		},
 	}, srcMetrics, log.Named("source"))
 
+	reg.MustRegister(sched) // podtail_source_unacked_bytes, per source
+
 	// Two discoverers, each publishing its full set; the scheduler gets the
 	// union whenever either changes.
 	fromPodman := make(chan []discovery.Target, 1)

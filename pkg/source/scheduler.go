@@ -2,10 +2,14 @@ package source
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
@@ -78,6 +82,7 @@ type run struct {
 	src       source
 	startedAt int64
 	tenant    string
+	logPath   string // a container's log file; "" for directories
 }
 
 // NewScheduler returns a scheduler whose readers live under ctx.
@@ -93,6 +98,7 @@ type wanted struct {
 	running   bool
 	startedAt int64
 	tenant    string
+	logPath   string
 	make      func() source
 }
 
@@ -105,7 +111,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	for _, t := range targets {
 		containers[t.ID] = true
 		if t.LogPath != "" {
-			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, make: s.containerSource(t)}
+			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, make: s.containerSource(t)}
 		}
 		if s.cfg.Files == nil {
 			continue
@@ -197,7 +203,7 @@ func (s *Scheduler) start(key string, w *wanted) {
 	src := w.make()
 	src.SetDraining(!w.running)
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant}
+	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath}
 	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
@@ -221,3 +227,58 @@ func (s *Scheduler) start(key string, w *wanted) {
 
 // Wait blocks until every reader has returned (after ctx is cancelled).
 func (s *Scheduler) Wait() { s.wg.Wait() }
+
+// lagDesc: per source, how far delivery trails what was written.
+var lagDesc = prometheus.NewDesc("podtail_source_unacked_bytes",
+	"Per source, bytes written to its log files that Loki has not acknowledged yet: read lag plus what is in flight. "+
+		"source is container:<id> or dir:<path>.",
+	[]string{"tenant", "source"}, nil)
+
+// Describe and Collect make the scheduler a collector of podtail_source_unacked_bytes,
+// computed at scrape time from the positions (what was acknowledged) and the
+// files' sizes (what was written), so it costs nothing between scrapes.
+func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) { ch <- lagDesc }
+
+func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	type src struct{ key, tenant, logPath string }
+	var srcs []src
+	for key, r := range s.running {
+		srcs = append(srcs, src{key, r.tenant, r.logPath})
+	}
+	s.mu.Unlock()
+	for _, x := range srcs {
+		var lag int64
+		if x.logPath != "" {
+			lag = unacked(x.logPath, s.store, x.key)
+		} else {
+			dir := strings.TrimPrefix(x.key, "dir:")
+			for _, k := range s.store.Keys(filePositionsPrefix + filepath.Clean(dir) + "#") {
+				if p, ok := s.store.Get(k); ok && p.Path != "" {
+					lag += unacked(p.Path, s.store, k)
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), x.tenant, x.key)
+	}
+}
+
+// filePositionsPrefix is how the file tailer keys its positions
+// (pkg/source/file: "file:<dir>#<fingerprint>").
+const filePositionsPrefix = "file:"
+
+// unacked is path's size beyond the acknowledged offset stored under key: 0
+// when the file is gone, or when path is now another file than the position
+// was for (rotated away: its rest is read through the open descriptor, and
+// not counted here).
+func unacked(path string, store *positions.Store, key string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	p, ok := store.Get(key)
+	if st, isUnix := fi.Sys().(*syscall.Stat_t); ok && isUnix && p.Inode != 0 && st.Ino != p.Inode {
+		return 0
+	}
+	return max(fi.Size()-max(p.Offset, p.Delivered), 0)
+}

@@ -248,3 +248,36 @@ func TestSchedulerDoesNotRestartRunAlreadyRead(t *testing.T) {
 		t.Errorf("active readers after a Sync of the run just read to its end = %v, want 0", got)
 	}
 }
+
+// podtail_source_unacked_bytes is the log's size until Loki acknowledges,
+// then 0; more written raises it again.
+func TestSchedulerReportsUnackedBytes(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"))
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	got := f.sink.wait(1)
+	size := func() float64 {
+		fi, err := os.Stat(f.lf.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(fi.Size())
+	}
+	lag := func() float64 {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(f.s)
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+			t.Fatalf("gather: %v %v", mfs, err)
+		}
+		return mfs[0].GetMetric()[0].GetGauge().GetValue()
+	}
+	if l, s := lag(), size(); l != s {
+		t.Errorf("unacked before any ack = %v, want the log's size %v", l, s)
+	}
+	got[0].Ack.Ack(got[0].Pos)
+	eventually(t, "unacked 0 after the ack", func() bool { return lag() == 0 })
+	f.lf.append(cri(1, Stdout, "F", "bb"))
+	if l := lag(); l <= 0 {
+		t.Errorf("unacked after more was written = %v, want > 0", l)
+	}
+}
