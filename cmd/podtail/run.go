@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -197,9 +198,16 @@ func run(ctx context.Context, cfg *config.Config) error {
 	var sinkWG sync.WaitGroup
 	goRun(&sinkWG, func() { _ = sink.Run(sinkCtx) })
 
+	var spool *source.Spool
+	if cfg.Spool.Enabled {
+		if spool, err = source.OpenSpool(filepath.Join(cfg.DataDir, "spool"), log.Named("spool")); err != nil {
+			return err
+		}
+	}
 	srcMetrics := source.NewMetrics(reg)
 	sched := source.NewScheduler(readCtx, store, sink, source.Config{
 		ExistingFrom: cfg.Discovery.ExistingFrom,
+		Spool:        spool,
 		Pipeline:     pipelineOf(cfg.Pipeline.Container),
 		Files: &source.Files{
 			Rules:        rules,
@@ -232,12 +240,17 @@ func run(ctx context.Context, cfg *config.Config) error {
 	}
 	goRun(&readers, func() {
 		var podmanSet, staticSet []discovery.Target
+		heard := disc == nil // until Podman's first list, a container missing may be one not yet listed
 		for {
 			select {
 			case <-readCtx.Done():
 				return
 			case podmanSet = <-fromPodman:
+				heard = true
 			case staticSet = <-fromStatic:
+			}
+			if !heard {
+				continue
 			}
 			sched.Sync(append(append([]discovery.Target{}, podmanSet...), staticSet...))
 		}

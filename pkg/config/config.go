@@ -48,6 +48,15 @@ type Config struct {
 	// Go's soft limit (GOMEMLIMIT); 0 leaves the runtime's default.
 	// loki.queue_bytes must fit in half of it.
 	MemoryLimit ByteSize `mapstructure:"memory_limit"`
+	Spool       Spool    `mapstructure:"spool"`
+}
+
+// Spool keeps removed containers' logs until they are delivered.
+type Spool struct {
+	// Enabled hard-links each collected container's log into
+	// data_dir/spool, so that output of a container removed while Loki is
+	// down survives a podtail restart; the link goes once it is delivered.
+	Enabled bool `mapstructure:"enabled"`
 }
 
 // Podman says how to reach the Podman API.
@@ -190,6 +199,7 @@ func Default() Config {
 			QueueBytes: 64 << 20,
 		},
 		DataDir:         "/var/lib/podtail",
+		Spool:           Spool{Enabled: true},
 		ShutdownTimeout: 10 * time.Second,
 		Server:          Server{Listen: "127.0.0.1:9080"},
 		Log:             Log{Level: "info", Format: "json"},

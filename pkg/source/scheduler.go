@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,7 @@ type Config struct {
 	ExistingFrom string                    // "start" or "end", for containers' output
 	Pipeline     func() *pipeline.Pipeline // per container; nil: none
 	Files        *Files                    // nil: no file tailing
+	Spool        *Spool                    // nil: removed containers' logs are not kept
 }
 
 // Scheduler runs one reader per container log and one tailer per log
@@ -67,7 +69,8 @@ type Scheduler struct {
 	running  map[string]*run
 	finished map[string]int64 // source key -> StartedAt of the run read to its end
 	warned   map[string]bool
-	forgot   time.Time // when Sync last forgot positions of gone containers
+	forgot   time.Time       // when Sync last forgot positions of gone containers
+	present  map[string]bool // container IDs in the last Sync
 }
 
 type source interface {
@@ -135,6 +138,27 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 			}
 			w.running = w.running || t.Running
 			w.startedAt = max(w.startedAt, t.StartedAt)
+		}
+	}
+	s.present = maps.Clone(containers)
+	if sp := s.cfg.Spool; sp != nil {
+		for _, t := range targets {
+			if t.LogPath != "" && t.StartedAt != 0 {
+				sp.Keep(t)
+			}
+		}
+		// Containers removed with output not yet delivered: read on from
+		// the spool's link, then let it go.
+		for _, t := range sp.Gone(containers) {
+			key := Key(t.ID)
+			containers[t.ID] = true // keep its position meanwhile
+			if _, busy := s.running[key]; !busy && want[key] == nil && unacked(t.LogPath, s.store, key) == 0 {
+				sp.Release(t.ID)
+				continue
+			}
+			if want[key] == nil {
+				want[key] = &wanted{startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, make: s.containerSource(t)}
+			}
 		}
 	}
 	for key, w := range want {
@@ -214,6 +238,10 @@ func (s *Scheduler) start(key string, w *wanted) {
 		if err := src.Run(ctx); err != nil {
 			s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
 		}
+		if id, ok := strings.CutPrefix(key, Key("")); ok && s.cfg.Spool != nil && ctx.Err() == nil {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.release(s.ctx, id) }()
+		}
 		s.mu.Lock()
 		if s.running[key] == r {
 			delete(s.running, key)
@@ -223,6 +251,29 @@ func (s *Scheduler) start(key string, w *wanted) {
 		}
 		s.mu.Unlock()
 	}()
+}
+
+// release lets the spool's link of a container that was read to its end
+// go, once the container is gone and Loki has acknowledged all of it, so
+// that a removed container's log does not wait for the next Sync to be freed.
+func (s *Scheduler) release(ctx context.Context, id string) {
+	for {
+		s.mu.Lock()
+		gone := !s.present[id]
+		s.mu.Unlock()
+		if !gone {
+			return // stopped, not removed: its removal's Sync will see to it
+		}
+		if unacked(s.cfg.Spool.logPath(id), s.store, Key(id)) == 0 {
+			s.cfg.Spool.Release(id)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Wait blocks until every reader has returned (after ctx is cancelled).

@@ -1,0 +1,62 @@
+package source
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/discovery"
+)
+
+// A container removed (its log deleted) before Loki acknowledged its lines,
+// with podtail restarted meanwhile: the spool's link still holds the log, a
+// new scheduler reads it from the stored position, and once everything is
+// acknowledged the link goes.
+func TestSpoolKeepsRemovedContainersLog(t *testing.T) {
+	dataDir := t.TempDir()
+	store := openStore(t, dataDir)
+	spoolDir := filepath.Join(dataDir, "spool")
+	sp, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
+	f.s.cfg.Spool = sp
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	got := f.sink.wait(2)
+	got[0].Ack.Ack(got[0].Pos) // Loki has "a" only
+	f.lf.append(cri(2, Stdout, "F", "c"))
+	f.sink.wait(3)
+	if err := os.Remove(f.lf.path); err != nil { // podman rm
+		t.Fatal(err)
+	}
+	f.stop() // podtail stops with "b" and "c" unacknowledged
+
+	sp2, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newSchedFixture(t, "start", store)
+	g.s.cfg.Spool = sp2
+	g.s.Sync(nil) // the container is gone
+	got = g.sink.wait(2)
+	if l := lines(got); !slices.Equal(l, []string{"b", "c"}) {
+		t.Fatalf("after the restart, lines %q; want [b c]", l)
+	}
+	g.waitIdle() // read to its end: the container is gone
+	g.s.Sync(nil)
+	if _, err := os.Stat(filepath.Join(spoolDir, testID+".log")); err != nil {
+		t.Fatalf("spool link gone before its lines were acknowledged: %v", err)
+	}
+	got[1].Ack.Ack(got[1].Pos)
+	g.s.Sync(nil)
+	if _, err := os.Stat(filepath.Join(spoolDir, testID+".log")); !os.IsNotExist(err) {
+		t.Errorf("spool link still there after everything was acknowledged: %v", err)
+	}
+	if gone := sp2.Gone(nil); len(gone) != 0 {
+		t.Errorf("still spooled: %v", gone)
+	}
+}
