@@ -70,8 +70,12 @@ func (b *batch) encode() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal push request: %w", err)
 	}
-	return snappy.Encode(nil, raw), nil
+	return snappyEncode(raw), nil
 }
+
+// snappyEncode compresses a marshalled push request as Loki expects: the
+// snappy block format, not the framed one.
+func snappyEncode(raw []byte) []byte { return snappy.Encode(nil, raw) }
 
 // ackAll tells every source its entries of this batch are done with, in the
 // order they were consumed.

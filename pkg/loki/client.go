@@ -42,12 +42,13 @@ const (
 
 // Client batches entries per tenant and pushes them to Loki.
 type Client struct {
-	cfg     Config
-	pushURL string
-	log     *zap.Logger
-	m       *metrics
-	http    *http.Client
-	spawn   chan struct{} // 1-buffered: tells Run that unstarted has tenants
+	cfg      Config
+	pushURL  string
+	queryURL string // query_range, to learn whether a push whose answer was lost was stored
+	log      *zap.Logger
+	m        *metrics
+	http     *http.Client
+	spawn    chan struct{} // 1-buffered: tells Run that unstarted has tenants
 
 	workers sync.WaitGroup // tenant workers; Add only from Run's goroutine
 
@@ -93,14 +94,15 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 	// without touching anybody else's.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	c := &Client{
-		cfg:     cfg,
-		pushURL: cfg.pushURL(),
-		log:     log.With(zap.String("loki_url", cfg.pushURL())),
-		m:       m,
-		http:    &http.Client{Transport: transport},
-		spawn:   make(chan struct{}, 1),
-		changed: make(chan struct{}),
-		tenants: make(map[string]*tenant),
+		cfg:      cfg,
+		pushURL:  cfg.pushURL(),
+		queryURL: cfg.queryRangeURL(),
+		log:      log.With(zap.String("loki_url", cfg.pushURL())),
+		m:        m,
+		http:     &http.Client{Transport: transport},
+		spawn:    make(chan struct{}, 1),
+		changed:  make(chan struct{}),
+		tenants:  make(map[string]*tenant),
 	}
 	if reg != nil {
 		if err := reg.Register(stateCollector{c}); err != nil {

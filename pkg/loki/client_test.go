@@ -414,3 +414,56 @@ func TestPushURL(t *testing.T) {
 		}
 	}
 }
+
+// A push Loki stored but whose answer was lost is not sent again: podtail
+// asks Loki, finds each stream's last entry, and acknowledges. When only one
+// of two streams was stored, only the other is sent again.
+func TestLostAnswerIsVerifiedNotResent(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		partial   bool
+		wantCount string
+	}{{"stored", false, "stored"}, {"partly stored", true, "partly_stored"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n atomic.Int32
+			var f *fakeLoki
+			f = newFakeLoki(t, nil)
+			f.afterStore = func(w http.ResponseWriter, r *http.Request, tenant string) bool {
+				if n.Add(1) != 1 {
+					return true
+				}
+				if tc.partial { // keep the first stream only, as if Loki failed midway
+					f.mu.Lock()
+					last := &f.pushes[tenant][len(f.pushes[tenant])-1]
+					last.Streams = last.Streams[:1]
+					f.mu.Unlock()
+				}
+				dropConn(t, w)
+				return false
+			}
+			c, _ := startClient(t, testConfig(f.srv.URL))
+			ack := newAcker(t)
+			mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
+			mustConsume(t, c, entry("t", `{a="2"}`, base+1, "two", ack, 2))
+			flush(t, c)
+			if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
+				t.Errorf("acks = %v", got)
+			}
+			got := flatten(f.recorded("t")...)
+			slices.Sort(got)
+			want := []string{`{a="1"}|1700000000123456789|one`, `{a="2"}|1700000000123456790|two`}
+			if !slices.Equal(got, want) {
+				t.Errorf("Loki holds %v, want each entry once: %v", got, want)
+			}
+			if got := testutil.ToFloat64(c.m.ambiguous.WithLabelValues("t", tc.wantCount)); got != 1 {
+				t.Errorf("lost_answers{%s} = %v, want 1", tc.wantCount, got)
+			}
+			f.mu.Lock()
+			asked := f.queries
+			f.mu.Unlock()
+			if asked == 0 {
+				t.Error("Loki was never asked")
+			}
+		})
+	}
+}

@@ -2,11 +2,13 @@ package loki
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +33,10 @@ type fakeLoki struct {
 	t    *testing.T
 	srv  *httptest.Server
 	hook func(w http.ResponseWriter, r *http.Request, tenant string) bool
+	// afterStore, if set, runs once a push is recorded; false means it has
+	// answered (or hijacked the connection) itself.
+	afterStore func(w http.ResponseWriter, r *http.Request, tenant string) bool
+	queries    int // query_range requests answered
 
 	mu       sync.Mutex
 	pushes   map[string][]push.PushRequest
@@ -52,6 +58,10 @@ func newFakeLoki(t *testing.T, hook func(w http.ResponseWriter, r *http.Request,
 }
 
 func (f *fakeLoki) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == "/loki/api/v1/query_range" {
+		f.queryRange(w, r)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != pushPath {
 		f.t.Errorf("unexpected %s %s", r.Method, r.URL.Path)
 		http.NotFound(w, r)
@@ -91,7 +101,59 @@ func (f *fakeLoki) serve(w http.ResponseWriter, r *http.Request) {
 	f.pushes[tenant] = append(f.pushes[tenant], req)
 	f.notify()
 	f.mu.Unlock()
+	if f.afterStore != nil && !f.afterStore(w, r, tenant) {
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// queryRange answers a log query for one exact stream selector (the
+// rendered labels) in [start, end), as Loki's query_range API does.
+func (f *fakeLoki) queryRange(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	start, _ := strconv.ParseInt(q.Get("start"), 10, 64)
+	end, _ := strconv.ParseInt(q.Get("end"), 10, 64)
+	var values [][2]string
+	f.mu.Lock()
+	f.queries++
+	for _, req := range f.pushes[r.Header.Get("X-Scope-OrgID")] {
+		for _, s := range req.Streams {
+			if s.Labels != q.Get("query") {
+				continue
+			}
+			for _, e := range s.Entries {
+				if ns := e.Timestamp.UnixNano(); ns >= start && ns < end {
+					values = append(values, [2]string{strconv.FormatInt(ns, 10), e.Line})
+				}
+			}
+		}
+	}
+	f.mu.Unlock()
+	type stream struct {
+		Values [][2]string `json:"values"`
+	}
+	var out struct {
+		Status string `json:"status"`
+		Data   struct {
+			ResultType string   `json:"resultType"`
+			Result     []stream `json:"result"`
+		} `json:"data"`
+	}
+	out.Status, out.Data.ResultType = "success", "streams"
+	if len(values) > 0 {
+		out.Data.Result = []stream{{Values: values}}
+	}
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// dropConn closes the client's connection without an answer.
+func dropConn(t *testing.T, w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		t.Errorf("hijack: %v", err)
+		return
+	}
+	_ = conn.Close()
 }
 
 func (f *fakeLoki) notify() {

@@ -20,6 +20,7 @@ type metrics struct {
 	dropped        *prometheus.CounterVec // tenant, reason
 	retries        *prometheus.CounterVec // tenant, reason
 	entriesRetried *prometheus.CounterVec // tenant, reason
+	ambiguous      *prometheus.CounterVec // tenant, outcome
 	queuedBytes    prometheus.Gauge
 	pushDuration   *prometheus.HistogramVec // tenant, status
 	batchEntries   prometheus.Histogram
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "podtail_loki_entries_retried_total",
 			Help: "Entries in pushes that failed retryably and will be sent again, by HTTP status or \"network\".",
 		}, []string{"tenant", "reason"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_lost_answers_total",
+			Help: "Pushes sent in full whose answer never came, by what Loki was found to hold: stored (not resent), partly_stored (missing streams resent), not_stored, unverified (resent whole: the query API did not answer).",
+		}, []string{"tenant", "outcome"}),
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_loki_queued_bytes",
 			Help: "Bytes accepted from sources and not yet acknowledged or dropped.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	all := []prometheus.Collector{
-		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried,
+		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.ambiguous,
 		m.queuedBytes, m.pushDuration, m.batchEntries,
 	}
 	var errs []error

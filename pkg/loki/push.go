@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -70,6 +72,16 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 		err := c.post(ctx, tenant, body)
 		if ctx.Err() != nil {
 			return // hard stop: not delivered, so not acknowledged
+		}
+		if err != nil && isAmbiguous(err) {
+			body = c.afterLostAnswer(ctx, tenant, b, body, log)
+			if ctx.Err() != nil {
+				return
+			}
+			if body == nil {
+				log.Info("A push whose answer was lost had been stored; not sending it again", zap.Int("attempts", attempt))
+				err = nil
+			}
 		}
 		if err == nil {
 			if attempt > 1 {
@@ -160,11 +172,19 @@ func (c *Client) post(ctx context.Context, tenant string, body []byte) error {
 		req.Header.Set("X-Scope-OrgID", tenant)
 	}
 
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.m.pushDuration.WithLabelValues(tenant, reasonNetwork).Observe(time.Since(start).Seconds())
-		return fmt.Errorf("loki push for tenant %q: %w", tenant, err)
+		err = fmt.Errorf("loki push for tenant %q: %w", tenant, err)
+		if wrote.Load() && ctx.Err() == nil {
+			return &ambiguousError{err}
+		}
+		return err
 	}
 	limit := int64(maxErrBody)
 	if resp.StatusCode == http.StatusBadRequest {
