@@ -11,7 +11,7 @@ TESTBED := e2e/testbed/testbed.sh
 # detector (which needs cgo; the bindings need btrfs headers under cgo).
 RACE_PKGS := ./pkg/loki/ ./pkg/config/ ./pkg/pipeline/ ./pkg/labels/ ./pkg/source/positions/ ./pkg/source/file/
 # Fuzz targets, each run for FUZZTIME in make test (a few seconds each) (go test runs one target per call).
-FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/discovery/:FuzzValidTenant ./pkg/pipeline/:FuzzZap ./pkg/pipeline/:FuzzLogfmt ./pkg/pipeline/:FuzzMultiline
+FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/discovery/:FuzzValidTenant ./pkg/pipeline/:FuzzZap ./pkg/pipeline/:FuzzLogfmt ./pkg/pipeline/:FuzzMultiline ./pkg/discovery/:FuzzFileRules ./pkg/pipeline/:FuzzSanitizeRender
 # By executions, not seconds: a time limit can end a run with "context deadline
 # exceeded" reported as a failure, with no crasher (seen here).
 FUZZTIME ?= 40000x

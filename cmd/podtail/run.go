@@ -205,7 +205,19 @@ func run(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	srcMetrics := source.NewMetrics(reg)
-	sched := source.NewScheduler(readCtx, store, sink, source.Config{
+	// The per-tenant guards sit in front of the sink: every source's
+	// pipeline.Stream applies them.
+	guards, err := pipeline.NewLimits(pipeline.LimitsConfig{
+		MaxStreamsPerTenant: cfg.Limits.MaxStreamsPerTenant,
+		MaxLabelValueBytes:  int(cfg.Limits.MaxLabelValueBytes),
+		MaxLineBytes:        int(cfg.Limits.MaxLineBytes),
+		DropLongLines:       cfg.Limits.LineTooLong == "drop",
+		Tenants:             cfg.Limits.Tenants,
+	}, reg, log.Named("limits"))
+	if err != nil {
+		return exitError{code: 2, err: err}
+	}
+	sched := source.NewScheduler(readCtx, store, guards.Wrap(sink), source.Config{
 		ExistingFrom: cfg.Discovery.ExistingFrom,
 		Spool:        spool,
 		Pipeline:     pipelineOf(cfg.Pipeline.Container),
@@ -213,7 +225,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			Rules:        rules,
 			Pipeline:     pipelineOf(cfg.Pipeline.Files),
 			Multiline:    multilineOf(cfg.Pipeline.Files),
-			MaxLineBytes: int(cfg.Files.MaxLineBytes),
+			MaxLineBytes: int(cfg.Limits.MaxLineBytes),
 			Poll:         cfg.Files.PollInterval,
 			Open:         file.NewLimiter(cfg.Files.MaxOpen),
 			Metrics:      file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),

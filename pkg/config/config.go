@@ -39,6 +39,9 @@ type Config struct {
 	Server  Server `mapstructure:"server"`
 	Log     Log    `mapstructure:"log"`
 	Files   Files  `mapstructure:"files"`
+	// Limits are the per-tenant guards against a tenant's hostile or
+	// runaway output.
+	Limits Limits `mapstructure:"limits"`
 	// Pipeline lists the processing stages for each kind of source.
 	Pipeline Pipelines `mapstructure:"pipeline"`
 	// ShutdownTimeout bounds how long a stop may spend delivering what was
@@ -138,13 +141,29 @@ type Files struct {
 	// NameRegex labels a file by its name (groups application, version); a
 	// version in a file's name wins for its lines.
 	NameRegex    string        `mapstructure:"name_regex"`
-	MaxLineBytes ByteSize      `mapstructure:"max_line_bytes"`
 	MaxOpen      int           `mapstructure:"max_open"`
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// Static directories, for apps not run in containers (globs rescanned
 	// every ScanInterval).
 	Static       []StaticDir   `mapstructure:"static"`
 	ScanInterval time.Duration `mapstructure:"scan_interval"`
+}
+
+// Limits bound what one tenant can make podtail ship (pipeline.Limits).
+type Limits struct {
+	// MaxStreamsPerTenant bounds the Loki streams a tenant has in use (unused
+	// for an hour: no longer counted); lines of new streams beyond it are
+	// dropped and counted. 0: no bound.
+	MaxStreamsPerTenant int `mapstructure:"max_streams_per_tenant"`
+	// MaxLabelValueBytes cuts longer label values (at most Loki's 2048).
+	MaxLabelValueBytes ByteSize `mapstructure:"max_label_value_bytes"`
+	// MaxLineBytes bounds a line, from container output (conmon's parts
+	// joined) and files alike; LineTooLong says what happens to a longer
+	// one: truncate (with a marker) or drop. Counted either way.
+	MaxLineBytes ByteSize `mapstructure:"max_line_bytes"`
+	LineTooLong  string   `mapstructure:"line_too_long"`
+	// Tenants, when not empty, is the only tenants whose lines are shipped.
+	Tenants []string `mapstructure:"tenants"`
 }
 
 // StaticDir is a glob of log directories outside containers.
@@ -207,11 +226,17 @@ func Default() Config {
 			MountSuffixes: []string{labels.DefaultMountSuffix},
 			PathRegex:     labels.DefaultPathRegex,
 			NameRegex:     labels.DefaultNameRegex,
-			MaxLineBytes:  256 << 10,
 			MaxOpen:       1024,
 			PollInterval:  250 * time.Millisecond,
 			Static:        []StaticDir{},
 			ScanInterval:  10 * time.Second,
+		},
+		Limits: Limits{
+			MaxStreamsPerTenant: 1000,
+			MaxLabelValueBytes:  1 << 10,
+			MaxLineBytes:        pipeline.DefaultMaxLineBytes,
+			LineTooLong:         "truncate",
+			Tenants:             []string{},
 		},
 		Pipeline: Pipelines{
 			Container: pipeline.ContainerPreset(),
@@ -242,7 +267,11 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		}
 		var unknown []error
 		for _, k := range v.AllKeys() {
-			if !keys[k] {
+			if !keys[k] && !strings.HasPrefix(k, "loki.headers.") { // header names are free
+				if to, ok := movedKeys[k]; ok {
+					unknown = append(unknown, fmt.Errorf("%s: moved to %s", k, to))
+					continue
+				}
 				unknown = append(unknown, fmt.Errorf("%s: unknown key%s", k, suggest(k, keys)))
 			}
 		}
@@ -274,6 +303,11 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		return nil, fmt.Errorf("%s%w", where(file), err)
 	}
 	return &cfg, nil
+}
+
+// movedKeys are keys that now have another name.
+var movedKeys = map[string]string{
+	"files.max_line_bytes": "limits.max_line_bytes (it bounds container output too)",
 }
 
 func where(file string) string {
@@ -345,8 +379,22 @@ func (c *Config) Validate() error {
 	if _, err := regexp.Compile(c.Files.NameRegex); err != nil {
 		bad("files.name_regex", "%v", err)
 	}
-	if c.Files.MaxLineBytes < 1024 {
-		bad("files.max_line_bytes", "%d is below the minimum 1KiB", c.Files.MaxLineBytes)
+	if c.Limits.MaxStreamsPerTenant < 0 {
+		bad("limits.max_streams_per_tenant", "must be 0 (no bound) or positive, got %d", c.Limits.MaxStreamsPerTenant)
+	}
+	if c.Limits.MaxLabelValueBytes < 16 || c.Limits.MaxLabelValueBytes > labels.MaxValueLength {
+		bad("limits.max_label_value_bytes", "%d is not within 16..%d (Loki's limit)", c.Limits.MaxLabelValueBytes, labels.MaxValueLength)
+	}
+	if c.Limits.MaxLineBytes < 1024 {
+		bad("limits.max_line_bytes", "%d is below the minimum 1KiB", c.Limits.MaxLineBytes)
+	}
+	if c.Limits.LineTooLong != "truncate" && c.Limits.LineTooLong != "drop" {
+		bad("limits.line_too_long", "%q is not one of truncate, drop", c.Limits.LineTooLong)
+	}
+	for i, t := range c.Limits.Tenants {
+		if err := labels.ValidTenant(t); err != nil {
+			bad(fmt.Sprintf("limits.tenants[%d]", i), "%v", err)
+		}
 	}
 	if c.Files.MaxOpen < 1 {
 		bad("files.max_open", "must be at least 1")

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,8 +73,13 @@ func (r *FileRules) matches(p string) bool {
 	return false
 }
 
+// pathLabels are the path rule's labels for a directory; a value Loki
+// would refuse (invalid UTF-8, too long) is left out, since directory names
+// are not always the platform's to choose.
 func (r *FileRules) pathLabels(path string) map[string]string {
-	return groups(r.PathRegex, filepath.Clean(path), labels.Tenant, labels.Application, labels.Version)
+	ls := groups(r.PathRegex, filepath.Clean(path), labels.Tenant, labels.Application, labels.Version)
+	maps.DeleteFunc(ls, func(_, v string) bool { return labels.ValidValue(v) != nil })
+	return ls
 }
 
 // FileLabels returns the Loki labels for one file of dir: tenant and

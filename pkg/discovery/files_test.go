@@ -113,3 +113,87 @@ func TestStaticDiscovery(t *testing.T) {
 		t.Fatalf("second set: %+v", set)
 	}
 }
+
+// A static glob that matches through a symlink (a tenant linking its own
+// path to another tenant's directory, whose tenant the path rule would then
+// give) is not published.
+func TestStaticDiscoverySkipsSymlinks(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "namespace", "beiluo", "test777", "workplace", "logs")
+	if err := os.MkdirAll(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "namespace", "evil"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "namespace", "beiluo", "test777"), filepath.Join(root, "namespace", "evil", "stolen")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "namespace", "evil", "own", "workplace"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, filepath.Join(root, "namespace", "evil", "own", "workplace", "logs")); err != nil {
+		t.Fatal(err)
+	}
+	s := discovery.NewStatic([]discovery.StaticDir{{Glob: filepath.Join(root, "namespace", "*", "*", "workplace", "logs")}},
+		seedRules(t), time.Hour, zap.NewNop())
+	up := make(chan []discovery.Target, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx, up); close(done) }()
+	set := <-up
+	cancel()
+	<-done
+	if len(set) != 1 || set[0].Tenant != "beiluo" || set[0].LogDirs[0].Path != real {
+		t.Fatalf("published %+v; want only beiluo's real directory", set)
+	}
+}
+
+// The path rules, fuzzed: whatever a mount's paths and a file's name are
+// (a tenant chooses its files' names), a mount is a log directory exactly
+// when a path ends in the suffix, its path is the source under host_prefix,
+// and a file's labels are the target's tenant (never the path's), stream
+// "file", and bounded values of valid UTF-8 for application and version.
+func FuzzFileRules(f *testing.F) {
+	f.Add("/srv/namespace/beiluo/test777/workplace/logs", "/app/workplace/logs", "beiluo_test777_v15.log", "app", "")
+	f.Add("/data/x/../workplace/logs/", "/y", "u_a_v1-2026-11-25T01-02-03.000.log.gz", "", "v2")
+	f.Add("relative/workplace/logs", "", "a_b_v\xff.log", "", "")
+	f.Add("/srv/namespace/x\n/y/workplace/logs", "/workplace/logs", "_\x00_v1.log", "é", "v1")
+	f.Fuzz(func(t *testing.T, source, dest, name, app, version string) {
+		r, err := discovery.NewFileRules([]string{labels.DefaultMountSuffix}, labels.DefaultPathRegex, labels.DefaultNameRegex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs := r.Dirs([]podman.Mount{{Type: "bind", Source: source, Destination: dest}}, "/host")
+		ends := func(p string) bool {
+			p = strings.Trim(filepath.Clean("/"+p), "/")
+			return p == labels.DefaultMountSuffix || strings.HasSuffix(p, "/"+labels.DefaultMountSuffix)
+		}
+		if want := ends(source) || ends(dest); (len(dirs) == 1) != want {
+			t.Fatalf("mount %q -> %q: %d dirs, want a log directory: %v", source, dest, len(dirs), want)
+		}
+		target := discovery.Target{Tenant: "acme", App: app, Version: version}
+		for _, d := range dirs {
+			if d.Path != filepath.Join("/host", source) {
+				t.Fatalf("path %q for source %q", d.Path, source)
+			}
+			ls := r.FileLabels(target, d, name)
+			if ls["tenant"] != "acme" || ls["stream"] != "file" {
+				t.Fatalf("labels %v: tenant or stream not the target's", ls)
+			}
+			for k, v := range ls {
+				switch k {
+				case "tenant", "stream", "application", "version":
+				default:
+					t.Fatalf("unexpected label %s=%q", k, v)
+				}
+				if k == "application" && app == "" && v != d.Labels["application"] {
+					t.Fatalf("application %q not the path's %q", v, d.Labels["application"])
+				}
+				if (k == "version" || k == "application") && v != version && v != app && labels.ValidValue(v) != nil {
+					t.Fatalf("%s=%q from a path or name is not a valid label value: %v", k, v, labels.ValidValue(v))
+				}
+			}
+		}
+	})
+}

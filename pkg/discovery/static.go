@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -69,6 +70,12 @@ func (s *Static) scan() []Target {
 				continue
 			}
 			seen[dir] = true
+			if link := symlinkIn(dir); link != "" {
+				// The glob follows symlinks; the tenant would come from a path
+				// that leads somewhere else (another tenant's directory).
+				s.once(dir, "static directory not collected: its path goes through a symlink, which podtail does not follow", zap.String("symlink", link))
+				continue
+			}
 			dirLabels := s.rules.pathLabels(dir)
 			tenant := sd.Tenant
 			if tenant == "" {
@@ -87,6 +94,23 @@ func (s *Static) scan() []Target {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// symlinkIn returns the first component of path, from the root, that is a
+// symlink, or "". The tailer checks again when it opens the directory (this
+// is what is published, and said once).
+func symlinkIn(path string) string {
+	path = filepath.Clean(path)
+	var parts []string
+	for p := path; p != filepath.Dir(p); p = filepath.Dir(p) {
+		parts = append(parts, p)
+	}
+	for i := len(parts) - 1; i >= 0; i-- {
+		if fi, err := os.Lstat(parts[i]); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return parts[i]
+		}
+	}
+	return ""
 }
 
 func (s *Static) once(key, msg string, fields ...zap.Field) {

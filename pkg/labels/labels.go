@@ -73,3 +73,48 @@ func ValidTenant(s string) error {
 	}
 	return nil
 }
+
+// CutValue makes v a label value Loki accepts: valid UTF-8 (invalid bytes
+// become U+FFFD) of at most max bytes, cut on a character boundary. It
+// reports whether v had to change. max < 1 means MaxValueLength.
+func CutValue(v string, max int) (string, bool) {
+	if max < 1 {
+		max = MaxValueLength
+	}
+	changed := false
+	if !utf8.ValidString(v) {
+		v, changed = strings.ToValidUTF8(v, "\uFFFD"), true
+	}
+	if len(v) <= max {
+		return v, changed
+	}
+	for max > 0 && !utf8.RuneStart(v[max]) {
+		max--
+	}
+	return v[:max], true
+}
+
+// Sanitize returns the label set Loki is sent for ls: names that are not
+// valid label names or start with "__" (Loki's own) are left out, empty
+// values too (Loki treats them as absent), and every value is made valid
+// UTF-8 of at most maxValue bytes (see CutValue). It reports how many values
+// were cut or repaired and how many labels were left out; ls is not changed.
+func Sanitize(ls map[string]string, maxValue int) (out map[string]string, cut, dropped int) {
+	out = make(map[string]string, len(ls))
+	for n, v := range ls {
+		if ValidName(n) != nil || strings.HasPrefix(n, "__") || v == "" {
+			dropped++
+			continue
+		}
+		v, changed := CutValue(v, maxValue)
+		if changed {
+			cut++
+		}
+		if v == "" { // a value of only a long first character cut to nothing
+			dropped++
+			continue
+		}
+		out[n] = v
+	}
+	return out, cut, dropped
+}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/podtail/podtail/pkg/labels"
 )
 
 // LabelOther is the value a label takes once the labels stage has seen
@@ -110,16 +112,8 @@ func (s *labelsStage) Process(r *Record) (bool, string) {
 
 // boundValue makes v valid UTF-8 of at most n bytes.
 func boundValue(v string, n int) string {
-	if !utf8.ValidString(v) {
-		v = strings.ToValidUTF8(v, "\uFFFD")
-	}
-	if len(v) <= n {
-		return v
-	}
-	for n > 0 && !utf8.RuneStart(v[n]) {
-		n--
-	}
-	return v[:n]
+	v, _ = labels.CutValue(v, n)
+	return v
 }
 
 // metadataStage is Promtail's structured_metadata stage: {name: field}

@@ -11,6 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/labels"
 )
 
 // Stream runs a pipeline for one source (one file, one container's log) and
@@ -18,6 +21,11 @@ import (
 // stages added, keeps times unique per Loki stream, counts drops, and tracks
 // what is in flight so that the source learns, on each acknowledgement, the
 // position it may store together with the per-stream last times.
+//
+// When next is a consumer made by Limits.Wrap, the stream applies those
+// limits (tenant allow-list, line length, label value length, streams per
+// tenant); otherwise it still bounds lines and label values by Loki's
+// defaults.
 //
 // Send is called by one goroutine; Ack by the sink, concurrently.
 type Stream struct {
@@ -31,6 +39,10 @@ type Stream struct {
 	// collide is how far behind the previous entry of its Loki stream an
 	// entry's time may be and still be moved just past it (see Send).
 	collide time.Duration
+	limits  *Limits // nil: Loki's defaults, no stream bound
+	// admitted holds the stream keys Limits admitted, with when it was last
+	// told they are in use.
+	admitted map[string]time.Time
 
 	rendered map[string][2]string // added-label signature -> rendered labels and their key
 	last     map[string]int64     // stream key -> time of its last entry sent (ns)
@@ -73,11 +85,37 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	if p == nil {
 		p = New()
 	}
-	return &Stream{
+	s := &Stream{
 		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
 		rendered: map[string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
-		onAck: cfg.OnAck,
+		admitted: map[string]time.Time{},
+		onAck:    cfg.OnAck,
 	}
+	if g, ok := next.(*guarded); ok {
+		s.limits = g.limits
+	}
+	return s
+}
+
+// LineLimit is the longest line the stream ships as is, and whether longer
+// ones are dropped rather than truncated: a source that must not buffer a
+// line without bound cuts it there (see TruncateLine, CountTruncated).
+func (s *Stream) LineLimit() (int, bool) { return s.limits.LineLimit() }
+
+// CountTruncated counts a line its source truncated at LineLimit.
+func (s *Stream) CountTruncated() { s.limits.countTruncated(s.tenant) }
+
+// CountDrop counts a line its source dropped (not sent) for reason.
+func (s *Stream) CountDrop(reason string) {
+	if s.drops != nil {
+		s.drops.WithLabelValues(s.tenant, reason).Inc()
+	}
+}
+
+// drop counts a line dropped for reason and moves the position past it.
+func (s *Stream) drop(reason string, pos int64) {
+	s.CountDrop(reason)
+	s.Skip(pos)
 }
 
 // Restore sets the per-stream last times stored with a position, so times
@@ -126,13 +164,32 @@ func (s *Stream) Skip(pos int64) {
 // Collide) is moved to 1 ns after it.
 //
 // labels are name/value pairs set on the record before the stages (e.g.
-// "stream", "stdout"); the source's own labels win over both.
+// "stream", "stdout") and again after them, so stages cannot change them;
+// the source's own labels win over both. Stages cannot set tenant,
+// application, version or stream: those come only from the source.
+//
+// The guards (see Limits) run here: a tenant not allowed, a line over the
+// limit in drop mode, or a new stream beyond the tenant's bound is dropped,
+// counted, and passed over like a line a stage dropped.
 func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, labels ...string) error {
+	if !s.limits.Allowed(s.tenant) {
+		s.limits.warn(s.tenant, DropTenantNotAllowed, "tenant not in limits.tenants; its lines are dropped")
+		s.drop(DropTenantNotAllowed, pos)
+		return nil
+	}
 	if !utf8.ValidString(line) {
 		line = strings.ToValidUTF8(line, "\uFFFD")
 		if s.repaired != nil {
 			s.repaired.WithLabelValues(s.tenant).Inc()
 		}
+	}
+	if max, drop := s.limits.LineLimit(); len(line) > max {
+		if drop {
+			s.drop(DropLineTooLong, pos)
+			return nil
+		}
+		line = TruncateLine(line, max)
+		s.CountTruncated()
 	}
 	r := &s.rec
 	r.Time, r.Line, r.Metadata = t, line, nil
@@ -146,13 +203,17 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		r.Labels[labels[i]] = labels[i+1]
 	}
 	if keep, reason := s.pipe.Process(r); !keep {
-		if s.drops != nil {
-			s.drops.WithLabelValues(s.tenant, reason).Inc()
-		}
-		s.Skip(pos)
+		s.drop(reason, pos)
 		return nil
 	}
-	rendered, key := s.render(r.Labels)
+	for i := 0; i+1 < len(labels); i += 2 {
+		r.Labels[labels[i]] = labels[i+1]
+	}
+	rendered, key := s.render(r.Labels, labels)
+	if !s.admit(key) {
+		s.drop(DropStreamLimit, pos)
+		return nil
+	}
 	ns := r.Time.UnixNano()
 	if last, ok := s.last[key]; ok && ns <= last && last-ns <= int64(s.collide) {
 		ns = last + 1
@@ -184,19 +245,54 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	return err
 }
 
+// admit reports whether the stream of key may be used (limits'
+// max_streams_per_tenant), asking Limits at most once a minute per stream.
+func (s *Stream) admit(key string) bool {
+	if s.limits == nil || s.limits.cfg.MaxStreamsPerTenant == 0 {
+		return true
+	}
+	now := time.Now()
+	if at, ok := s.admitted[key]; ok && now.Sub(at) < admitRefresh {
+		return true
+	}
+	if !s.limits.admit(s.tenant, key, now) {
+		delete(s.admitted, key)
+		s.limits.warn(s.tenant, DropStreamLimit, "tenant at limits.max_streams_per_tenant; lines of new streams are dropped",
+			zap.Int("max_streams_per_tenant", s.limits.cfg.MaxStreamsPerTenant))
+		return false
+	}
+	if len(s.admitted) >= 1024 { // bounded like rendered; re-asking is cheap
+		clear(s.admitted)
+	}
+	s.admitted[key] = now
+	return true
+}
+
 // render returns the rendered labels and a short key for them, cached by
-// the added labels.
-func (s *Stream) render(added map[string]string) (string, string) {
+// the added labels. Reserved labels (tenant, application, version, stream)
+// come from the source only: from its labels, or from the pairs it passed
+// to Send (src); a stage's value for one of them is discarded. Values are
+// bounded by limits.max_label_value_bytes (Loki's 2048 without Limits).
+func (s *Stream) render(added map[string]string, src []string) (string, string) {
 	sig := signature(added)
 	if l, ok := s.rendered[sig]; ok {
 		return l[0], l[1]
 	}
 	all := make(map[string]string, len(s.base)+len(added))
 	for k, v := range added {
-		all[k] = v
+		if !reservedLabels[k] {
+			all[k] = v
+		}
+	}
+	for i := 0; i+1 < len(src); i += 2 {
+		all[src[i]] = src[i+1]
 	}
 	for k, v := range s.base { // source labels win over stage labels
 		all[k] = v
+	}
+	all, cut, _ := labels.Sanitize(all, s.limits.maxLabelValue())
+	if cut > 0 {
+		s.limits.countLabelsCut(s.tenant)
 	}
 	l := [2]string{RenderLabels(all), ""}
 	l[1] = streamKey(l[0])

@@ -24,8 +24,10 @@ import (
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
-// MaxLineBytes caps a line reassembled from partial (P) CRI lines; the rest
-// of an over-long line is shipped as further entries, never held unbounded.
+// MaxLineBytes caps what is buffered of input without a newline (not
+// conmon's: conmon splits long lines into P parts); such a chunk is shipped
+// as it is, bounded by the stream's line limit. A line joined from P parts
+// is bounded by the stream's limit (limits.max_line_bytes) instead.
 const MaxLineBytes = 1 << 20
 
 const (
@@ -291,6 +293,9 @@ type partialLine struct {
 	start   int64 // file offset of its first part
 	time    time.Time
 	content []byte
+	// skipping: the line went over the line limit and was shipped
+	// truncated (or dropped); its remaining parts are passed over.
+	skipping bool
 }
 
 // lines ships every complete line in buf, which starts at file offset off,
@@ -328,7 +333,20 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 			c.lastTime = l.Time
 		}
 		p := partial[l.Stream]
-		if l.Partial && (p == nil || len(p.content)+len(l.Content) < MaxLineBytes) {
+		if p != nil && p.skipping {
+			consumed += nl + 1
+			c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))
+			if !l.Partial {
+				delete(partial, l.Stream)
+				c.stream.Skip(end)
+			}
+			continue
+		}
+		joined := 0
+		if p != nil {
+			joined = len(p.content)
+		}
+		if max, _ := c.stream.LineLimit(); l.Partial && joined+len(l.Content) <= max {
 			if p == nil {
 				p = &partialLine{start: start, time: l.Time}
 				partial[l.Stream] = p
@@ -356,6 +374,11 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 			if err := c.send(ctx, l.Time, l.Stream, line, end); err != nil {
 				return consumed, err
 			}
+		}
+		if l.Partial {
+			// Over the line limit with parts still to come: the stream
+			// truncated (or dropped) what it got; the rest is passed over.
+			partial[l.Stream] = &partialLine{start: end, skipping: true}
 		}
 		consumed += nl + 1
 		c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))

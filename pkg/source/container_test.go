@@ -91,48 +91,35 @@ func TestContainerOutputReassemblesPartialLines(t *testing.T) {
 }
 
 // A line longer than the read buffer is shipped whole, and a run of partial
-// lines longer than MaxLineBytes is cut into several entries that together
-// hold every byte, in order.
+// lines longer than the line limit (limits.max_line_bytes, 256 KiB by
+// default) is shipped once, truncated with a marker, its remaining parts
+// passed over; the line after it arrives intact.
 func TestContainerOutputLongLines(t *testing.T) {
 	long := strings.Repeat("x", 3*readChunk+17)
 	chunk := strings.Repeat("y", 8<<10)
 	var parts []string
-	var want strings.Builder
 	for i := range MaxLineBytes/len(chunk) + 10 {
 		parts = append(parts, cri(int64(i), Stderr, "P", chunk))
-		want.WriteString(chunk)
 	}
-	parts = append(parts, cri(1<<20, Stderr, "F", "end"))
-	want.WriteString("end")
+	parts = append(parts, cri(1<<20, Stderr, "F", "end"), cri(1<<21, Stderr, "F", "next"))
 	lf := newLogFile(t, append([]string{cri(0, Stdout, "F", long)}, parts...)...)
 
 	s := newSink(t)
 	runReader(t, newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), s.consumer(), false, nil))
-	first := s.wait(1)[0]
-	if first.Line != long {
-		t.Fatalf("long line: got %d bytes, want %d", len(first.Line), len(long))
+	es := s.wait(3)
+	if es[0].Line != long {
+		t.Fatalf("long line: got %d bytes, want %d", len(es[0].Line), len(long))
 	}
-	var joined strings.Builder
-	var n int
-	eventually(t, "all partial bytes", func() bool {
-		joined.Reset()
-		es := s.entries()[1:]
-		n = len(es)
-		for _, e := range es {
-			joined.WriteString(e.Line)
-		}
-		return joined.Len() >= want.Len()
-	})
-	if joined.String() != want.String() {
-		t.Fatalf("partial run: got %d bytes, want %d (or different bytes)", joined.Len(), want.Len())
+	max := pipeline.DefaultMaxLineBytes
+	if l := es[1].Line; len(l) != max || !strings.HasSuffix(l, pipeline.TruncationMarker) || !strings.HasPrefix(l, chunk) {
+		t.Errorf("over-long partial run: %d bytes, want %d ending in the marker", len(l), max)
 	}
-	if n < 2 {
-		t.Errorf("a %d-byte partial run came as %d entry; want it cut at MaxLineBytes", want.Len(), n)
+	if es[2].Line != "next" {
+		t.Errorf("line after the over-long one: %.40q, want \"next\"", es[2].Line)
 	}
-	for _, e := range s.entries()[1:] {
-		if len(e.Line) > MaxLineBytes+len(chunk) {
-			t.Errorf("entry of %d bytes exceeds MaxLineBytes by more than one CRI line", len(e.Line))
-		}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(s.entries()); n != 3 {
+		t.Errorf("%d entries, want 3: the rest of the over-long line must not be shipped", n)
 	}
 }
 

@@ -14,9 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
@@ -31,22 +29,21 @@ const (
 	// rescanned often while there is a backlog: at full speed lumberjack
 	// makes a 1 MB file every ~40 ms and deletes its backup ~160 ms later,
 	// and a file opened in time is safe (the descriptor keeps its data).
-	readSlice        = 20 * time.Millisecond
-	readChunk        = 64 << 10
-	readBudget       = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
-	drainSettle      = 300 * time.Millisecond
-	forgetAfter      = time.Hour
-	defaultMaxLine   = 256 << 10 // Loki's default max_line_size
-	positionsPrefix  = "file:"
-	gzSuffix         = ".gz"
-	logSuffix        = ".log"
-	forgetEvery      = time.Minute
-	truncationMarker = "…[truncated by podtail]"
+	readSlice       = 20 * time.Millisecond
+	readChunk       = 64 << 10
+	readBudget      = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
+	drainSettle     = 300 * time.Millisecond
+	forgetAfter     = time.Hour
+	positionsPrefix = "file:"
+	gzSuffix        = ".gz"
+	logSuffix       = ".log"
+	forgetEvery     = time.Minute
 )
 
 // Config is one directory to tail.
 type Config struct {
-	// Dir is the directory as podtail sees it (host_prefix applied).
+	// Dir is the directory as podtail sees it (host_prefix applied). It is
+	// not read while any component of its path is a symlink.
 	Dir    string
 	Tenant string
 	// Labels returns the Loki labels for a file of the directory, by name
@@ -60,7 +57,9 @@ type Config struct {
 	// traces) for one file, or nil for none. A joined entry's position is
 	// its last line's, so an entry still open is read again after a restart.
 	Multiline func() *pipeline.Multiline
-	// MaxLineBytes truncates longer lines (counted); 0 means 256 KiB.
+	// MaxLineBytes, above 0, bounds lines below the limit of the stream
+	// they go to (pipeline.Stream.LineLimit, limits.max_line_bytes, shared
+	// with container output); podtail leaves it 0.
 	MaxLineBytes int
 	// Poll is how often the directory is checked when no inotify event comes.
 	Poll time.Duration
@@ -119,15 +118,20 @@ type Dir struct {
 	seq    int
 	warned map[string]bool
 	forgot time.Time
+	// refused holds inodes of the directory not read (see refusal), each
+	// counted and logged once, while an entry of the directory has it: a
+	// refused file renamed is still refused, and a hard link stays refused
+	// when its other name is removed (its content was someone else's).
+	refused map[uint64]string
+	// dirfd is the directory, open during a cycle (-1 otherwise): entries
+	// are listed, stat'ed and opened relative to it, never by path.
+	dirfd int
 }
 
 // NewDir returns a tailer for cfg.Dir.
 func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metrics, log *zap.Logger) *Dir {
 	if cfg.Poll <= 0 {
 		cfg.Poll = defaultPoll
-	}
-	if cfg.MaxLineBytes <= 0 {
-		cfg.MaxLineBytes = defaultMaxLine
 	}
 	return &Dir{
 		cfg: cfg, store: store, next: next, metrics: m,
@@ -136,6 +140,7 @@ func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metri
 		wake:    make(chan struct{}, 1),
 		readers: map[uint64]*reader{}, seen: map[uint64]stamp{}, keyOf: map[uint64]string{},
 		known: map[string]Fingerprint{}, readTo: map[string]int64{}, warned: map[string]bool{},
+		refused: map[uint64]string{}, dirfd: -1,
 	}
 }
 
@@ -202,15 +207,34 @@ func (d *Dir) Run(ctx context.Context) error {
 // cycle looks for new files, then reads every open file as far as it goes
 // (up to a budget). It reports whether anything happened.
 func (d *Dir) cycle(ctx context.Context) (bool, error) {
-	entries, err := os.ReadDir(d.cfg.Dir)
+	df, err := openDir(d.cfg.Dir)
 	if err != nil {
-		if !d.warned["readdir"] {
+		var re *refusedError
+		if errors.As(err, &re) {
+			if !d.warned["refused"] {
+				d.warned["refused"] = true
+				d.metrics.refused.WithLabelValues(d.cfg.Tenant, re.reason).Inc()
+				d.log.Warn("log directory not read: its path goes through a symlink, which podtail does not follow (give Podman the real path)",
+					zap.String("symlink", re.path))
+			}
+		} else if !d.warned["readdir"] {
 			d.warned["readdir"] = true
 			d.log.Warn("cannot read log directory; retrying", zap.Error(err))
 		}
 		return d.readAll(ctx)
 	}
 	delete(d.warned, "readdir")
+	delete(d.warned, "refused")
+	d.dirfd = int(df.Fd())
+	defer func() {
+		d.dirfd = -1
+		df.Close()
+	}()
+	entries, err := df.ReadDir(-1)
+	if err != nil {
+		d.log.Warn("cannot list log directory; retrying", zap.Error(err))
+		return d.readAll(ctx)
+	}
 	present := map[uint64]bool{}
 	var fresh []candidate
 	for _, e := range entries {
@@ -219,30 +243,29 @@ func (d *Dir) cycle(ctx context.Context) (bool, error) {
 		if !gz && !strings.HasSuffix(name, logSuffix) {
 			continue
 		}
-		info, err := os.Lstat(filepath.Join(d.cfg.Dir, name))
+		st, err := lstatAt(d.dirfd, name)
 		if err != nil {
 			continue
 		}
-		ino := inodeOf(info)
+		ino := st.ino
 		present[ino] = true
 		if d.readers[ino] != nil {
 			continue
 		}
-		if st, ok := d.seen[ino]; ok {
-			if st == stampOf(info) {
+		if _, ok := d.refused[ino]; ok {
+			continue
+		}
+		if reason := refusal(st); reason != "" {
+			d.refuse(name, ino, reason, st.mode)
+			continue
+		}
+		if old, ok := d.seen[ino]; ok {
+			if old == st.stamp() {
 				continue
 			}
 			delete(d.seen, ino) // a new file on a reused inode
 		}
-		if !info.Mode().IsRegular() {
-			// Symlinks, FIFOs, sockets, devices: never followed or opened
-			// (a FIFO would block; a link could point at another tenant).
-			d.seen[ino] = stampOf(info)
-			d.metrics.refused.WithLabelValues(d.cfg.Tenant, kind(info.Mode())).Inc()
-			d.log.Warn("not a regular file; not read", zap.String("file", name), zap.String("mode", info.Mode().String()))
-			continue
-		}
-		fresh = append(fresh, candidate{name: name, ino: ino, mtime: info.ModTime(), gz: gz})
+		fresh = append(fresh, candidate{name: name, ino: ino, mtime: st.mtime, gz: gz})
 	}
 	// Older first: a backup's lines come before the live file's.
 	sort.Slice(fresh, func(i, j int) bool { return fresh[i].mtime.Before(fresh[j].mtime) })
@@ -254,11 +277,24 @@ func (d *Dir) cycle(ctx context.Context) (bool, error) {
 	}
 	maps.DeleteFunc(d.seen, func(ino uint64, _ stamp) bool { return !present[ino] })
 	maps.DeleteFunc(d.keyOf, func(ino uint64, _ string) bool { return !present[ino] })
+	maps.DeleteFunc(d.refused, func(ino uint64, _ string) bool { return !present[ino] })
 	if time.Since(d.forgot) > forgetEvery {
 		d.forget()
 	}
 	read, err := d.readAll(ctx)
 	return progressed || read, err
+}
+
+// refuse records that the entry name (inode ino) is not read, counting it
+// and saying so once.
+func (d *Dir) refuse(name string, ino uint64, reason string, mode fs.FileMode) {
+	d.refused[ino] = reason
+	d.metrics.refused.WithLabelValues(d.cfg.Tenant, reason).Inc()
+	msg := "not a regular file; not read"
+	if reason == refusedHardlink {
+		msg = "file has more than one link (it may be another tenant's or the host's); not read"
+	}
+	d.log.Warn(msg, zap.String("file", name), zap.String("reason", reason), zap.String("mode", mode.String()))
 }
 
 type candidate struct {
@@ -273,19 +309,21 @@ type stamp struct {
 	mtime time.Time
 }
 
-func stampOf(fi os.FileInfo) stamp { return stamp{fi.Size(), fi.ModTime()} }
-
-// markSeen remembers a finished or ignored file as it is now.
-func (d *Dir) markSeen(ino uint64, f *os.File, path string) {
-	var fi os.FileInfo
+// markSeen remembers a finished or ignored file as it is now: by its open
+// descriptor f, else by name in the directory.
+func (d *Dir) markSeen(ino uint64, f *os.File, name string) {
+	var st fileStat
 	var err error
-	if f != nil {
-		fi, err = f.Stat()
-	} else {
-		fi, err = os.Lstat(path)
+	switch {
+	case f != nil:
+		st, err = fstat(f)
+	case d.dirfd >= 0:
+		st, err = lstatAt(d.dirfd, name)
+	default:
+		return
 	}
-	if err == nil && inodeOf(fi) == ino {
-		d.seen[ino] = stampOf(fi)
+	if err == nil && st.ino == ino {
+		d.seen[ino] = st.stamp()
 	}
 }
 
@@ -294,7 +332,7 @@ func (d *Dir) markSeen(ino uint64, f *os.File, path string) {
 func (d *Dir) open(c candidate) bool {
 	labels, ok := d.cfg.Labels(c.name)
 	if !ok {
-		d.markSeen(c.ino, nil, filepath.Join(d.cfg.Dir, c.name))
+		d.markSeen(c.ino, nil, c.name)
 		return false
 	}
 	if !d.cfg.Open.tryAcquire() {
@@ -304,13 +342,20 @@ func (d *Dir) open(c candidate) bool {
 		}
 		return false
 	}
-	path := filepath.Join(d.cfg.Dir, c.name)
-	r, err := d.openReader(path, c)
+	r, err := d.openReader(c)
 	if err != nil || r == nil {
 		d.cfg.Open.release()
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		var re *refusedError
+		switch {
+		case errors.As(err, &re):
+			// Swapped since the listing (a FIFO, a link): refused on the
+			// descriptor. Without a stat (a symlink), the next listing sees it.
+			if re.st.ino != 0 {
+				d.refuse(c.name, re.st.ino, re.reason, re.st.mode)
+			}
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
 			d.log.Warn("cannot read file", zap.String("file", c.name), zap.Error(err))
-			d.markSeen(c.ino, nil, path)
+			d.markSeen(c.ino, nil, c.name)
 		}
 		return false
 	}
@@ -344,19 +389,19 @@ func (d *Dir) pipeline() *pipeline.Pipeline {
 	return d.cfg.Pipeline()
 }
 
-// openReader opens path and positions it: where the stored position (or
-// this process's own reading) left the file with the same fingerprint, or
-// at the start of a file never seen. It returns nil, nil when the file
-// cannot be identified yet (no whole line) or needs no reading.
-func (d *Dir) openReader(path string, c candidate) (*reader, error) {
-	f, err := os.Open(path)
+// openReader opens c (only a regular file with one link: see openAt) and
+// positions it: where the stored position (or this process's own reading)
+// left the file with the same fingerprint, or at the start of a file never
+// seen. It returns nil, nil when the file cannot be identified yet (no
+// whole line) or needs no reading.
+func (d *Dir) openReader(c candidate) (*reader, error) {
+	f, st, err := openAt(d.dirfd, c.name, filepath.Join(d.cfg.Dir, c.name))
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil || inodeOf(st) != c.ino || !st.Mode().IsRegular() {
+	if st.ino != c.ino {
 		f.Close()
-		return nil, err // replaced between the listing and the open: next cycle
+		return nil, nil // replaced between the listing and the open: next cycle
 	}
 	r := &reader{name: c.name, ino: c.ino, f: f, gz: c.gz, kind: "plain"}
 	var head []byte
@@ -409,7 +454,7 @@ func (d *Dir) openReader(path string, c candidate) (*reader, error) {
 	r.key, r.fp = key, fp
 	d.keyOf[c.ino] = key
 	d.known[key] = fp
-	if found && !c.gz && start > st.Size() {
+	if found && !c.gz && start > st.size {
 		d.log.Info("file shorter than its stored position; reading it from the start", zap.String("file", c.name))
 		start = 0
 	}
@@ -520,16 +565,26 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 		d.finish(ctx, r, "gzip backup read")
 		return
 	}
-	st, err := r.f.Stat()
-	if err == nil && st.Size() < r.off {
+	st, err := fstat(r.f)
+	if err == nil && st.size < r.off {
 		d.log.Info("file truncated in place (copytruncate); reading it anew", zap.String("file", r.name))
 		d.metrics.rotations.WithLabelValues(d.cfg.Tenant, "truncate").Inc()
 		d.close(r)
 		return // not seen: the next cycle opens it as a new file
 	}
-	cur, err := os.Lstat(filepath.Join(d.cfg.Dir, r.name))
-	if err == nil && inodeOf(cur) == r.ino {
-		return // still the live file
+	if d.dirfd < 0 {
+		// The directory could not be opened this cycle: only a file with no
+		// name left is known to be finished.
+		if err != nil || st.nlink > 0 {
+			return
+		}
+		err = fs.ErrNotExist
+	} else {
+		var cur fileStat
+		cur, err = lstatAt(d.dirfd, r.name)
+		if err == nil && cur.ino == r.ino {
+			return // still the live file
+		}
 	}
 	// Renamed or deleted: nothing more will be written to it. Read once more,
 	// since a write may have landed between the last read and the rename.
@@ -729,45 +784,28 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		d.metrics.lines.WithLabelValues(d.cfg.Tenant).Inc()
 		start = next
 	}
-	if len(r.buf)-start >= d.cfg.MaxLineBytes {
-		// An over-long line: ship its head, marked, and skip to its end.
+	max, drop := r.stream.LineLimit()
+	if d.cfg.MaxLineBytes > 0 && d.cfg.MaxLineBytes < max {
+		max = d.cfg.MaxLineBytes
+	}
+	if len(r.buf)-start > max {
+		// An over-long line: ship its head, marked (or drop it), and skip to
+		// its end, never holding more of it than the limit and a chunk.
 		end := r.off + int64(len(r.buf))
 		if !r.skipping {
-			cut := start + d.cfg.MaxLineBytes - len(truncationMarker)
-			for cut > start && !utf8.RuneStart(r.buf[cut]) {
-				cut-- // never split a character: the line must stay within the limit once valid
+			if drop {
+				r.stream.CountDrop(pipeline.DropLineTooLong)
+			} else {
+				line := pipeline.TruncateLine(string(r.buf[start:start+max]), max)
+				if err := r.send(ctx, time.Now(), line, end); err != nil {
+					return err
+				}
+				r.stream.CountTruncated()
+				d.metrics.truncated.WithLabelValues(d.cfg.Tenant).Inc()
 			}
-			line := string(r.buf[start:cut]) + truncationMarker
-			if err := r.send(ctx, time.Now(), line, end); err != nil {
-				return err
-			}
-			d.metrics.truncated.WithLabelValues(d.cfg.Tenant).Inc()
 			r.skipping = true
 		}
 		start = len(r.buf)
 	}
 	return nil
-}
-
-func inodeOf(st os.FileInfo) uint64 {
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return s.Ino
-	}
-	return 0
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	case m&fs.ModeNamedPipe != 0:
-		return "fifo"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	case m.IsDir():
-		return "directory"
-	}
-	return "other"
 }

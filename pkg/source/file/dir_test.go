@@ -301,7 +301,7 @@ func TestLongLinesAndNonRegularFiles(t *testing.T) {
 	if len(s.lines) != 3 || s.lines[0] != "before" || s.lines[2] != "after" {
 		t.Fatalf("lines: %d, first %q, last %q", len(s.lines), trunc(s.lines[0]), trunc(s.lines[len(s.lines)-1]))
 	}
-	if l := s.lines[1]; len(l) != defaultMaxLine || !strings.HasSuffix(l, truncationMarker) {
+	if l := s.lines[1]; len(l) != pipeline.DefaultMaxLineBytes || !strings.HasSuffix(l, pipeline.TruncationMarker) {
 		t.Errorf("long line: %d bytes, suffix %q", len(l), l[len(l)-30:])
 	}
 	if s.count["SECRET"] != 0 {

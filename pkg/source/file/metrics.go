@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer, dropped, repaired *prometheus.Counter
 		opened:    cv("podtail_file_opened_total", "Files opened, by kind: plain, gzip, and -resumed when reading resumed at a stored position.", "kind"),
 		skipped:   cv("podtail_file_backups_skipped_total", "Gzip backups of files already read to their end."),
 		rotations: cv("podtail_file_rotations_total", "Files finished because they were renamed, deleted or truncated in place.", "reason"),
-		refused:   cv("podtail_file_refused_total", "Directory entries not read because they are not regular files.", "kind"),
+		refused:   cv("podtail_file_refused_total", "Log directories and entries not read, by reason: symlink, hardlink, fifo, socket, device, directory, other, dir_symlink (the directory's own path).", "reason"),
 		dropped:   dropped,
 		repaired:  repaired,
 		open:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "podtail_file_open", Help: "Log files open."}),

@@ -1,0 +1,196 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+// startObserved runs a Dir on dir whose warnings the test can count.
+func startObserved(t *testing.T, dir string, next pipeline.Consumer, m *Metrics) *observer.ObservedLogs {
+	t.Helper()
+	core, logs := observer.New(zap.WarnLevel)
+	store, err := positions.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDir(Config{
+		Dir:    dir,
+		Tenant: "t",
+		Labels: func(string) (map[string]string, bool) { return map[string]string{"tenant": "t"}, true },
+		Poll:   10 * time.Millisecond,
+	}, store, next, m, zap.New(core))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return logs
+}
+
+// A hostile tenant's directory: symlinks to another tenant's file, to a
+// host file and to a directory, a hard link to a file outside, a FIFO
+// (nobody writes to it: opening it for reading would block), a unix socket
+// and a directory, all named *.log, beside one honest file. Only the
+// honest file is read; each refusal is counted once by reason and logged
+// once, however many cycles pass; the reader never blocks.
+func TestHostileDirectoryEntries(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	secret := filepath.Join(outside, "other_app_v1.log")
+	if err := os.WriteFile(secret, []byte("OTHER TENANT SECRET\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.Symlink(secret, filepath.Join(dir, "to-other.log")))
+	must(t, os.Symlink("/etc/passwd", filepath.Join(dir, "to-host.log")))
+	must(t, os.Symlink(outside, filepath.Join(dir, "to-dir.log")))
+	must(t, os.Link(secret, filepath.Join(dir, "hard.log")))
+	must(t, syscall.Mkfifo(filepath.Join(dir, "pipe.log"), 0o644))
+	sock, err := net.Listen("unix", filepath.Join(dir, "sock.log"))
+	must(t, err)
+	defer sock.Close()
+	must(t, os.Mkdir(filepath.Join(dir, "sub.log"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "own.log"), []byte("own 1\nown 2\n"), 0o644))
+
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
+	logs := startObserved(t, dir, s, m)
+	waitFor(t, 5*time.Second, "the honest file's lines", func() bool { return s.total() >= 2 })
+	time.Sleep(300 * time.Millisecond) // ~30 more cycles
+	s.mu.Lock()
+	got := append([]string(nil), s.lines...)
+	s.mu.Unlock()
+	if len(got) != 2 || got[0] != "own 1" || got[1] != "own 2" {
+		t.Fatalf("read %q; want only the honest file's 2 lines", got)
+	}
+	for reason, want := range map[string]float64{
+		refusedSymlink: 3, refusedHardlink: 1, refusedFIFO: 1, refusedSocket: 1, refusedDirectory: 1,
+	} {
+		if got := testutil.ToFloat64(m.refused.WithLabelValues("t", reason)); got != want {
+			t.Errorf("refused %s = %v, want %v (once per entry, not per cycle)", reason, got, want)
+		}
+	}
+	if n := logs.FilterMessageSnippet("not read").Len(); n != 7 {
+		t.Errorf("%d refusal warnings, want 7 (one per entry)", n)
+	}
+
+	// The other name of the hard link goes away, and the link is renamed:
+	// the content was someone else's, so it stays refused.
+	must(t, os.Remove(secret))
+	must(t, os.Rename(filepath.Join(dir, "hard.log"), filepath.Join(dir, "renamed.log")))
+	time.Sleep(200 * time.Millisecond)
+	if s.count["OTHER TENANT SECRET"] != 0 {
+		t.Fatal("a hard-linked file was read once its other name was gone")
+	}
+}
+
+// The log directory reached through a symlink, as itself or as a parent,
+// is not read: counted once as dir_symlink and logged once; a real path to
+// the same directory is read.
+func TestSymlinkedLogDirectory(t *testing.T) {
+	root := t.TempDir()
+	real := filepath.Join(root, "real", "workplace", "logs")
+	must(t, os.MkdirAll(real, 0o755))
+	must(t, os.WriteFile(filepath.Join(real, "a.log"), []byte("line\n"), 0o644))
+	must(t, os.Symlink(real, filepath.Join(root, "linked-logs")))
+	must(t, os.Symlink(filepath.Join(root, "real"), filepath.Join(root, "linked-parent")))
+
+	for _, dir := range []string{filepath.Join(root, "linked-logs"), filepath.Join(root, "linked-parent", "workplace", "logs")} {
+		s := newSink()
+		m := NewMetrics(prometheus.NewRegistry(), nil, nil)
+		logs := startObserved(t, dir, s, m)
+		time.Sleep(300 * time.Millisecond)
+		if n := s.total(); n != 0 {
+			t.Errorf("%s: %d lines read through a symlink", dir, n)
+		}
+		if got := testutil.ToFloat64(m.refused.WithLabelValues("t", refusedDirSymlink)); got != 1 {
+			t.Errorf("%s: dir_symlink refusals = %v, want 1", dir, got)
+		}
+		if n := logs.FilterMessageSnippet("symlink").Len(); n != 1 {
+			t.Errorf("%s: %d warnings, want 1", dir, n)
+		}
+	}
+	s := newSink()
+	startObserved(t, real, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	waitFor(t, 5*time.Second, "the line through the real path", func() bool { return s.total() == 1 })
+}
+
+// openAt decides on the descriptor: whatever a name is when it is opened
+// (a FIFO without a writer, a symlink, a hard link), it is refused without
+// blocking; a regular file with one link opens.
+func TestOpenAtRefuses(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	must(t, syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
+	must(t, os.WriteFile(filepath.Join(outside, "f"), []byte("x\n"), 0o644))
+	must(t, os.Symlink(filepath.Join(outside, "f"), filepath.Join(dir, "link")))
+	must(t, os.Link(filepath.Join(outside, "f"), filepath.Join(dir, "hard")))
+	must(t, os.WriteFile(filepath.Join(dir, "ok"), []byte("x\n"), 0o644))
+	df, err := openDir(dir)
+	must(t, err)
+	defer df.Close()
+	fd := int(df.Fd())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for name, want := range map[string]string{"fifo": refusedFIFO, "link": refusedSymlink, "hard": refusedHardlink} {
+			_, _, err := openAt(fd, name, name)
+			var re *refusedError
+			if !errors.As(err, &re) || re.reason != want {
+				t.Errorf("openAt(%s) = %v, want refused as %s", name, err, want)
+			}
+		}
+		f, st, err := openAt(fd, "ok", "ok")
+		if err != nil || st.nlink != 1 {
+			t.Errorf("openAt(ok) = %v, nlink %d", err, st.nlink)
+			return
+		}
+		f.Close()
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("openAt blocked")
+	}
+}
+
+// limits.line_too_long: drop. A line over the limit is not shipped at all,
+// counted as a drop, and the position moves past it.
+func TestLongLineDropped(t *testing.T) {
+	dir := t.TempDir()
+	lim, err := pipeline.NewLimits(pipeline.LimitsConfig{MaxLineBytes: 4096, DropLongLines: true}, nil, zap.NewNop())
+	must(t, err)
+	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"tenant", "reason"})
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), drops, nil)
+	startObserved(t, dir, lim.Wrap(s), m)
+	must(t, os.WriteFile(filepath.Join(dir, "a.log"), []byte("before\n"+strings.Repeat("z", 1<<20)+"\nafter\n"), 0o644))
+	waitFor(t, 5*time.Second, "2 lines", func() bool { return s.total() >= 2 })
+	time.Sleep(100 * time.Millisecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lines) != 2 || s.lines[0] != "before" || s.lines[1] != "after" {
+		t.Fatalf("lines %d: %q…", len(s.lines), trunc(strings.Join(s.lines, "|")))
+	}
+	if got := testutil.ToFloat64(drops.WithLabelValues("t", pipeline.DropLineTooLong)); got != 1 {
+		t.Errorf("line_too_long drops = %v, want 1", got)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
