@@ -36,6 +36,7 @@ type podtailOpts struct {
 	queueBytes string // loki.queue_bytes; default: podtail's
 	extra      string // more YAML
 	lokiURL    string // default: the test bed's Loki
+	lokiExtra  string // more keys of the loki: section, unindented ("bearer_token_file: /x")
 }
 
 // startPodtail runs `podtail run` with a config file of its own and waits
@@ -54,6 +55,9 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
 	queue := ""
 	if o.queueBytes != "" {
 		queue = "  queue_bytes: " + o.queueBytes
+	}
+	if o.lokiExtra != "" {
+		queue += "\n  " + strings.ReplaceAll(strings.TrimSpace(o.lokiExtra), "\n", "\n  ")
 	}
 	p := &podtailProc{t: t, dataDir: o.dataDir, listen: fmt.Sprintf("127.0.0.1:%d", testbed.FreePort()), done: make(chan struct{})}
 	cfg := fmt.Sprintf(`podman:

@@ -206,9 +206,13 @@ func newConfigCmd(load loader) *cobra.Command {
 	return cfgCmd
 }
 
-// printConfig writes "config OK" and every effective key with its value.
+// printConfig writes "config OK" and every effective key with its value;
+// secrets (config.Secret) print as <redacted>.
 func printConfig(w io.Writer, cfg *config.Config) error {
 	fmt.Fprintln(w, "# config OK; effective configuration:")
+	if cfg.Loki.TLS.InsecureSkipVerify {
+		fmt.Fprintln(w, "# WARNING: loki.tls.insecure_skip_verify is true: Loki's certificate is not checked")
+	}
 	for _, kv := range cfg.Settings() {
 		if _, err := fmt.Fprintf(w, "%s: %v\n", kv.Key, kv.Value); err != nil {
 			return err

@@ -141,11 +141,12 @@ func run(ctx context.Context, cfg *config.Config) error {
 		MaxRetryTime: cfg.Loki.MaxRetryTime,
 		QueueBytes:   int64(cfg.Loki.QueueBytes),
 		UserAgent:    "podtail/" + version,
+		Security:     cfg.Loki.Security(),
 	}, log.Named("loki"), reg)
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}
-	probeLoki(ctx, cfg.Loki.URL, log)
+	probeLoki(ctx, cfg.Loki.URL, cfg.Loki.Security(), log)
 
 	var disc *discovery.Discoverer
 	if api != nil {
@@ -369,16 +370,25 @@ func rssFile() int64 {
 
 // probeLoki says at start-up, in one line, when Loki cannot be reached.
 // It does not stop podtail: Loki may simply start later, and until it does
-// lines wait on disk (backpressure), not in memory.
-func probeLoki(ctx context.Context, url string, log *zap.Logger) {
+// lines wait on disk (backpressure), not in memory. It goes through the
+// pushes' TLS settings and credentials, so a certificate or gateway problem
+// shows here too.
+func probeLoki(ctx context.Context, url string, sec loki.Security, log *zap.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
+	rt, err := loki.NewTransport(sec, nil)
+	if err != nil {
+		log.Error(fmt.Sprintf("loki.url %s: %v", url, err))
+		return
+	}
+	client := &http.Client{Transport: rt}
+	defer client.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/ready", nil)
 	if err != nil {
 		log.Error(fmt.Sprintf("loki.url %s: %v", url, err))
 		return
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		log.Error(fmt.Sprintf("loki.url %s is unreachable: %v; collecting anyway, delivery retries until it answers", url, err))
 		return

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/podtail/podtail/pkg/labels"
+	"github.com/podtail/podtail/pkg/loki"
 	"github.com/podtail/podtail/pkg/pipeline"
 )
 
@@ -111,7 +112,78 @@ type Loki struct {
 	// QueueBytes bounds the lines read but not yet acknowledged by Loki, over
 	// all tenants. When it is reached, sources stop reading.
 	QueueBytes ByteSize `mapstructure:"queue_bytes"`
+	// TLS, BasicAuth, BearerToken(File) and Headers secure the connection;
+	// see loki.Security. Secrets print as <redacted>.
+	TLS             LokiTLS       `mapstructure:"tls"`
+	BasicAuth       LokiBasicAuth `mapstructure:"basic_auth"`
+	BearerToken     Secret        `mapstructure:"bearer_token"`
+	BearerTokenFile string        `mapstructure:"bearer_token_file"`
+	// Headers are added to every push; their values may be API keys, so they
+	// print as <redacted>. X-Scope-OrgID is refused: the tenant is podtail's.
+	Headers map[string]Secret `mapstructure:"headers"`
 }
+
+// LokiTLS is loki.tls: the CA bundle Loki's certificate must chain to, the
+// client certificate, the expected server name.
+type LokiTLS struct {
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	ServerName         string `mapstructure:"server_name"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+// LokiBasicAuth is loki.basic_auth.
+type LokiBasicAuth struct {
+	Username     string `mapstructure:"username"`
+	Password     Secret `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// Security is what pkg/loki needs of the connection settings.
+func (l Loki) Security() loki.Security {
+	h := make(map[string]string, len(l.Headers))
+	for k, v := range l.Headers {
+		h[k] = string(v)
+	}
+	return loki.Security{
+		TLS: loki.TLS{
+			CAFile:             l.TLS.CAFile,
+			CertFile:           l.TLS.CertFile,
+			KeyFile:            l.TLS.KeyFile,
+			ServerName:         l.TLS.ServerName,
+			InsecureSkipVerify: l.TLS.InsecureSkipVerify,
+		},
+		BasicAuth: loki.BasicAuth{
+			Username:     l.BasicAuth.Username,
+			Password:     string(l.BasicAuth.Password),
+			PasswordFile: l.BasicAuth.PasswordFile,
+		},
+		BearerToken:     string(l.BearerToken),
+		BearerTokenFile: l.BearerTokenFile,
+		Headers:         h,
+	}
+}
+
+// Secret is a configuration value that must not be shown (a password, a
+// token): fmt, JSON, YAML and zap print it as "<redacted>", or "" when it is
+// not set. string(s) is the value.
+type Secret string
+
+const redacted = "<redacted>"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", s.String()) }
+
+// MarshalText masks s in every text encoding.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // Server is podtail's own HTTP endpoint: /ready, /healthz, /metrics.
 type Server struct {
@@ -216,6 +288,7 @@ func Default() Config {
 			MinBackoff: 100 * time.Millisecond,
 			MaxBackoff: 10 * time.Second,
 			QueueBytes: 64 << 20,
+			Headers:    map[string]Secret{},
 		},
 		DataDir:         "/var/lib/podtail",
 		Spool:           Spool{Enabled: true},
@@ -369,6 +442,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Loki.QueueBytes < c.Loki.BatchSize {
 		bad("loki.queue_bytes", "%d is below loki.batch_size %d", c.Loki.QueueBytes, c.Loki.BatchSize)
+	}
+	if u, err := url.Parse(c.Loki.URL); err == nil && u.User != nil {
+		bad("loki.url", "%s holds credentials; use loki.basic_auth instead", u.Redacted())
+	} else if err == nil && u.Scheme == "http" && c.Loki.TLS != (LokiTLS{}) {
+		bad("loki.tls", "set, but loki.url %s is http://; use https:// or drop loki.tls", c.Loki.URL)
+	}
+	if err := c.Loki.Security().Validate(); err != nil { // reads the files named, so a bad one is caught here
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must be set: positions live there")

@@ -90,9 +90,12 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 	if err != nil {
 		return nil, err
 	}
-	// A transport of our own, so that Run can close its idle connections
-	// without touching anybody else's.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// A transport of our own (TLS, credentials, headers), so that Run can
+	// close its idle connections without touching anybody else's.
+	transport, err := cfg.transport(log)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		cfg:      cfg,
 		pushURL:  cfg.pushURL(),

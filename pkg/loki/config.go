@@ -35,10 +35,16 @@ type Config struct {
 	// then stalls the sources through backpressure instead of losing lines.
 	MaxRetryTime time.Duration
 	// QueueBytes bounds, over all tenants, the bytes accepted by Consume but
-	// not yet acknowledged or dropped. Default 64 MiB.
+	// not yet acknowledged or dropped: each entry's line and metadata plus a
+	// fixed overhead for what carries it (entryOverhead), so that the bound
+	// is one on memory. Default 64 MiB.
 	QueueBytes int64
 	// UserAgent is sent with every push. Default "podtail".
 	UserAgent string
+	// Security is TLS, credentials and extra headers for the connection to
+	// Loki; the zero value is plain Go defaults (system roots, no
+	// credentials).
+	Security Security
 }
 
 // Defaults.
@@ -90,6 +96,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("loki.url: scheme must be http or https, got %q", u.Scheme))
 	} else if u.Host == "" {
 		errs = append(errs, fmt.Errorf("loki.url: %q has no host", c.URL))
+	} else if u.User != nil {
+		// The URL is logged and quoted in errors; credentials have keys of
+		// their own that never are.
+		errs = append(errs, fmt.Errorf("loki.url: %s holds credentials; use loki.basic_auth instead", u.Redacted()))
+	} else if u.Scheme == "http" && c.Security.TLS.tlsSet() {
+		errs = append(errs, fmt.Errorf("loki.tls: set, but loki.url %s is http://; use https:// or drop loki.tls", c.URL))
 	}
 	positive := func(key string, ok bool, v any) {
 		if !ok {
@@ -107,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRetryTime < 0 {
 		errs = append(errs, fmt.Errorf("loki.max_retry_time: must be >= 0 (0 retries forever), got %v", c.MaxRetryTime))
+	}
+	if err := c.Security.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
