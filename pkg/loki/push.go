@@ -149,8 +149,15 @@ func (c *Client) reject(t *tenant, b *batch, se *statusError, log *zap.Logger) {
 		// An answer we cannot read, or a different status: assume the worst.
 		reasons, dropped = map[string]int{"rejected_" + strconv.Itoa(se.status): b.entries}, b.entries
 	}
-	log.Warn("Loki refused entries; they are dropped, the rest of the batch was stored",
-		zap.Int("status", se.status), zap.Int("dropped", dropped), zap.Any("reasons", reasons), zap.String("body", se.body))
+	if se.status == http.StatusBadRequest {
+		log.Warn("Loki refused entries; they are dropped, the rest of the batch was stored",
+			zap.Int("status", se.status), zap.Int("dropped", dropped), zap.Any("reasons", reasons), zap.String("body", se.body))
+	} else {
+		// 401, 403, 404, 413...: nothing was stored, and sending the same
+		// request again would meet the same answer.
+		log.Error("Loki refused a whole batch; it is dropped (check loki.url and the credentials)",
+			zap.Int("status", se.status), zap.Int("dropped", dropped), zap.String("body", se.body))
+	}
 	if sent := b.entries - dropped; sent > 0 {
 		c.m.entriesSent.WithLabelValues(t.id).Add(float64(sent))
 	}
