@@ -34,7 +34,8 @@ fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
-# Quadlet units through Podman's generator (dry run), and every shipped config.
+# Quadlet units through Podman's generator (dry run), systemd-analyze verify, every shipped config, and the
+# lint of dashboards, alert and ruler rules and the Loki config (e2e/lokibuild/lint, cached in ~/.cache/podtail).
 contrib:
 	bash contrib/check.sh
 
