@@ -135,8 +135,9 @@ func (s *sidecar) metric(name string, labels ...string) float64 {
 func (s *sidecar) stop(dataDir string) {
 	s.t.Helper()
 	podman(s.t, "stop", "-t", "30", s.cname)
-	// The spool hard-links logs into data_dir, which a container has on
-	// another mount than the storage: say what podtail made of that.
+	// The spool cannot hard-link logs into data_dir, which a container has
+	// on another mount than the storage (it copies on removal instead): say
+	// what podtail made of that.
 	for _, l := range strings.Split(s.logs(), "\n") {
 		if strings.Contains(l, "spool") {
 			s.t.Logf("sidecar log: %s", l)

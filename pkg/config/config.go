@@ -57,9 +57,10 @@ type Config struct {
 
 // Spool keeps removed containers' logs until they are delivered.
 type Spool struct {
-	// Enabled hard-links each collected container's log into
-	// data_dir/spool, so that output of a container removed while Loki is
-	// down survives a podtail restart; the link goes once it is delivered.
+	// Enabled keeps a removed container's undelivered output in
+	// data_dir/spool until Loki has it, across restarts: a hard link to each
+	// container's log where data_dir shares Podman's mount, else a copy of
+	// the undelivered part made when the container is removed.
 	Enabled bool `mapstructure:"enabled"`
 }
 

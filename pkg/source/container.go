@@ -57,6 +57,7 @@ type ContainerOutput struct {
 	pipe   *pipeline.Pipeline
 	stream *pipeline.Stream
 	inode  atomic.Uint64
+	file   atomic.Pointer[os.File] // the log being read, for SpoolCopy
 	// gen counts the log files read (a truncated or replaced log starts a
 	// new one, with offsets from 0): acks of an older one are ignored.
 	gen atomic.Int64
@@ -144,12 +145,76 @@ func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
 		}
 	}
 	c.chains = kept
-	c.mu.Unlock()
+	// Still under c.mu: SpoolCopy moves the position to another inode, and
+	// a Put of the old one must not come after it.
+	defer c.mu.Unlock()
 	p := positions.Position{Path: c.target.LogPath, Inode: c.inode.Load(), Offset: resume, Last: maps.Clone(last)}
 	if resume < pos {
 		p.Delivered = pos
 	}
 	c.store.Put(c.key, p)
+}
+
+// SpoolCopy copies the part of the log not yet acknowledged to dst, at the
+// same offsets (the part before is a hole in a sparse file), and moves the
+// stored position to the copy, so that a restart reads on from dst. It is
+// for a container that is gone, whose log Podman deleted while this reader
+// still holds it open; the reader itself carries on from its descriptor.
+func (c *ContainerOutput) SpoolCopy(dst string) error {
+	f := c.file.Load()
+	if f == nil {
+		return errors.New("spool: the log is not open")
+	}
+	// A descriptor of our own on the (deleted) log: f may be closed meanwhile,
+	// and its number reused, hence the inode check.
+	src, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil {
+		return fmt.Errorf("spool: reopen %s: %w", c.target.LogPath, err)
+	}
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil || inodeOf(st) != c.inode.Load() {
+		return fmt.Errorf("spool: %s is no longer open", c.target.LogPath)
+	}
+	var from int64
+	if p, ok := c.store.Get(c.key); ok && p.Inode == inodeOf(st) {
+		from = p.Offset
+	}
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer os.Remove(tmp)
+	_, err = out.Seek(from, io.SeekStart)
+	if err == nil {
+		_, err = io.Copy(out, io.NewSectionReader(src, from, st.Size()-from))
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		return fmt.Errorf("spool: copy %s to %s: %w", c.target.LogPath, dst, err)
+	}
+	cst, err := os.Stat(dst)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inode.Store(inodeOf(cst))
+	p, _ := c.store.Get(c.key)
+	p.Path, p.Inode = dst, inodeOf(cst)
+	c.store.Put(c.key, p)
+	c.log.Info("container removed before its output was delivered; kept in the spool",
+		zap.String("spool", dst), zap.Int64("from", from), zap.Int64("bytes", st.Size()-from))
+	return nil
 }
 
 // Run reads until ctx ends, or, once draining, until the end of the log.
@@ -158,7 +223,8 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 	if f == nil {
 		return err
 	}
-	defer func() { f.Close() }()
+	c.file.Store(f)
+	defer func() { c.file.Store(nil); f.Close() }()
 
 	off, err := c.start(f)
 	if err != nil {
@@ -196,6 +262,7 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		}
 		// At the end of the file: was it truncated or replaced under us?
 		if nf, noff, changed := c.checkRotated(f, off); changed {
+			c.file.Store(nf)
 			f.Close()
 			f, off = nf, noff
 			buf, partial = buf[:0], map[string]*partialLine{}

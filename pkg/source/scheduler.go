@@ -86,6 +86,7 @@ type run struct {
 	startedAt int64
 	tenant    string
 	logPath   string // a container's log file; "" for directories
+	target    discovery.Target
 }
 
 // NewScheduler returns a scheduler whose readers live under ctx.
@@ -102,6 +103,7 @@ type wanted struct {
 	startedAt int64
 	tenant    string
 	logPath   string
+	target    discovery.Target
 	make      func() source
 }
 
@@ -114,7 +116,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	for _, t := range targets {
 		containers[t.ID] = true
 		if t.LogPath != "" {
-			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, make: s.containerSource(t)}
+			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, target: t, make: s.containerSource(t)}
 		}
 		if s.cfg.Files == nil {
 			continue
@@ -178,6 +180,13 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	for key, r := range s.running {
 		if want[key] == nil {
 			r.src.SetDraining(true) // gone: finish what the open files hold
+			if c, ok := r.src.(*ContainerOutput); ok && s.cfg.Spool != nil && s.cfg.Spool.copyOnRemoval(r.target.ID) {
+				// Removed: Podman deleted the log this reader holds open.
+				// Copy what is undelivered before a restart could lose it.
+				sp, t := s.cfg.Spool, r.target
+				s.wg.Add(1)
+				go func() { defer s.wg.Done(); sp.Copy(t, c.SpoolCopy) }()
+			}
 		}
 	}
 	for key := range s.finished {
@@ -227,7 +236,7 @@ func (s *Scheduler) start(key string, w *wanted) {
 	src := w.make()
 	src.SetDraining(!w.running)
 	ctx, cancel := context.WithCancel(s.ctx)
-	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath}
+	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath, target: w.target}
 	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)

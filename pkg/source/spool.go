@@ -24,15 +24,20 @@ import (
 // file until its last line is acknowledged, across restarts, whereupon the
 // link is removed.
 //
-// A hard link needs the log and data_dir on one filesystem and mount; when
-// they are not (EXDEV), spooling is off, said once in the log.
+// A hard link needs the log and data_dir on one filesystem and one mount,
+// which the sidecar, the quadlet and the sandboxed systemd unit do not give
+// (each mounts data_dir on its own). There the spool copies instead: when a
+// container is removed while its reader still holds the deleted log open, the
+// part not yet acknowledged is copied into the spool (see
+// ContainerOutput.SpoolCopy). That costs a copy of the backlog, once, and only
+// for containers removed with output undelivered.
 type Spool struct {
 	dir string
 	log *zap.Logger
 
 	mu     sync.Mutex
 	linked map[string]discovery.Target // by container ID; LogPath is the original log
-	off    bool                        // linking cannot work here: warned once
+	copies bool                        // linking cannot work here: copy on removal instead
 }
 
 // spooled is what is stored beside each link: enough to read the log again
@@ -79,7 +84,7 @@ func (sp *Spool) metaPath(id string) string { return filepath.Join(sp.dir, id+".
 func (sp *Spool) Keep(t discovery.Target) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.off || t.LogPath == "" {
+	if sp.copies || t.LogPath == "" {
 		return
 	}
 	if _, ok := sp.linked[t.ID]; ok {
@@ -103,22 +108,58 @@ func (sp *Spool) Keep(t discovery.Target) {
 	case errors.Is(err, os.ErrNotExist):
 		return
 	case errors.Is(err, syscall.EXDEV), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		sp.off = true
-		sp.log.Warn("spool off: container logs cannot be hard-linked into data_dir (another filesystem or mount?); "+
-			"a container removed while Loki is down loses what was not delivered if podtail restarts meanwhile",
+		sp.copies = true
+		sp.log.Info("spool: container logs cannot be hard-linked into data_dir (another filesystem or mount); "+
+			"the undelivered output of a removed container is copied there instead",
 			zap.String("log", t.LogPath), zap.String("spool", sp.dir), zap.Error(err))
 		return
 	default:
 		sp.log.Warn("spool: cannot link a container log", zap.String("log", t.LogPath), zap.Error(err))
 		return
 	}
-	b, _ := json.Marshal(spooled{Target: t})
-	if err := writeFileAtomic(sp.metaPath(t.ID), b); err != nil {
+	if err := sp.record(t); err != nil {
 		_ = os.Remove(link)
 		sp.log.Warn("spool: cannot record a container", zap.String("container", t.Name), zap.Error(err))
-		return
+	}
+}
+
+// record writes what is needed to read t's spooled log without Podman.
+// sp.mu must be held.
+func (sp *Spool) record(t discovery.Target) error {
+	b, _ := json.Marshal(spooled{Target: t})
+	if err := writeFileAtomic(sp.metaPath(t.ID), b); err != nil {
+		return err
 	}
 	sp.linked[t.ID] = t
+	return nil
+}
+
+// copyOnRemoval reports whether a removed container's log must be copied
+// (links are not possible here) and is not in the spool yet.
+func (sp *Spool) copyOnRemoval(id string) bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	_, ok := sp.linked[id]
+	return sp.copies && !ok
+}
+
+// Copy spools the log of t, a container just removed, through copy (which
+// writes the copy to the path given), and records it.
+func (sp *Spool) Copy(t discovery.Target, copy func(dst string) error) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if _, ok := sp.linked[t.ID]; ok {
+		return
+	}
+	if err := copy(sp.logPath(t.ID)); err != nil {
+		sp.log.Warn("spool: cannot keep a removed container's output; it is delivered only if podtail keeps running",
+			zap.String("container", t.Name), zap.Error(err))
+		_ = os.Remove(sp.logPath(t.ID))
+		return
+	}
+	if err := sp.record(t); err != nil {
+		sp.log.Warn("spool: cannot record a container", zap.String("container", t.Name), zap.Error(err))
+	}
 }
 
 // Gone returns the spooled containers not among present, each as a target

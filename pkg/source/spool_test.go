@@ -60,3 +60,53 @@ func TestSpoolKeepsRemovedContainersLog(t *testing.T) {
 		t.Errorf("still spooled: %v", gone)
 	}
 }
+
+// Where hard links cannot be made (data_dir on another mount), a removed
+// container's undelivered output is copied into the spool, at its offsets,
+// by the reader that still holds the deleted log open; a restart reads on
+// from the copy.
+func TestSpoolCopiesRemovedContainersLogWithoutLinks(t *testing.T) {
+	dataDir := t.TempDir()
+	store := openStore(t, dataDir)
+	spoolDir := filepath.Join(dataDir, "spool")
+	sp, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.copies = true // as after EXDEV
+	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
+	f.s.cfg.Spool = sp
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	got := f.sink.wait(2)
+	if _, err := os.Stat(filepath.Join(spoolDir, testID+".log")); !os.IsNotExist(err) {
+		t.Fatalf("linked although links are off: %v", err)
+	}
+	got[0].Ack.Ack(got[0].Pos)                   // Loki has "a" only
+	if err := os.Remove(f.lf.path); err != nil { // podman rm
+		t.Fatal(err)
+	}
+	f.s.Sync(nil) // the removal
+	eventually(t, "the spool copy recorded", func() bool {
+		_, err := os.Stat(filepath.Join(spoolDir, testID+".json"))
+		return err == nil
+	})
+	f.stop()
+
+	sp2, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newSchedFixture(t, "start", store)
+	g.s.cfg.Spool = sp2
+	g.s.Sync(nil)
+	got = g.sink.wait(1)
+	if l := lines(got); !slices.Equal(l, []string{"b"}) {
+		t.Fatalf("after the restart, lines %q; want [b]", l)
+	}
+	got[0].Ack.Ack(got[0].Pos)
+	eventually(t, "the copy released once acknowledged", func() bool {
+		g.s.Sync(nil)
+		_, err := os.Stat(filepath.Join(spoolDir, testID+".log"))
+		return os.IsNotExist(err)
+	})
+}
