@@ -40,8 +40,15 @@ type writers struct {
 
 func startWriters(t *testing.T, tenant string, n, lines, rate int) *writers {
 	t.Helper()
+	return startWritersFrom(t, tenant, 0, n, lines, rate)
+}
+
+// startWritersFrom starts writers numbered from first (for a tenant that
+// already has some).
+func startWritersFrom(t *testing.T, tenant string, first, n, lines, rate int) *writers {
+	t.Helper()
 	w := &writers{tenant: tenant, n: n, lines: lines, first: time.Now()}
-	for i := 0; i < n; i++ {
+	for i := first; i < first+n; i++ {
 		app := fmt.Sprintf("app%02d", i)
 		runZapApp(t, tenant+"-"+app, tenant, app, "v1", appDir(t, tenant, app),
 			fmt.Sprintf("-n %d -rate %d -echo w%02d- -hold 30m", lines, rate, i))
@@ -363,7 +370,12 @@ func TestQuietTenantNotHeldBackByFlood(t *testing.T) {
 		}
 		return testbed.Pass
 	})
-	q.untilWritten()
+	startWritersFrom(t, loud, 1, 1, 1_000_000, 0) // a second flood, refused
+	var loudQueued float64
+	for time.Now().Before(q.last) {
+		loudQueued = max(loudQueued, p.metric("podtail_loki_tenant_queued_bytes", "tenant", loud))
+		time.Sleep(250 * time.Millisecond)
+	}
 	time.Sleep(3 * time.Second)
 	loudSent := p.metric("podtail_loki_entries_sent_total", "tenant", loud)
 	proxy.SetRule(func(string, uint64) testbed.Fault { return testbed.Pass })
@@ -388,5 +400,9 @@ func TestQuietTenantNotHeldBackByFlood(t *testing.T) {
 	if loudSent < 100_000 {
 		t.Errorf("the flooding tenant had only %.0f entries sent: no flood", loudSent)
 	}
+	if refused := proxy.Counts()[testbed.TooMany]; refused == 0 || loudQueued < 8<<20 {
+		t.Errorf("the refused flood never filled its share (%d pushes refused, %.1f MiB queued at most)", refused, loudQueued/(1<<20))
+	}
+	t.Logf("the refused flood held %.1f MiB of the 16 MiB queue", loudQueued/(1<<20))
 	q.verify(t)
 }

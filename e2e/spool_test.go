@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -13,11 +14,26 @@ import (
 // while Loki is down, and podtail is killed before it could deliver them:
 // the spool's hard link kept the log, so after the restart every line
 // arrives, once, and the link is gone afterwards.
+//
+// Twice: with data_dir where Podman's storage is (the spool hard-links each
+// log), and on a mount of its own, a tmpfs, as in the sidecar (it copies the
+// undelivered part when the container is removed).
 func TestSpoolKeepsRemovedContainerAcrossRestart(t *testing.T) {
 	needBed(t)
-	dataDir := t.TempDir()
+	t.Run("link", func(t *testing.T) { spoolAcrossRestart(t, t.TempDir(), "link") })
+	t.Run("copy", func(t *testing.T) {
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Fatalf("mount a tmpfs for data_dir: %v: %s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+		spoolAcrossRestart(t, dir, "copy")
+	})
+}
+
+func spoolAcrossRestart(t *testing.T, dataDir, mode string) {
 	p := startPodtail(t, podtailOpts{dataDir: dataDir})
-	tenant := name("spool")
+	tenant := name("spool", mode)
 	bed.loki.Stop()
 	lokiUp := false
 	defer func() {
@@ -25,16 +41,17 @@ func TestSpoolKeepsRemovedContainerAcrossRestart(t *testing.T) {
 			_ = bed.loki.Start()
 		}
 	}()
-	cname := name("spool", "c")
+	cname := name("spool", mode, "c")
 	id := runContainer(t, cname, tenant, "gone", "v1", "sleep 1; "+printLoop("spool", 500, 0, false))
 	eventually(t, 20*time.Second, "the container's 500 lines read", func() bool {
 		return p.metric("podtail_source_entries_read_total", "tenant", tenant) >= 500
 	})
 	podman(t, "rm", "-f", "-t", "0", cname)
 	link := filepath.Join(dataDir, "spool", id+".log")
-	if _, err := os.Stat(link); err != nil {
-		t.Fatalf("no spool link for the container: %v", err)
-	}
+	eventually(t, 10*time.Second, "the container in the spool", func() bool {
+		_, err := os.Stat(filepath.Join(dataDir, "spool", id+".json"))
+		return err == nil
+	})
 	p.signal(syscall.SIGKILL)
 	<-p.done
 
