@@ -16,12 +16,12 @@ FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/discovery/:FuzzValidTenant ./pkg/pipeli
 # exceeded" reported as a failure, with no crasher (seen here).
 FUZZTIME ?= 40000x
 
-.PHONY: build check unit race fuzz contrib e2e test demo clean
+.PHONY: build check unit race fuzz contrib e2e test demo bench clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
 check:
-	@out=$$(gofmt -l cmd pkg e2e); if [ -n "$$out" ]; then echo "gofmt wanted on:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd pkg e2e bench); if [ -n "$$out" ]; then echo "gofmt wanted on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
 unit:
@@ -46,6 +46,12 @@ test: check unit race fuzz contrib e2e
 
 demo: build
 	$(TESTBED) go run ./e2e/demo -podtail bin/podtail
+
+# podtail against Promtail (built from Loki's module by bench/promtailbuild, cached) on the same files,
+# containers and Loki-protocol sink, plus the necessary-work bound and a CPU profile; not part of make test.
+# BENCHFLAGS=-quick for a short run (see go run ./bench -help).
+bench: build
+	$(TESTBED) go run ./bench -podtail bin/podtail $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

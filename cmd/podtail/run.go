@@ -170,7 +170,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			}
 			return nil
 		},
-	}, log)
+	}, log, server.WithPprof(cfg.Server.Pprof))
 	if err != nil {
 		return err
 	}

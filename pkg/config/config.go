@@ -189,6 +189,9 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // Server is podtail's own HTTP endpoint: /ready, /healthz, /metrics.
 type Server struct {
 	Listen string `mapstructure:"listen"`
+	// Pprof adds Go's /debug/pprof/ handlers, for profiling (bench/ uses
+	// it). Off by default: a profile exposes internals and costs CPU.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures podtail's own logs.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,27 @@ type Server struct {
 	checks map[string]Check
 }
 
+// Option adds to what the server serves.
+type Option func(mux *http.ServeMux)
+
+// WithPprof serves Go's profiling handlers under /debug/pprof/ when enabled
+// (server.pprof), registered on this server's own mux, not the default one.
+func WithPprof(enabled bool) Option {
+	return func(mux *http.ServeMux) {
+		if !enabled {
+			return
+		}
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+}
+
 // Listen binds addr now, so a taken port fails start-up with a clear error
 // instead of later in the background.
-func Listen(addr string, gatherer prometheus.Gatherer, checks map[string]Check, log *zap.Logger) (*Server, error) {
+func Listen(addr string, gatherer prometheus.Gatherer, checks map[string]Check, log *zap.Logger, opts ...Option) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("server.listen %s: %w", addr, err)
@@ -39,6 +58,9 @@ func Listen(addr string, gatherer prometheus.Gatherer, checks map[string]Check, 
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/ready", s.ready)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	for _, o := range opts {
+		o(mux)
+	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }

@@ -1,0 +1,544 @@
+// Command bench measures podtail against Promtail on this machine, in one
+// run, on the same inputs and the same Loki-protocol sink, and against the
+// necessary-work bound (one tight loop doing only what the seed's pipeline
+// requires). `make bench` runs it through the test bed:
+//
+//	e2e/testbed/testbed.sh go run ./bench -podtail bin/podtail [-quick] [-scenarios throughput,manyfiles,containers,discovery]
+//
+// Scenarios: throughput (100 files × 20,000 zap lines), manyfiles (1,000
+// files × 1,000 lines), containers (200 containers printing to stdout,
+// podtail's k8s-file reading against Promtail's docker_sd on the same Podman
+// socket, the Podman service's CPU counted for both) and discovery (50
+// container starts, `podman run -d` returning → first line at the sink).
+// Tools run one after the other, each from fresh positions, and each is
+// measured until the sink has counted every line: wall time, CPU time from
+// /proc/<pid>/stat, peak RSS (VmHWM). A CPU profile of podtail in the
+// throughput scenario (a separate, unmeasured run with server.pprof) ends
+// the report.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/podtail/podtail/e2e/testbed"
+)
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+type options struct {
+	podtail, promtail, repo, dir, out string
+	scenarios                         map[string]bool
+	tools                             []string
+	throughput, manyfiles             [2]int
+	containers, containerLines        int
+	starts                            int
+	startInterval                     time.Duration
+	loki, profile, keep               bool
+	stall                             time.Duration
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-internal-bound" {
+		res, err := runBound(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	var o options
+	var scen, tools, tp, mf string
+	var quick bool
+	flag.StringVar(&o.podtail, "podtail", "bin/podtail", "podtail binary (make bench builds it)")
+	flag.StringVar(&o.promtail, "promtail", "", "Promtail binary; empty: build bench/promtailbuild, cached in ~/.cache/podtail")
+	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild)")
+	flag.StringVar(&o.dir, "dir", "", "work directory; empty: a new one under $TMPDIR, removed afterwards")
+	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
+	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,discovery", "scenarios to run, comma-separated")
+	flag.StringVar(&tools, "tools", "podtail,promtail", "tools to run, comma-separated")
+	flag.StringVar(&tp, "throughput", "100x20000", "throughput scenario: FILESxLINES per file")
+	flag.StringVar(&mf, "manyfiles", "1000x1000", "many-files scenario: FILESxLINES per file")
+	flag.IntVar(&o.containers, "containers", 200, "containers scenario: containers printing to stdout")
+	flag.IntVar(&o.containerLines, "container-lines", 2500, "containers scenario: lines each container prints")
+	flag.IntVar(&o.starts, "starts", 50, "discovery scenario: container starts")
+	flag.DurationVar(&o.startInterval, "start-interval", time.Second, "discovery scenario: time between starts")
+	flag.BoolVar(&quick, "quick", false, "small sizes (20x5000, 200x500, 20 containers × 500 lines, 10 starts; size flags given still win) for a run of a minute or two")
+	flag.BoolVar(&o.loki, "loki", false, "also pass every push on to a real Loki of the test bed (the sink answers what Loki answers)")
+	flag.BoolVar(&o.profile, "profile", true, "CPU-profile podtail in the throughput scenario (a separate run) and print the top entries")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.DurationVar(&o.stall, "stall", 90*time.Second, "give up on a tool that makes no progress for this long")
+	flag.Parse()
+
+	set := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range strings.Split(s, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				m[x] = true
+			}
+		}
+		return m
+	}
+	o.scenarios = set(scen)
+	for s := range o.scenarios {
+		switch s {
+		case "throughput", "manyfiles", "containers", "discovery":
+		default:
+			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, discovery)", s))
+		}
+	}
+	for t := range set(tools) {
+		if t != "podtail" && t != "promtail" {
+			fail(fmt.Errorf("-tools: unknown tool %q (podtail, promtail)", t))
+		}
+	}
+	for _, t := range []string{"podtail", "promtail"} { // always podtail first
+		if set(tools)[t] {
+			o.tools = append(o.tools, t)
+		}
+	}
+	if quick { // sizes given as flags still win
+		given := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		pick := func(name string, dst *int, v int) {
+			if !given[name] {
+				*dst = v
+			}
+		}
+		if !given["throughput"] {
+			tp = "20x5000"
+		}
+		if !given["manyfiles"] {
+			mf = "200x500"
+		}
+		pick("containers", &o.containers, 20)
+		pick("container-lines", &o.containerLines, 500)
+		pick("starts", &o.starts, 10)
+	}
+	var err error
+	if o.throughput, err = parseShape("-throughput", tp); err != nil {
+		fail(err)
+	}
+	if o.manyfiles, err = parseShape("-manyfiles", mf); err != nil {
+		fail(err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, o)
+	if rep != nil {
+		text := rep.String()
+		fmt.Print(text)
+		if o.out != "" {
+			if werr := os.WriteFile(o.out, []byte(text), 0o644); werr != nil {
+				logf("%v", werr)
+			}
+		}
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func parseShape(flagName, s string) ([2]int, error) {
+	a, b, ok := strings.Cut(s, "x")
+	f, err1 := strconv.Atoi(a)
+	l, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || f < 1 || l < 1 {
+		return [2]int{}, fmt.Errorf("%s: %q is not FILESxLINES (e.g. 100x20000)", flagName, s)
+	}
+	return [2]int{f, l}, nil
+}
+
+func httpOK(url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// bench holds what every scenario shares.
+type bench struct {
+	o                 options
+	dir, runID        string
+	podtail, promtail string
+	forward           string // real Loki, with -loki
+	rep               *Report
+	containers        containerSet
+}
+
+func run(ctx context.Context, o options) (*Report, error) {
+	b := &bench{o: o, rep: &Report{Started: time.Now()}}
+	var err error
+	if b.podtail, err = filepath.Abs(o.podtail); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(b.podtail); err != nil {
+		return nil, fmt.Errorf("-podtail: %w (make build makes it)", err)
+	}
+	if contains(o.tools, "promtail") {
+		b.promtail = o.promtail
+		if b.promtail == "" {
+			buildStart := time.Now()
+			if b.promtail, err = promtailBinary(o.repo); err != nil {
+				return nil, err
+			}
+			b.rep.PromtailBuild = time.Since(buildStart)
+		}
+	}
+	id := make([]byte, 3)
+	_, _ = rand.Read(id)
+	b.runID = hex.EncodeToString(id)
+	b.dir = o.dir
+	if b.dir == "" {
+		if b.dir, err = os.MkdirTemp("", "podtail-bench-"); err != nil {
+			return nil, err
+		}
+		if !o.keep {
+			defer os.RemoveAll(b.dir)
+		}
+	} else if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		return nil, err
+	}
+	b.rep.machine(b.podtail)
+	logf("run %s in %s", b.runID, b.dir)
+
+	if o.loki {
+		if _, err := mustGetenv("PODTAIL_LOKI_BIN"); err != nil {
+			return b.rep, err
+		}
+		l, err := testbed.StartLoki(filepath.Join(b.dir, "loki"))
+		if err != nil {
+			return b.rep, err
+		}
+		defer l.Stop()
+		b.forward = l.URL
+		b.rep.Notes = append(b.rep.Notes, "every push was also passed on to a real Loki (the sink answered what Loki answered)")
+	}
+
+	steps := []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		{"throughput", func(ctx context.Context) error { return b.files(ctx, "throughput", o.throughput, o.profile) }},
+		{"manyfiles", func(ctx context.Context) error { return b.files(ctx, "manyfiles", o.manyfiles, false) }},
+	}
+	for _, s := range steps {
+		if o.scenarios[s.name] {
+			if err := s.f(ctx); err != nil {
+				return b.rep, fmt.Errorf("%s: %w", s.name, err)
+			}
+		}
+	}
+	if o.scenarios["containers"] || o.scenarios["discovery"] {
+		if err := b.podmanScenarios(ctx); err != nil {
+			return b.rep, err
+		}
+	}
+	b.rep.Finished = time.Now()
+	return b.rep, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// toolDir makes a fresh state directory for one run of one tool.
+func (b *bench) toolDir(scenario, tool string) (string, error) {
+	d := filepath.Join(b.dir, scenario, tool)
+	_ = os.RemoveAll(d)
+	return d, os.MkdirAll(filepath.Join(d, "data"), 0o755)
+}
+
+func (b *bench) startPodtail(cfg podtailConfig) func(sinkURL, dir string) (*proc, error) {
+	return func(sinkURL, dir string) (*proc, error) {
+		cfg.SinkURL, cfg.DataDir = sinkURL, filepath.Join(dir, "data")
+		if cfg.Listen == "" {
+			cfg.Listen = fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
+		}
+		path := filepath.Join(dir, "podtail.yaml")
+		if err := os.WriteFile(path, []byte(cfg.yaml()), 0o644); err != nil {
+			return nil, err
+		}
+		return startProc("podtail", filepath.Join(dir, "podtail.log"), b.podtail, "run", "--config", path)
+	}
+}
+
+func (b *bench) startPromtail(config func(sinkURL, dataDir string) string) func(sinkURL, dir string) (*proc, error) {
+	return func(sinkURL, dir string) (*proc, error) {
+		path := filepath.Join(dir, "promtail.yaml")
+		if err := os.WriteFile(path, []byte(config(sinkURL, filepath.Join(dir, "data"))), 0o644); err != nil {
+			return nil, err
+		}
+		return startProc("promtail", filepath.Join(dir, "promtail.log"), b.promtail, "-config.file="+path)
+	}
+}
+
+// files runs a file scenario: generate, each tool, the bound, the profile.
+func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bool) error {
+	s := shapeFor(shape[0], shape[1])
+	root := filepath.Join(b.dir, name+"-logs")
+	logf("%s: generating %s", name, s)
+	genStart := time.Now()
+	w, err := Generate(root, s, time.Now().Add(-10*time.Minute))
+	if err != nil {
+		return err
+	}
+	logf("%s: %d lines, %.1f MB in %s", name, w.Lines, float64(w.Bytes)/1e6, time.Since(genStart).Round(time.Millisecond))
+	sc := &Scenario{Name: name, Title: fmt.Sprintf("%s: %d lines, %.1f MB, lines of %d–%d bytes", s, w.Lines, float64(w.Bytes)/1e6, w.MinLine, w.MaxLine)}
+	b.rep.Scenarios = append(b.rep.Scenarios, sc)
+	glob := filepath.Join(root, "namespace", "*", "*", "workplace", "logs")
+	specFor := func(tool string) runSpec {
+		spec := runSpec{tool: tool, expect: w.Lines, bytes: w.Bytes, from: w.TimeFrom, to: w.TimeTo, stall: b.o.stall, forward: b.forward}
+		if tool == "podtail" {
+			spec.start = b.startPodtail(podtailConfig{StaticGlob: glob})
+		} else {
+			port := testbed.FreePort()
+			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
+				return promtailFilesConfig(sinkURL, dataDir, root, port)
+			})
+		}
+		return spec
+	}
+	for _, tool := range b.o.tools {
+		dir, err := b.toolDir(name, tool)
+		if err != nil {
+			return err
+		}
+		logf("%s: %s", name, tool)
+		r, err := measure(ctx, dir, specFor(tool))
+		if err != nil {
+			return err
+		}
+		logf("%s: %s: %s", name, tool, r.brief())
+		sc.Results = append(sc.Results, r)
+	}
+	logf("%s: the necessary-work bound", name)
+	r, err := measureBound(root, w.Lines)
+	if err != nil {
+		return err
+	}
+	logf("%s: bound: %s", name, r.brief())
+	sc.Bound = &r
+
+	if profile && contains(b.o.tools, "podtail") {
+		if err := b.profilePodtail(ctx, sc, specFor("podtail"), glob); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	if !b.o.keep {
+		_ = os.RemoveAll(root)
+	}
+	return nil
+}
+
+// profilePodtail runs podtail once more on the same files with
+// server.pprof, takes a CPU profile over (about) the time the measured run
+// took, and keeps pprof's top entries, by flat and by cumulative time.
+func (b *bench) profilePodtail(ctx context.Context, sc *Scenario, spec runSpec, glob string) error {
+	var wall time.Duration
+	for _, r := range sc.Results {
+		if r.Tool == "podtail" {
+			wall = r.Wall
+		}
+	}
+	secs := max(1, int(wall.Seconds()))
+	dir, err := b.toolDir(sc.Name, "podtail-profile")
+	if err != nil {
+		return err
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
+	spec.start = b.startPodtail(podtailConfig{StaticGlob: glob, Listen: listen, Pprof: true})
+	profile := filepath.Join(dir, "podtail.cpu.pprof")
+	done := make(chan error, 1)
+	spec.during = func(p *proc) {
+		done <- fetchProfile(ctx, "http://"+listen+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), profile)
+	}
+	logf("%s: profiling podtail for %d s (a separate run)", sc.Name, secs)
+	if _, err := measure(ctx, dir, spec); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-time.After(30 * time.Second):
+		return errors.New("the profile did not arrive")
+	}
+	sc.Profile = profile
+	for _, by := range []string{"flat", "cum"} {
+		args := []string{"tool", "pprof", "-top", "-nodecount=15"}
+		if by == "cum" {
+			args = append(args, "-cum")
+		}
+		out, err := exec.CommandContext(ctx, "go", append(args, b.podtail, profile)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go tool pprof: %w: %s", err, out)
+		}
+		sc.Top = append(sc.Top, fmt.Sprintf("by %s:\n%s", by, out))
+	}
+	return nil
+}
+
+func fetchProfile(ctx context.Context, url, path string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("profile: %w", err)
+			}
+			time.Sleep(20 * time.Millisecond) // podtail is still starting
+			continue
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			body, _ := io.ReadAll(resp.Body)
+			return fmt.Errorf("profile: HTTP %d: %s", resp.StatusCode, body)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			f.Close()
+			return fmt.Errorf("profile: %w", err)
+		}
+		return f.Close()
+	}
+}
+
+// podmanScenarios runs the container and discovery scenarios on a Podman
+// API service of the bench's own.
+func (b *bench) podmanScenarios(ctx context.Context) error {
+	image, err := mustGetenv("PODTAIL_TEST_IMAGE")
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(b.dir, "podman.sock")
+	svc, err := testbed.StartPodmanService(sock)
+	if err != nil {
+		return err
+	}
+	defer svc.Stop()
+	defer b.containers.removeAll()
+	svcPID := svc.Cmd.Process.Pid
+	tenantLabel := "bench_" + b.runID + "_tenant"
+	prefix := "bench-" + b.runID
+
+	if b.o.scenarios["containers"] {
+		n, lines := b.o.containers, b.o.containerLines
+		lw, err := Generate(filepath.Join(b.dir, "container-lines"), shapeFor(1, lines), time.Now().Add(-10*time.Minute))
+		if err != nil {
+			return err
+		}
+		logf("containers: starting %d containers that print %d lines each", n, lines)
+		startAt := time.Now()
+		if err := startPrinters(ctx, &b.containers, image, prefix, tenantLabel, lw.Files[0], n); err != nil {
+			return fmt.Errorf("containers: %w", err)
+		}
+		logf("containers: started in %s", time.Since(startAt).Round(time.Millisecond))
+		sc := &Scenario{Name: "containers", Containers: true,
+			Title: fmt.Sprintf("%d containers × %d lines on stdout: %d lines, %.1f MB; CPU includes the Podman service's", n, lines, lw.Lines*int64(n), float64(lw.Bytes*int64(n))/1e6)}
+		b.rep.Scenarios = append(b.rep.Scenarios, sc)
+		for _, tool := range b.o.tools {
+			dir, err := b.toolDir("containers", tool)
+			if err != nil {
+				return err
+			}
+			spec := runSpec{tool: tool, expect: lw.Lines * int64(n), bytes: lw.Bytes * int64(n), servicePID: svcPID,
+				from: lw.TimeFrom, to: lw.TimeTo, stall: b.o.stall, forward: b.forward}
+			if tool == "podtail" {
+				spec.start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel})
+			} else {
+				port := testbed.FreePort()
+				spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
+					return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
+				})
+			}
+			logf("containers: %s", tool)
+			r, err := measure(ctx, dir, spec)
+			if err != nil {
+				return fmt.Errorf("containers: %w", err)
+			}
+			logf("containers: %s: %s", tool, r.brief())
+			sc.Results = append(sc.Results, r)
+		}
+		b.containers.removeAll()
+	}
+
+	if b.o.scenarios["discovery"] {
+		for _, tool := range b.o.tools {
+			dir, err := b.toolDir("discovery", tool)
+			if err != nil {
+				return err
+			}
+			var start func(sinkURL, dir string) (*proc, error)
+			var ready func(p *proc) error
+			if tool == "podtail" {
+				listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
+				start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel, Listen: listen})
+				ready = func(*proc) error { return waitReady("http://"+listen+"/ready", 30*time.Second) }
+			} else {
+				port := testbed.FreePort()
+				start = b.startPromtail(func(sinkURL, dataDir string) string {
+					return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
+				})
+				// Promtail's /ready waits for a target, and there is none yet.
+				ready = func(*proc) error {
+					return waitReady(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), 30*time.Second)
+				}
+			}
+			logf("discovery: %s, %d starts %s apart", tool, b.o.starts, b.o.startInterval)
+			lat, err := discovery(ctx, &b.containers, image, prefix+"-"+tool, tenantLabel, b.o.starts, b.o.startInterval,
+				b.forward, start, ready, dir, tool)
+			if err != nil {
+				return fmt.Errorf("discovery: %w", err)
+			}
+			logf("discovery: %s: p50 %s p99 %s (%d/%d seen)", tool, lat.P50, lat.P99, lat.Seen, lat.Starts)
+			b.rep.Latencies = append(b.rep.Latencies, lat)
+			b.containers.removeAll()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Report is the whole run.
+type Report struct {
+	Started, Finished time.Time
+	Machine           []string
+	PromtailBuild     time.Duration
+	Scenarios         []*Scenario
+	Latencies         []Latency
+	Notes             []string
+}
+
+// Scenario is one scenario's results.
+type Scenario struct {
+	Name, Title string
+	Containers  bool
+	Results     []Result
+	Bound       *Result
+	Profile     string   // pprof file of podtail, when taken
+	Top         []string // pprof -top output, by flat then by cum
+}
+
+func (rep *Report) machine(podtail string) {
+	load, _ := os.ReadFile("/proc/loadavg")
+	ver, _ := exec.Command(podtail, "version").CombinedOutput()
+	pv, _ := exec.Command("podman", "--version").CombinedOutput()
+	rep.Machine = []string{
+		fmt.Sprintf("%d CPUs, %s, load average at start %s", runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " ")),
+		"podtail " + strings.TrimSpace(string(ver)) + "; Promtail from Loki v3.7.8's clients/pkg/promtail (bench/promtailbuild); " + strings.TrimSpace(string(pv)),
+	}
+}
+
+func (r Result) brief() string {
+	return fmt.Sprintf("%d lines in %.2f s, CPU %.2f s (+service %.2f s), %.0f lines/CPU-s, peak RSS %.1f MiB, sink %+v, extra %d",
+		r.Lines, r.Wall.Seconds(), r.CPU.Seconds(), r.ServiceCPU.Seconds(), r.LinesPerCPU(), float64(r.PeakRSS)/(1<<20), r.Sink, r.Extra)
+}
+
+// checks says whether the sink saw the workload exactly, with the pipeline applied.
+func (r Result) checks() string {
+	if r.Tool == "bound" {
+		return r.Note
+	}
+	var bad []string
+	add := func(n int64, what string) {
+		if n != 0 {
+			bad = append(bad, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(r.Extra, "extra entries")
+	add(r.Sink.Untimed, "not timed from ts")
+	add(r.Sink.Unleveled, "without level label")
+	add(r.Sink.NoTenant, "without tenant")
+	add(r.Sink.Failed, "failed pushes")
+	s := fmt.Sprintf("%d streams, %d tenants, %d pushes", r.Sink.Streams, r.Sink.Tenants, r.Sink.Requests)
+	if len(bad) == 0 {
+		return "ok: " + s
+	}
+	return "CHECK: " + strings.Join(bad, ", ") + "; " + s + "; e.g. " + strings.Join(r.Sink.Samples, "; ")
+}
+
+func num(f float64) string {
+	s := fmt.Sprintf("%.0f", f)
+	if f < 100 {
+		s = fmt.Sprintf("%.1f", f)
+	}
+	// thousands separators
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	intPart, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	out := b.String()
+	if frac != "" {
+		out += "." + frac
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func (rep *Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n# podtail vs Promtail, %s\n\n", rep.Started.Format("2006-01-02 15:04"))
+	for _, m := range rep.Machine {
+		fmt.Fprintf(&b, "- %s\n", m)
+	}
+	if rep.PromtailBuild > time.Second {
+		fmt.Fprintf(&b, "- Promtail was built in this run (%s)\n", rep.PromtailBuild.Round(time.Second))
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	b.WriteString("- lines/s and MB/s: workload lines (bytes with newlines, MB = 10⁶ B) over wall time from the tool's start to the sink's last push; CPU: utime+stime from /proc (the Podman service's added in the container scenario); peak RSS: VmHWM\n")
+
+	for _, sc := range rep.Scenarios {
+		fmt.Fprintf(&b, "\n## %s — %s\n\n", sc.Name, sc.Title)
+		if sc.Containers {
+			b.WriteString("| tool | wall s | lines/s | MB/s | tool CPU s | Podman CPU s | CPU s per M lines | lines per CPU-s | peak RSS MiB | checks |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		} else {
+			b.WriteString("| tool | wall s | lines/s | MB/s | CPU s | CPU s per M lines | lines per CPU-s | peak RSS MiB | checks |\n|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		}
+		rows := append([]Result(nil), sc.Results...)
+		if sc.Bound != nil {
+			rows = append(rows, *sc.Bound)
+		}
+		for _, r := range rows {
+			name := r.Tool
+			if name == "bound" {
+				name = "necessary-work bound (1 core)"
+			}
+			if sc.Containers {
+				fmt.Fprintf(&b, "| %s | %.2f | %s | %.1f | %.2f | %.2f | %.2f | %s | %.1f | %s |\n", name, r.Wall.Seconds(), num(r.LinesPerSec()), r.MBPerSec(),
+					r.CPU.Seconds(), r.ServiceCPU.Seconds(), r.CPUPerMLines(), num(r.LinesPerCPU()), float64(r.PeakRSS)/(1<<20), r.checks())
+			} else {
+				fmt.Fprintf(&b, "| %s | %.2f | %s | %.1f | %.2f | %.2f | %s | %.1f | %s |\n", name, r.Wall.Seconds(), num(r.LinesPerSec()), r.MBPerSec(),
+					r.CPU.Seconds(), r.CPUPerMLines(), num(r.LinesPerCPU()), float64(r.PeakRSS)/(1<<20), r.checks())
+			}
+		}
+		var pt, pr *Result
+		for i := range sc.Results {
+			switch sc.Results[i].Tool {
+			case "podtail":
+				pt = &sc.Results[i]
+			case "promtail":
+				pr = &sc.Results[i]
+			}
+		}
+		if pt != nil && pr != nil {
+			fmt.Fprintf(&b, "\npodtail ÷ Promtail: lines/s %s, lines per CPU-s %s, CPU per line %s, peak RSS %s\n",
+				ratio(pt.LinesPerSec(), pr.LinesPerSec()), ratio(pt.LinesPerCPU(), pr.LinesPerCPU()),
+				ratio(pt.CPUPerMLines(), pr.CPUPerMLines()), ratio(float64(pt.PeakRSS), float64(pr.PeakRSS)))
+		}
+		if sc.Bound != nil {
+			b.WriteString("\n")
+			for _, r := range sc.Results {
+				fmt.Fprintf(&b, "%s reaches %.1f %% of the bound's lines per CPU-s\n", r.Tool, 100*r.LinesPerCPU()/sc.Bound.LinesPerCPU())
+			}
+		}
+		if len(sc.Top) > 0 {
+			fmt.Fprintf(&b, "\n### CPU profile of podtail (%s), top 15\n\n```\n", sc.Profile)
+			for _, t := range sc.Top {
+				b.WriteString(t)
+				b.WriteString("\n")
+			}
+			b.WriteString("```\n")
+		}
+	}
+	if len(rep.Latencies) > 0 {
+		b.WriteString("\n## discovery — `podman run -d` returning → the container's first line accepted by the sink\n\n")
+		b.WriteString("| tool | starts | lines seen | p50 | p99 | max | `podman run -d` itself (p50) |\n|---|--:|--:|--:|--:|--:|--:|\n")
+		for _, l := range rep.Latencies {
+			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", l.Tool, l.Starts, l.Seen,
+				l.P50.Round(time.Millisecond), l.P99.Round(time.Millisecond), l.Max.Round(time.Millisecond), l.CLI.Round(time.Millisecond))
+		}
+		b.WriteString("\nPromtail's docker_sd refresh_interval is 5s (its documented example); both tools batch for up to 1 s (batch_wait, their default).\n")
+	}
+	rep.targets(&b)
+	if !rep.Finished.IsZero() {
+		load, _ := os.ReadFile("/proc/loadavg")
+		fmt.Fprintf(&b, "\nTook %s; load average at the end %s.\n", rep.Finished.Sub(rep.Started).Round(time.Second), strings.Join(strings.Fields(string(load))[:3], " "))
+	}
+	return b.String()
+}
+
+// targets compares the run with issue 8's targets, where it measured them.
+func (rep *Report) targets(b *strings.Builder) {
+	find := func(scenario, tool string) (*Scenario, *Result) {
+		for _, sc := range rep.Scenarios {
+			if sc.Name != scenario {
+				continue
+			}
+			for i := range sc.Results {
+				if sc.Results[i].Tool == tool {
+					return sc, &sc.Results[i]
+				}
+			}
+		}
+		return nil, nil
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	var lines []string
+	sc, pt := find("throughput", "podtail")
+	if _, pr := find("throughput", "promtail"); pt != nil && pr != nil {
+		x := pt.LinesPerCPU() / pr.LinesPerCPU()
+		lines = append(lines, fmt.Sprintf("seed pipeline: %.1f× Promtail's lines per CPU-second (≥ 10×): %s", x, verdict(x >= 10)))
+	}
+	if pt != nil && sc.Bound != nil {
+		f := pt.LinesPerCPU() / sc.Bound.LinesPerCPU()
+		lines = append(lines, fmt.Sprintf("seed pipeline: %.0f %% of the necessary-work bound (≥ 50 %%): %s", 100*f, verdict(f >= 0.5)))
+	}
+	_, mt := find("manyfiles", "podtail")
+	if _, mr := find("manyfiles", "promtail"); mt != nil && mr != nil {
+		f := float64(mt.PeakRSS) / float64(mr.PeakRSS)
+		mb := float64(mt.PeakRSS) / 1e6
+		lines = append(lines, fmt.Sprintf("1,000 files: peak RSS %.0f MB, %.2f× Promtail's (≤ 40 MB and ≤ 0.25×): %s", mb, f, verdict(mb <= 40 && f <= 0.25)))
+	}
+	_, ct := find("containers", "podtail")
+	if _, cr := find("containers", "promtail"); ct != nil && cr != nil {
+		f := ct.CPUPerMLines() / cr.CPUPerMLines()
+		lines = append(lines, fmt.Sprintf("containers: podtail + Podman CPU per line %.2f× Promtail + Podman's (≤ 0.33×): %s", f, verdict(f <= 1.0/3)))
+	}
+	for _, l := range rep.Latencies {
+		if l.Tool == "podtail" {
+			lines = append(lines, fmt.Sprintf("discovery: p99 %s over %d starts (< 1 s): %s", l.P99.Round(time.Millisecond), l.Starts, verdict(l.P99 < time.Second && l.Seen == l.Starts)))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	b.WriteString("\n## issue 8's targets\n\n")
+	for _, l := range lines {
+		fmt.Fprintf(b, "- %s\n", l)
+	}
+}
