@@ -199,6 +199,16 @@ func run(ctx context.Context, cfg *config.Config) error {
 	var sinkWG sync.WaitGroup
 	goRun(&sinkWG, func() { _ = sink.Run(sinkCtx) })
 
+	// The catcher opens new containers' logs the moment conmon creates them,
+	// so that a --rm container gone before its create event arrives is read.
+	var catcher *source.Catcher
+	var catchDir string
+	if api != nil {
+		if st, err := api.Storage(ctx); err == nil && st.DefaultLogPath("x") != "" {
+			catcher = source.NewCatcher(log.Named("catcher"))
+			catchDir = filepath.Join(cfg.Files.HostPrefix, st.GraphRoot, "overlay-containers")
+		}
+	}
 	var spool *source.Spool
 	if cfg.Spool.Enabled {
 		if spool, err = source.OpenSpool(filepath.Join(cfg.DataDir, "spool"), log.Named("spool")); err != nil {
@@ -221,6 +231,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	sched := source.NewScheduler(readCtx, store, guards.Wrap(sink), source.Config{
 		ExistingFrom: cfg.Discovery.ExistingFrom,
 		Spool:        spool,
+		Catcher:      catcher,
 		Pipeline:     pipelineOf(cfg.Pipeline.Container),
 		Files: &source.Files{
 			Rules:        rules,
@@ -241,6 +252,14 @@ func run(ctx context.Context, cfg *config.Config) error {
 	fromStatic := make(chan []discovery.Target, 1)
 	var readers sync.WaitGroup
 	if disc != nil {
+		if catcher != nil {
+			goRun(&readers, func() {
+				if err := catcher.Run(readCtx, catchDir); err != nil {
+					log.Warn("not watching container storage; a --rm container removed before its create event arrives is missed",
+						zap.String("dir", catchDir), zap.Error(err))
+				}
+			})
+		}
 		goRun(&readers, func() { _ = disc.Run(readCtx, fromPodman) })
 	}
 	if len(cfg.Files.Static) > 0 {

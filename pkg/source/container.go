@@ -58,6 +58,7 @@ type ContainerOutput struct {
 	stream *pipeline.Stream
 	inode  atomic.Uint64
 	file   atomic.Pointer[os.File] // the log being read, for SpoolCopy
+	catch  *Catcher                // may hold the log, opened before the create event came
 	// gen counts the log files read (a truncated or replaced log starts a
 	// new one, with offsets from 0): acks of an older one are ignored.
 	gen atomic.Int64
@@ -299,6 +300,9 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 // open waits for the log file to appear (conmon creates it when the
 // container starts, which can be after the create event).
 func (c *ContainerOutput) open(ctx context.Context) (*os.File, error) {
+	if f := c.catch.Take(c.target.ID, c.target.LogPath); f != nil {
+		return f, nil
+	}
 	wait := pollMin
 	for {
 		f, err := os.Open(c.target.LogPath)

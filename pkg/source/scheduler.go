@@ -44,6 +44,7 @@ type Config struct {
 	Pipeline     func() *pipeline.Pipeline // per container; nil: none
 	Files        *Files                    // nil: no file tailing
 	Spool        *Spool                    // nil: removed containers' logs are not kept
+	Catcher      *Catcher                  // nil: logs are opened when their reader starts
 }
 
 // Scheduler runs one reader per container log and one tailer per log
@@ -210,7 +211,9 @@ func (s *Scheduler) containerSource(t discovery.Target) func() source {
 			p = s.cfg.Pipeline()
 		}
 		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
-		return NewContainerOutput(t, s.store, p, s.next, fromEnd, s.metrics, s.log)
+		c := NewContainerOutput(t, s.store, p, s.next, fromEnd, s.metrics, s.log)
+		c.catch = s.cfg.Catcher
+		return c
 	}
 }
 
