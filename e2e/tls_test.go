@@ -297,11 +297,11 @@ bearer_token_file: %s`, ca.caFile(), serverName, tokFile)})
 		t.Errorf("%d lines with the wrong token reached Loki", got)
 	}
 	warned := false
-	for _, e := range logEntries(p, "Loki refused entries") {
+	for _, e := range logEntries(p, "Loki refused a whole batch") {
 		warned = warned || (e["status"] == float64(401) && e["tenant"] == bad)
 	}
 	if !warned {
-		t.Errorf("no warning naming status 401 and tenant %s in podtail's log", bad)
+		t.Errorf("no error naming status 401 and tenant %s in podtail's log", bad)
 	}
 	t.Logf("wrong token: %d entries dropped as rejected_401 after %d refused pushes, no retries", n, refused)
 
