@@ -372,6 +372,9 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 	err := v.Unmarshal(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		durationHook,
 		mapstructure.TextUnmarshallerHookFunc(),
+		// A list from the environment or a flag is one string:
+		// PODTAIL_LIMITS_TENANTS=a,b.
+		mapstructure.StringToSliceHookFunc(","),
 	)))
 	if err != nil {
 		return nil, fmt.Errorf("%s%w", where(file), cleanDecodeError(err))

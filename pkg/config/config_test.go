@@ -52,6 +52,22 @@ func TestLoadPrecedence(t *testing.T) {
 	}
 }
 
+// A list key from the environment is split at commas.
+func TestLoadListFromEnv(t *testing.T) {
+	t.Setenv("PODTAIL_LIMITS_TENANTS", "acme,beiluo")
+	t.Setenv("PODTAIL_FILES_MOUNT_SUFFIXES", "workplace/logs,var/log/app")
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Limits.Tenants; len(got) != 2 || got[0] != "acme" || got[1] != "beiluo" {
+		t.Errorf("limits.tenants = %q", got)
+	}
+	if got := c.Files.MountSuffixes; len(got) != 2 || got[1] != "var/log/app" {
+		t.Errorf("files.mount_suffixes = %q", got)
+	}
+}
+
 // A bad file names each bad key, and a typo gets a suggestion.
 func TestLoadErrorsNameTheKey(t *testing.T) {
 	cases := map[string][]string{
