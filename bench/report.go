@@ -174,7 +174,7 @@ func (rep *Report) String() string {
 			fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %s |\n", l.Tool, l.Starts, l.Seen,
 				l.P50.Round(time.Millisecond), l.P99.Round(time.Millisecond), l.Max.Round(time.Millisecond), l.CLI.Round(time.Millisecond))
 		}
-		b.WriteString("\nPromtail's docker_sd refresh_interval is 5s (its documented example); both tools batch for up to 1 s (batch_wait, their default).\n")
+		b.WriteString("\nPromtail's docker_sd refresh_interval is 5s (its documented example); both tools batch for up to their default batch_wait (podtail 500ms, Promtail 1s).\n")
 	}
 	rep.targets(&b)
 	if !rep.Finished.IsZero() {

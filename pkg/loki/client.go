@@ -59,6 +59,7 @@ type Client struct {
 	pending   int           // entries accepted and not yet acked or dropped; Flush waits for 0
 	changed   chan struct{} // closed and replaced when any field above changes
 	tenants   map[string]*tenant
+	all       []*tenant // the values of tenants (never removed), for admit's walk: a slice, not a map iteration per entry
 	unstarted []*tenant // tenants whose worker Run has yet to start
 }
 
@@ -124,6 +125,7 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	if t == nil {
 		t = &tenant{id: e.Tenant, wake: make(chan struct{}, 1)}
 		c.tenants[e.Tenant] = t
+		c.all = append(c.all, t)
 		c.unstarted = append(c.unstarted, t)
 		poke(c.spawn)
 	}
@@ -137,6 +139,12 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		}
 		changed := c.changed
 		t.waiting++
+		// t's sources wait for room: its open batch can only grow once
+		// pushes empty the queue, so its worker sends it now rather than
+		// after BatchWait (see next).
+		if t.cur != nil {
+			poke(t.wake)
+		}
 		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -154,7 +162,7 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	t.queued += size
 	c.pending++
 	c.m.queuedBytes.Set(float64(c.queued))
-	if t.add(&e, time.Now(), int64(c.cfg.BatchSize)) {
+	if t.add(&e, int64(c.cfg.BatchSize)) {
 		poke(t.wake)
 	}
 	c.mu.Unlock()
@@ -180,8 +188,13 @@ func (c *Client) admit(t *tenant) bool {
 	if c.queued >= limit {
 		return false
 	}
+	if c.queued < limit-limit/4 {
+		// Admitted whether t is under its share or not (see the end), and
+		// counting busy tenants per entry showed in profiles.
+		return true
+	}
 	busy := int64(0)
-	for _, o := range c.tenants {
+	for _, o := range c.all {
 		if o == t || o.queued > 0 || o.waiting > 0 {
 			busy++
 		}
@@ -309,7 +322,8 @@ func (c *Client) work(ctx context.Context, t *tenant) {
 	}
 }
 
-// next seals t's open batch if it is due and takes the oldest sealed batch.
+// next seals t's open batch if it is due (or t's sources wait for room in
+// the queue, which only pushes can make) and takes the oldest sealed batch.
 // When there is none it returns how long until the open batch is due, or 0 if
 // there is no open batch.
 func (c *Client) next(t *tenant) (*batch, time.Duration) {
@@ -318,7 +332,7 @@ func (c *Client) next(t *tenant) (*batch, time.Duration) {
 	if t.cur != nil {
 		now := time.Now()
 		due := t.cur.created.Add(c.cfg.BatchWait)
-		if c.closed || !now.Before(due) {
+		if c.closed || !now.Before(due) || (t.waiting > 0 && len(t.ready) == 0) {
 			t.seal()
 		} else if len(t.ready) == 0 {
 			return nil, due.Sub(now)
@@ -360,14 +374,14 @@ func (c *Client) broadcast() {
 // overflow it, and afterwards if e filled it. It reports whether the worker
 // must look again: a new open batch needs its BatchWait timer, a sealed one
 // needs sending.
-func (t *tenant) add(e *pipeline.Entry, now time.Time, limit int64) (wake bool) {
+func (t *tenant) add(e *pipeline.Entry, limit int64) (wake bool) {
 	size := int64(e.Size())
 	if t.cur != nil && t.cur.bytes+size > limit {
 		t.seal()
 		wake = true
 	}
 	if t.cur == nil {
-		t.cur = newBatch(now)
+		t.cur = newBatch(time.Now()) // only here: a clock read per entry showed in profiles
 		wake = true
 	}
 	t.cur.add(e)

@@ -57,6 +57,15 @@ type Acker interface {
 	Ack(pos int64)
 }
 
+// CumulativeAcker is an Acker for which Ack(pos) settles every entry up to
+// pos, so a sink may skip the acks of a run of its entries but the last:
+// one call per batch instead of one per line (a source may store its
+// position on each call).
+type CumulativeAcker interface {
+	Acker
+	AcksCumulative() bool
+}
+
 // Consumer takes entries. Consume blocks while the pipeline is full, which
 // is how backpressure reaches the sources, and returns ctx.Err() if ctx ends
 // first. After Consume returns nil the consumer owns e.

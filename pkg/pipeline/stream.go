@@ -45,8 +45,14 @@ type Stream struct {
 	admitted map[string]time.Time
 
 	rendered map[string][2]string // added-label signature -> rendered labels and their key
-	last     map[string]int64     // stream key -> time of its last entry sent (ns)
-	rec      Record
+	// rendered1 is rendered for one added label (log_level, usually), by
+	// name and value: no signature string to build per line.
+	rendered1 map[[2]string][2]string
+	// admitCalls counts admit's cache hits: the clock is read on one in
+	// admitClockEvery of them only.
+	admitCalls int
+	last       map[string]int64 // stream key -> time of its last entry sent (ns)
+	rec        Record
 
 	onAck   func(pos int64, last map[string]int64)
 	mu      sync.Mutex
@@ -60,7 +66,7 @@ type inflight struct {
 	ns  int64
 }
 
-var _ Acker = (*Stream)(nil)
+var _ CumulativeAcker = (*Stream)(nil)
 
 // StreamConfig configures a Stream.
 type StreamConfig struct {
@@ -85,9 +91,10 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	if p == nil {
 		p = New()
 	}
+	p.fieldsUnread()
 	s := &Stream{
 		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
-		rendered: map[string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
+		rendered: map[string][2]string{}, rendered1: map[[2]string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
 		admitted: map[string]time.Time{},
 		onAck:    cfg.OnAck,
 	}
@@ -139,10 +146,19 @@ func (s *Stream) Ack(pos int64) {
 		s.acked[s.pending[i].key] = s.pending[i].ns
 	}
 	s.pending = s.pending[i:]
+	if len(s.pending) == 0 {
+		// Let the array go: sliced from the front, it would stay as large as
+		// the longest run ever in flight, for every file podtail has open.
+		s.pending = nil
+	}
 	if s.onAck != nil {
 		s.onAck(pos, s.acked)
 	}
 }
+
+// AcksCumulative: Ack(pos) settles everything up to pos (pending is in
+// order), so a sink may pass only the last pos of a run (CumulativeAcker).
+func (s *Stream) AcksCumulative() bool { return true }
 
 // Skip tells the stream that everything up to pos needs no delivery (all of
 // it was dropped by stages): with nothing in flight, the position moves.
@@ -193,7 +209,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	}
 	r := &s.rec
 	r.Time, r.Line, r.Metadata = t, line, nil
-	clear(r.Fields)
+	if len(r.Fields) > 0 { // usually empty (see fieldsUnread)
+		clear(r.Fields)
+	}
 	clear(r.Labels)
 	if r.Fields == nil {
 		r.Fields = map[string]string{}
@@ -215,10 +233,10 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		return nil
 	}
 	ns := r.Time.UnixNano()
-	if last, ok := s.last[key]; ok && ns <= last && last-ns <= int64(s.collide) {
-		ns = last + 1
-	}
 	prev, hadPrev := s.last[key]
+	if hadPrev && ns <= prev && prev-ns <= int64(s.collide) {
+		ns = prev + 1
+	}
 	if ns > prev || !hadPrev {
 		s.last[key] = ns
 	}
@@ -245,14 +263,27 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	return err
 }
 
+// admitClockEvery: see Stream.admitCalls.
+const admitClockEvery = 256
+
 // admit reports whether the stream of key may be used (limits'
 // max_streams_per_tenant), asking Limits at most once a minute per stream.
 func (s *Stream) admit(key string) bool {
 	if s.limits == nil || s.limits.cfg.MaxStreamsPerTenant == 0 {
 		return true
 	}
+	at, ok := s.admitted[key]
+	if ok {
+		// A clock read per line showed in profiles; telling Limits a few
+		// hundred lines late that a stream is still in use changes nothing
+		// (it forgets streams after an hour).
+		s.admitCalls++
+		if s.admitCalls%admitClockEvery != 0 {
+			return true
+		}
+	}
 	now := time.Now()
-	if at, ok := s.admitted[key]; ok && now.Sub(at) < admitRefresh {
+	if ok && now.Sub(at) < admitRefresh {
 		return true
 	}
 	if !s.limits.admit(s.tenant, key, now) {
@@ -274,10 +305,38 @@ func (s *Stream) admit(key string) bool {
 // to Send (src); a stage's value for one of them is discarded. Values are
 // bounded by limits.max_label_value_bytes (Loki's 2048 without Limits).
 func (s *Stream) render(added map[string]string, src []string) (string, string) {
+	if len(added) == 1 && len(src) == 0 {
+		// log_level, usually: a lookup, cheaper than starting a map walk.
+		var one [2]string
+		if v, ok := added[LabelLogLevel]; ok {
+			one = [2]string{LabelLogLevel, v}
+		} else {
+			for k, v := range added {
+				one = [2]string{k, v}
+			}
+		}
+		if l, ok := s.rendered1[one]; ok {
+			return l[0], l[1]
+		}
+		l0, l1 := s.renderNew(added, src)
+		if len(s.rendered1) < 1024 {
+			s.rendered1[one] = [2]string{l0, l1}
+		}
+		return l0, l1
+	}
 	sig := signature(added)
 	if l, ok := s.rendered[sig]; ok {
 		return l[0], l[1]
 	}
+	l0, l1 := s.renderNew(added, src)
+	if len(s.rendered) < 1024 { // added labels are bounded; this is a backstop
+		s.rendered[sig] = [2]string{l0, l1}
+	}
+	return l0, l1
+}
+
+// renderNew renders a label set render has not cached.
+func (s *Stream) renderNew(added map[string]string, src []string) (string, string) {
 	all := make(map[string]string, len(s.base)+len(added))
 	for k, v := range added {
 		if !reservedLabels[k] {
@@ -294,12 +353,8 @@ func (s *Stream) render(added map[string]string, src []string) (string, string) 
 	if cut > 0 {
 		s.limits.countLabelsCut(s.tenant)
 	}
-	l := [2]string{RenderLabels(all), ""}
-	l[1] = streamKey(l[0])
-	if len(s.rendered) < 1024 { // added labels are bounded; this is a backstop
-		s.rendered[sig] = l
-	}
-	return l[0], l[1]
+	rendered := RenderLabels(all)
+	return rendered, streamKey(rendered)
 }
 
 func signature(m map[string]string) string {

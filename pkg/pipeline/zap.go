@@ -69,6 +69,7 @@ type zapStage struct {
 	fudge                                bool
 	last                                 time.Time // last time read from a line
 	lastOK                               bool
+	noFields                             bool // nothing after this stage reads Fields (see Pipeline.fieldsUnread)
 }
 
 var _ Stage = (*zapStage)(nil)
@@ -204,7 +205,7 @@ func (s *zapStage) member(r *Record, st *zapState, m *zapMember) {
 			setMetadata(r, "caller", v.text())
 		}
 	}
-	if v.scalar() {
+	if !s.noFields && v.scalar() {
 		txt := v.text()
 		setField(r, key, txt)
 		if key == s.msgKey && key != "msg" {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,8 +30,12 @@ const (
 	// rescanned often while there is a backlog: at full speed lumberjack
 	// makes a 1 MB file every ~40 ms and deletes its backup ~160 ms later,
 	// and a file opened in time is safe (the descriptor keeps its data).
-	readSlice       = 20 * time.Millisecond
-	readChunk       = 64 << 10
+	readSlice = 20 * time.Millisecond
+	// readChunk is one read(2): ~70 lines of zap JSON. A directory's
+	// goroutine holds one while the sink pushes back, and podtail may have
+	// hundreds of directories: 64 KiB each was tens of MB.
+	readChunk       = 16 << 10
+	textChunk       = 4 << 10 // see reader.lines
 	readBudget      = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
 	drainSettle     = 300 * time.Millisecond
 	forgetAfter     = time.Hour
@@ -475,7 +480,6 @@ func (d *Dir) openReader(c candidate) (*reader, error) {
 		r.kind += "-resumed"
 	}
 	r.off = start
-	r.buf = make([]byte, 0, readChunk)
 	return r, nil
 }
 
@@ -625,6 +629,7 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 }
 
 func (d *Dir) close(r *reader) {
+	r.release()
 	r.f.Close()
 	delete(d.readers, r.ino)
 	d.cfg.Open.release()
@@ -654,6 +659,42 @@ func (d *Dir) forget() {
 			delete(d.known, k)
 			delete(d.readTo, k)
 		}
+	}
+}
+
+// chunks holds read buffers not in use. A reader takes one only while it
+// reads and gives it back at the end of its turn: with a thousand files
+// open, a buffer each (64 KiB then) was most of podtail's heap, while only
+// a few files are read at any moment.
+var chunks = sync.Pool{New: func() any { b := make([]byte, 0, readChunk); return &b }}
+
+// grab makes sure r.buf is a full-size read buffer, keeping what it holds.
+func (r *reader) grab() {
+	if cap(r.buf) >= readChunk {
+		return
+	}
+	p := chunks.Get().(*[]byte)
+	b := append((*p)[:0], r.buf...)
+	*p = nil
+	r.buf = b
+}
+
+// release gives r.buf back to the pool when it holds nothing; what is left
+// in it (a partial line, or lines the sink did not take) is moved to a
+// buffer of its size. (Rewinding the file instead would lose those lines
+// to a copytruncate before they are read again.)
+func (r *reader) release() {
+	switch {
+	case cap(r.buf) < readChunk:
+	case len(r.buf) == 0:
+		b := r.buf[:0]
+		r.buf = nil
+		chunks.Put(&b)
+	case cap(r.buf) == readChunk:
+		b := r.buf
+		r.buf = append([]byte(nil), b...)
+		b = b[:0]
+		chunks.Put(&b)
 	}
 }
 
@@ -715,6 +756,8 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 // read ships the complete lines available, up to the budget or until ctx
 // (a time slice) ends. eof is true when the file had nothing more.
 func (r *reader) read(ctx context.Context, d *Dir) (n int, eof bool, err error) {
+	r.grab()
+	defer r.release()
 	// Lines the sink did not take last time come first: the buffer then
 	// never holds more than one partial line and a chunk, however long
 	// Loki pushes back.
@@ -763,6 +806,17 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		r.off += int64(start)
 		r.buf = r.buf[:copy(r.buf, r.buf[start:])]
 	}()
+	// Lines are copied out a few KiB at a time, as one string, and shipped
+	// as substrings of it: one allocation per textChunk instead of one per
+	// line (neighbouring lines are queued and acknowledged together anyway),
+	// while a line the queue holds keeps at most textChunk alive. Lines of
+	// one read were read at the same moment, so they share one time.Now.
+	var text string
+	textAt := 0 // offset in buf of text[0]
+	now := time.Now()
+	counted := d.metrics.lines.WithLabelValues(d.cfg.Tenant)
+	sent := 0
+	defer func() { counted.Add(float64(sent)) }()
 	for {
 		i := bytes.IndexByte(r.buf[start:], '\n')
 		if i < 0 {
@@ -778,10 +832,15 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 			start = next
 			continue
 		}
-		if err := r.send(ctx, time.Now(), string(r.buf[start:start+i]), end); err != nil {
+		if start+i >= textAt+len(text) {
+			lim := min(len(r.buf), start+max(textChunk, i+1))
+			j := bytes.LastIndexByte(r.buf[start:lim], '\n') // >= i
+			text, textAt = string(r.buf[start:start+j+1]), start
+		}
+		if err := r.send(ctx, now, text[start-textAt:start-textAt+i], end); err != nil {
 			return err
 		}
-		d.metrics.lines.WithLabelValues(d.cfg.Tenant).Inc()
+		sent++
 		start = next
 	}
 	max, drop := r.stream.LineLimit()
