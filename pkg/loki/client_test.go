@@ -97,12 +97,7 @@ func TestRetriesUntilDelivered(t *testing.T) {
 		case 2:
 			http.Error(w, "ingester unavailable", http.StatusServiceUnavailable)
 		case 3:
-			conn, _, err := w.(http.Hijacker).Hijack()
-			if err != nil {
-				t.Errorf("hijack: %v", err)
-				return false
-			}
-			_ = conn.Close()
+			dropConn(t, w)
 		default:
 			return true
 		}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -340,7 +339,7 @@ func unacked(path string, store *positions.Store, key string) int64 {
 		return 0
 	}
 	p, ok := store.Get(key)
-	if st, isUnix := fi.Sys().(*syscall.Stat_t); ok && isUnix && p.Inode != 0 && st.Ino != p.Inode {
+	if ino := inodeOf(fi); ok && ino != 0 && p.Inode != 0 && ino != p.Inode {
 		return 0
 	}
 	return max(fi.Size()-max(p.Offset, p.Delivered), 0)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/source/positions"
 )
 
 // Spool keeps the output of containers that Podman removes before Loki has
@@ -127,7 +128,7 @@ func (sp *Spool) Keep(t discovery.Target) {
 // sp.mu must be held.
 func (sp *Spool) record(t discovery.Target) error {
 	b, _ := json.Marshal(spooled{Target: t})
-	if err := writeFileAtomic(sp.metaPath(t.ID), b); err != nil {
+	if err := positions.WriteFile(sp.metaPath(t.ID), b); err != nil {
 		return err
 	}
 	sp.linked[t.ID] = t
@@ -187,12 +188,4 @@ func (sp *Spool) Release(id string) {
 	delete(sp.linked, id)
 	_ = os.Remove(sp.logPath(id))
 	_ = os.Remove(sp.metaPath(id))
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

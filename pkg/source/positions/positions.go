@@ -165,8 +165,8 @@ func (s *Store) Sync() error {
 	if err != nil {
 		return fmt.Errorf("positions %s: %w", s.path, err)
 	}
-	if err := writeAtomic(s.path, b); err != nil {
-		return err
+	if err := WriteFile(s.path, b); err != nil {
+		return fmt.Errorf("positions: %w", err)
 	}
 	s.mu.Lock()
 	s.dirty -= gen
@@ -222,39 +222,42 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error))
 	}
 }
 
-func writeAtomic(path string, b []byte) error {
+// WriteFile replaces path with b atomically and durably: a temp file in the
+// same directory, fsync, rename, fsync of the directory. A crash or power
+// loss leaves the old content or the new, never part of either.
+func WriteFile(path string, b []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".positions-*.tmp")
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
 	if err != nil {
-		return fmt.Errorf("positions %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op once renamed
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return fmt.Errorf("positions %s: write: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("positions %s: fsync: %w", path, err)
+		return fmt.Errorf("write %s: fsync: %w", path, err)
 	}
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return fmt.Errorf("positions %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("positions %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("positions %s: rename: %w", path, err)
+		return fmt.Errorf("write %s: rename: %w", path, err)
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("positions %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("positions %s: fsync dir: %w", path, err)
+		return fmt.Errorf("write %s: fsync dir: %w", path, err)
 	}
 	return nil
 }
