@@ -39,8 +39,11 @@ fuzz:
 contrib:
 	bash contrib/check.sh
 
+# The output is kept in bin/e2e.log; on failure the failed tests' messages are repeated at the end.
 e2e:
-	$(TESTBED) go test -count=1 -v -timeout 40m ./e2e/
+	@mkdir -p bin
+	@bash -c 'set -o pipefail; $(TESTBED) go test -count=1 -v -timeout 40m ./e2e/ 2>&1 | tee bin/e2e.log' || \
+		{ echo "== e2e failed; what the failed tests said (all of it: bin/e2e.log):"; awk -f e2e/failures.awk bin/e2e.log; exit 1; }
 
 test: check unit race fuzz contrib e2e
 
