@@ -24,6 +24,13 @@ type batch struct {
 	entries int
 	bytes   int64 // sum of Entry.Size(): what BatchSize limits
 	charge  int64 // what the queue bound was charged: see queueCharge
+	// replay: per stream (position in streams), the times of its entries
+	// marked Replay, which skipStored checks with Loki; nil: none.
+	replay map[int]replaySpan
+	// skipped entries (and their bytes) Loki held already: not sent, still
+	// acknowledged.
+	skipped      int
+	skippedBytes int64
 }
 
 // entryOverhead is what an entry costs in memory besides its line and
@@ -60,6 +67,18 @@ func (b *batch) add(e *pipeline.Entry) {
 			b.streams = append(b.streams, push.Stream{Labels: e.Labels})
 		}
 		b.last = i
+	}
+	if e.Replay {
+		ns := e.Time.UnixNano()
+		if b.replay == nil {
+			b.replay = map[int]replaySpan{}
+		}
+		sp, ok := b.replay[i]
+		if !ok {
+			sp = replaySpan{from: ns, to: ns}
+		}
+		sp.from, sp.to, sp.n = min(sp.from, ns), max(sp.to, ns), sp.n+1
+		b.replay[i] = sp
 	}
 	b.streams[i].Entries = append(b.streams[i].Entries, push.Entry{
 		Timestamp:          e.Time,

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,12 @@ type Client struct {
 	m        *metrics
 	http     *http.Client
 	spawn    chan struct{} // 1-buffered: tells Run that unstarted has tenants
+	// started is when the client was made: only entries stamped before it
+	// can have been sent by an earlier podtail (see skipStored).
+	started time.Time
+	// replayOff: Loki's query API did not answer a replay check; the rest
+	// are sent unchecked.
+	replayOff atomic.Bool
 
 	workers sync.WaitGroup // tenant workers; Add only from Run's goroutine
 
@@ -75,6 +82,9 @@ type tenant struct {
 	queued   int64    // this tenant's share of Client.queued
 	waiting  int      // Consume calls blocked for room
 	wake     chan struct{}
+	// replayClean holds the streams whose replayed entries Loki was found
+	// not to hold: later ones need no check. Only t's worker uses it.
+	replayClean map[string]struct{}
 }
 
 // New checks cfg (after filling in defaults) and builds a Client. Nothing runs
@@ -105,6 +115,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 		m:        m,
 		http:     &http.Client{Transport: transport},
 		spawn:    make(chan struct{}, 1),
+		started:  time.Now(),
 		changed:  make(chan struct{}),
 		tenants:  make(map[string]*tenant),
 	}
@@ -156,6 +167,9 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		}
 		c.mu.Lock()
 		t.waiting--
+	}
+	if e.Replay && !c.replayable(e.Time) {
+		e.Replay = false
 	}
 	size := queueCharge(&e)
 	c.queued += size

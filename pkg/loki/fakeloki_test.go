@@ -37,6 +37,9 @@ type fakeLoki struct {
 	// answered (or hijacked the connection) itself.
 	afterStore func(w http.ResponseWriter, r *http.Request, tenant string) bool
 	queries    int // query_range requests answered
+	// queryHook, if set, sees each query_range request first; false means
+	// it has answered.
+	queryHook func(w http.ResponseWriter) bool
 
 	mu       sync.Mutex
 	pushes   map[string][]push.PushRequest
@@ -59,6 +62,12 @@ func newFakeLoki(t *testing.T, hook func(w http.ResponseWriter, r *http.Request,
 
 func (f *fakeLoki) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && r.URL.Path == "/loki/api/v1/query_range" {
+		if f.queryHook != nil && !f.queryHook(w) {
+			f.mu.Lock()
+			f.queries++
+			f.mu.Unlock()
+			return
+		}
 		f.queryRange(w, r)
 		return
 	}

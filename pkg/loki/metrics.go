@@ -21,6 +21,7 @@ type metrics struct {
 	retries        *prometheus.CounterVec // tenant, reason
 	entriesRetried *prometheus.CounterVec // tenant, reason
 	ambiguous      *prometheus.CounterVec // tenant, outcome
+	replayed       *prometheus.CounterVec // tenant, outcome
 	queuedBytes    prometheus.Gauge
 	pushDuration   *prometheus.HistogramVec // tenant, status
 	batchEntries   prometheus.Histogram
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "podtail_loki_lost_answers_total",
 			Help: "Pushes sent in full whose answer never came, by what Loki was found to hold: stored (not resent), partly_stored (missing streams resent), not_stored, unverified (resent whole: the query API did not answer).",
 		}, []string{"tenant", "outcome"}),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_replayed_entries_total",
+			Help: "Entries read again after a restart that the podtail before may have sent, by what Loki was found to hold: stored (not sent again), sent, unverified (sent unchecked: the query API did not answer).",
+		}, []string{"tenant", "outcome"}),
 		queuedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_loki_queued_bytes",
 			Help: "Bytes accepted from sources and not yet acknowledged or dropped.",
@@ -71,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	all := []prometheus.Collector{
-		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.ambiguous,
+		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.ambiguous, m.replayed,
 		m.queuedBytes, m.pushDuration, m.batchEntries,
 	}
 	var errs []error

@@ -54,6 +54,16 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 	log := c.log.With(zap.String("tenant", tenant), zap.Int("entries", b.entries))
 	c.m.batchEntries.Observe(float64(b.entries))
 
+	if len(b.replay) > 0 {
+		c.skipStored(ctx, t, b, log)
+		if ctx.Err() != nil {
+			return
+		}
+		if b.skipped == b.entries {
+			c.settle(t, b) // Loki holds all of it
+			return
+		}
+	}
 	body, err := b.encode()
 	if err != nil {
 		// Only malformed data makes Marshal fail, and resending cannot fix it.
@@ -87,8 +97,8 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 			if attempt > 1 {
 				log.Info("Delivered a batch after retrying", zap.Int("attempts", attempt))
 			}
-			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries))
-			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes))
+			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries - b.skipped))
+			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes - b.skippedBytes))
 			c.settle(t, b)
 			return
 		}
@@ -158,7 +168,7 @@ func (c *Client) reject(t *tenant, b *batch, se *statusError, log *zap.Logger) {
 		log.Error("Loki refused a whole batch; it is dropped (check loki.url and the credentials)",
 			zap.Int("status", se.status), zap.Int("dropped", dropped), zap.String("body", se.body))
 	}
-	if sent := b.entries - dropped; sent > 0 {
+	if sent := b.entries - b.skipped - dropped; sent > 0 {
 		c.m.entriesSent.WithLabelValues(t.id).Add(float64(sent))
 	}
 	c.drop(t, b, reasons)

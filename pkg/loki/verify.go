@@ -68,19 +68,36 @@ func (c *Client) unconfirmed(ctx context.Context, tenant string, b *batch) ([]pu
 
 // holds asks Loki whether stream labels holds e (same time, same line).
 func (c *Client) holds(ctx context.Context, tenant, labels string, e push.Entry) (bool, error) {
+	ns := e.Timestamp.UnixNano()
+	values, err := c.queryStream(ctx, tenant, labels, ns, ns+1, 100)
+	if err != nil {
+		return false, fmt.Errorf("asking Loki whether a lost push was stored: %w", err)
+	}
+	want := strconv.FormatInt(ns, 10)
+	for _, v := range values {
+		if v[0] == want && v[1] == e.Line {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// queryStream returns up to limit entries (time in ns as text, line) of the
+// stream with exactly labels in [from, to), oldest first, through Loki's
+// query_range API.
+func (c *Client) queryStream(ctx context.Context, tenant, labels string, from, to int64, limit int) ([][2]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	ns := e.Timestamp.UnixNano()
 	q := url.Values{
 		"query":     {labels},
-		"start":     {strconv.FormatInt(ns, 10)},
-		"end":       {strconv.FormatInt(ns+1, 10)},
-		"limit":     {"100"},
+		"start":     {strconv.FormatInt(from, 10)},
+		"end":       {strconv.FormatInt(to, 10)},
+		"limit":     {strconv.Itoa(limit)},
 		"direction": {"forward"},
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.queryURL+"?"+q.Encode(), nil)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	if tenant != "" {
@@ -88,12 +105,12 @@ func (c *Client) holds(ctx context.Context, tenant, labels string, e push.Entry)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("asking Loki whether a lost push was stored: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrBody))
-		return false, fmt.Errorf("asking Loki whether a lost push was stored: %s: HTTP %d: %s", c.queryURL, resp.StatusCode, msg)
+		return nil, fmt.Errorf("%s: HTTP %d: %s", c.queryURL, resp.StatusCode, msg)
 	}
 	var r struct {
 		Data struct {
@@ -103,17 +120,13 @@ func (c *Client) holds(ctx context.Context, tenant, labels string, e push.Entry)
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return false, fmt.Errorf("asking Loki whether a lost push was stored: %w", err)
+		return nil, fmt.Errorf("%s: %w", c.queryURL, err)
 	}
-	want := strconv.FormatInt(ns, 10)
+	var out [][2]string
 	for _, s := range r.Data.Result {
-		for _, v := range s.Values {
-			if v[0] == want && v[1] == e.Line {
-				return true, nil
-			}
-		}
+		out = append(out, s.Values...)
 	}
-	return false, nil
+	return out, nil
 }
 
 // afterLostAnswer decides what to resend after an ambiguous push of b and

@@ -31,6 +31,12 @@ type Entry struct {
 	// Metadata is Loki structured metadata: high-cardinality facts that must
 	// not become labels.
 	Metadata push.LabelsAdapter
+	// Replay says a podtail that ran before this one may already have sent
+	// this entry: its source read it from data that was there when the
+	// source started, past the position Loki had acknowledged. Loki drops
+	// an identical resend only while it sits in the stream's head block, so
+	// the sink asks Loki which of these it holds before sending them.
+	Replay bool
 
 	// Ack is told when this entry is delivered or permanently given up; nil
 	// when nobody needs to know. Pos is the source's opaque position token.

@@ -53,6 +53,9 @@ type Stream struct {
 	admitCalls int
 	last       map[string]int64 // stream key -> time of its last entry sent (ns)
 	rec        Record
+	// replayTo: entries whose position is at most this may have been sent
+	// by a podtail that ran before (see Entry.Replay); 0: none.
+	replayTo int64
 
 	onAck   func(pos int64, last map[string]int64)
 	mu      sync.Mutex
@@ -136,6 +139,11 @@ func (s *Stream) Restore(last map[string]int64) {
 		s.acked[k] = v
 	}
 }
+
+// ReplayTo marks the entries up to position pos as possibly sent before
+// this process started (Entry.Replay): a source resuming where Loki's
+// acknowledgements left off, with pos the end of the data it found there.
+func (s *Stream) ReplayTo(pos int64) { s.replayTo = pos }
 
 // Ack records delivery of everything up to pos and tells the source.
 func (s *Stream) Ack(pos int64) {
@@ -246,7 +254,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	s.mu.Unlock()
 	err := s.next.Consume(ctx, Entry{
 		Tenant: s.tenant, Labels: rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
-		Ack: s, Pos: pos,
+		Ack: s, Pos: pos, Replay: s.replayTo > 0 && pos <= s.replayTo,
 	})
 	if err != nil {
 		// Not handed over: forget it, and the time it took, so a retry or a

@@ -352,6 +352,12 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 		off = st.Size()
 		c.store.Put(c.key, positions.Position{Path: c.target.LogPath, Inode: inode, Offset: off})
 	}
+	if c.store.Resumed() {
+		// An earlier podtail may have read and sent what the log held, past
+		// the acknowledged offset, without the acknowledgement reaching the
+		// positions file: the sink checks such lines with Loki.
+		c.stream.ReplayTo(st.Size())
+	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("seek %s to %d: %w", c.target.LogPath, off, err)
 	}

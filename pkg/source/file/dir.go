@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -377,6 +378,7 @@ func (d *Dir) open(c candidate) bool {
 	if p, ok := d.store.Get(r.key); ok {
 		r.stream.Restore(p.Last)
 	}
+	r.stream.ReplayTo(r.replayTo)
 	if d.cfg.Multiline != nil {
 		r.ml = d.cfg.Multiline()
 	}
@@ -480,6 +482,15 @@ func (d *Dir) openReader(c candidate) (*reader, error) {
 		r.kind += "-resumed"
 	}
 	r.off = start
+	if d.store.Resumed() {
+		// What the file held when opened, an earlier podtail may have read
+		// and sent without its acknowledgement reaching the positions file
+		// (a gzip backup: all of it, offsets being decompressed ones).
+		r.replayTo = st.size
+		if c.gz {
+			r.replayTo = math.MaxInt64
+		}
+	}
 	return r, nil
 }
 
@@ -712,6 +723,7 @@ type reader struct {
 	src      io.Reader
 	gz       bool
 	off      int64 // offset of the first byte of buf in the (decompressed) file
+	replayTo int64 // lines ending by here may have been sent by an earlier podtail (pipeline.Entry.Replay)
 	buf      []byte
 	skipping bool // dropping the rest of an over-long line
 	seq      int

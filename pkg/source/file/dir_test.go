@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,8 @@ type sink struct {
 	count map[string]int
 	lines []string
 	delay time.Duration // every 100 lines: a slow Loki
+	// replayed holds the lines marked as possibly sent by an earlier run.
+	replayed []string
 }
 
 func newSink() *sink { return &sink{count: map[string]int{}} }
@@ -42,6 +45,9 @@ func (s *sink) Consume(_ context.Context, e pipeline.Entry) error {
 	s.mu.Lock()
 	s.count[e.Line]++
 	s.lines = append(s.lines, e.Line)
+	if e.Replay {
+		s.replayed = append(s.replayed, e.Line)
+	}
 	s.mu.Unlock()
 	e.Ack.Ack(e.Pos)
 	if s.delay > 0 && len(s.lines)%100 == 0 {
@@ -247,6 +253,56 @@ func TestRestartReadsRotatedAndGzipped(t *testing.T) {
 	exactlyOnce(t, s, 1, 15000)
 	if got := testutil.ToFloat64(m2.opened.WithLabelValues("t", "gzip-resumed")); got < 1 {
 		t.Errorf("no gzip backup was resumed at a stored offset (opened: gzip-resumed=%v)", got)
+	}
+}
+
+// A podtail that ran before may have sent what a file held past its stored
+// position: those lines, and only those, are marked Replay, so the sink
+// checks them with Loki. A first run (no positions file) marks nothing.
+func TestReplayMarksWhatWasThereAtStart(t *testing.T) {
+	dir, posDir := t.TempDir(), t.TempDir()
+	path := filepath.Join(dir, "beiluo_test777_v1.log")
+	write := func(from, to int) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i <= to; i++ {
+			fmt.Fprintf(f, "line %d\n", i)
+		}
+		f.Close()
+	}
+	write(1, 10)
+	store, _ := positions.Open(posDir)
+	s := newSink()
+	r := startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	waitFor(t, 5*time.Second, "first lines", func() bool { return s.total() == 10 })
+	r.stop(t)
+	if err := store.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	write(11, 20) // while podtail is down
+
+	store2, _ := positions.Open(posDir)
+	s2 := newSink()
+	startDir(t, dir, store2, s2, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	waitFor(t, 5*time.Second, "lines written while down", func() bool { return s2.total() == 10 })
+	write(21, 25)
+	waitFor(t, 5*time.Second, "lines written since", func() bool { return s2.total() == 15 })
+	s.mu.Lock()
+	first := len(s.replayed)
+	s.mu.Unlock()
+	if first != 0 {
+		t.Errorf("first run marked %d lines Replay, want none", first)
+	}
+	s2.mu.Lock()
+	defer s2.mu.Unlock()
+	var want []string
+	for i := 11; i <= 20; i++ {
+		want = append(want, fmt.Sprintf("line %d", i))
+	}
+	if !slices.Equal(s2.replayed, want) {
+		t.Errorf("second run marked %q Replay, want %q", s2.replayed, want)
 	}
 }
 

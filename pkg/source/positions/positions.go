@@ -52,6 +52,9 @@ type Store struct {
 	dirty uint64
 	// changed (1-buffered) tells Run that there is something to sync.
 	changed chan struct{}
+	// resumed: the file was there when opened, so a podtail ran with this
+	// data_dir before and may have sent more than it stored.
+	resumed bool
 }
 
 type fileFormat struct {
@@ -60,8 +63,10 @@ type fileFormat struct {
 }
 
 // Open loads dir/positions.json, creating dir if needed. A missing file is
-// an empty store; an unreadable one is an error naming it, because starting
-// from nothing would re-send everything.
+// an empty store, and is written at once (empty), so that a podtail killed
+// before its first sync still leaves word that it ran (see Resumed). An
+// unreadable file is an error naming it, because starting from nothing
+// would re-send everything.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
@@ -69,6 +74,10 @@ func Open(dir string) (*Store, error) {
 	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}, changed: make(chan struct{}, 1)}
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
+		b, _ := json.Marshal(fileFormat{Version: 1, Positions: s.m})
+		if err := WriteFile(s.path, b); err != nil {
+			return nil, fmt.Errorf("positions: %w", err)
+		}
 		return s, nil
 	}
 	if err != nil {
@@ -81,8 +90,14 @@ func Open(dir string) (*Store, error) {
 	if f.Positions != nil {
 		s.m = f.Positions
 	}
+	s.resumed = true
 	return s, nil
 }
+
+// Resumed reports whether the positions file was there when the store was
+// opened: a podtail ran with this data_dir before, and whatever it read past
+// the stored positions it may have sent (see pipeline.Entry.Replay).
+func (s *Store) Resumed() bool { return s != nil && s.resumed }
 
 // Path is the positions file.
 func (s *Store) Path() string { return s.path }

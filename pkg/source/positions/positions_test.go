@@ -193,13 +193,24 @@ func TestSyncWithoutChangeDoesNotRewrite(t *testing.T) {
 	}
 }
 
-// Sync of a store that was never changed creates no file at all.
-func TestSyncOfUntouchedStoreWritesNothing(t *testing.T) {
+// Opening a data_dir without a positions file writes an empty one at once,
+// so that the next podtail knows one ran before it (Resumed), even if this
+// one was killed before its first sync; the first store is not resumed.
+func TestOpenLeavesWordThatItRan(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	mustSync(t, s)
-	if _, err := os.Stat(s.Path()); !os.IsNotExist(err) {
-		t.Errorf("Stat(%s) = %v, want not exist", s.Path(), err)
+	if s.Resumed() {
+		t.Error("a store opened on an empty data_dir says Resumed")
+	}
+	if _, err := os.Stat(s.Path()); err != nil {
+		t.Fatalf("no positions file after Open: %v", err)
+	}
+	again := open(t, dir)
+	if !again.Resumed() {
+		t.Error("a store opened where one ran before does not say Resumed")
+	}
+	if _, ok := again.Get("container:a"); ok {
+		t.Error("the empty file holds a position")
 	}
 }
 
