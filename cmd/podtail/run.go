@@ -228,6 +228,14 @@ func run(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return exitError{code: 2, err: err}
 	}
+	// One inotify watcher for every log directory (a watcher each cost a
+	// goroutine with a 64 KiB buffer and three descriptors per directory).
+	watch, err := file.NewWatcher(log.Named("source"))
+	if err != nil {
+		log.Warn("inotify unavailable; log directories are polled", zap.Duration("every", cfg.Files.PollInterval), zap.Error(err))
+	} else {
+		defer watch.Close()
+	}
 	sched := source.NewScheduler(readCtx, store, guards.Wrap(sink), source.Config{
 		ExistingFrom: cfg.Discovery.ExistingFrom,
 		Spool:        spool,
@@ -240,6 +248,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			MaxLineBytes: int(cfg.Limits.MaxLineBytes),
 			Poll:         cfg.Files.PollInterval,
 			Open:         file.NewLimiter(cfg.Files.MaxOpen),
+			Watch:        watch,
 			Metrics:      file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),
 		},
 	}, srcMetrics, log.Named("source"))

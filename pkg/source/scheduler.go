@@ -34,6 +34,7 @@ type Files struct {
 	MaxLineBytes int
 	Poll         time.Duration
 	Open         *file.Limiter
+	Watch        *file.Watcher // nil: each tailer has its own
 	Metrics      *file.Metrics
 }
 
@@ -230,6 +231,7 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 			MaxLineBytes: f.MaxLineBytes,
 			Poll:         f.Poll,
 			Open:         f.Open,
+			Watch:        f.Watch,
 		}, s.store, s.next, f.Metrics, s.log)
 	}
 }

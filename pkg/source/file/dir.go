@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/pipeline"
@@ -71,6 +70,9 @@ type Config struct {
 	Poll time.Duration
 	// Open bounds the files open at once across directories; nil: no bound.
 	Open *Limiter
+	// Watch is the inotify watcher shared by the tailers; nil: the tailer
+	// makes its own.
+	Watch *Watcher
 }
 
 // Limiter bounds open files.
@@ -169,15 +171,24 @@ func (d *Dir) Wake() {
 // Run tails until ctx ends or, once draining, until everything is read.
 func (d *Dir) Run(ctx context.Context) error {
 	defer d.closeAll()
-	var events <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err != nil {
-		d.log.Warn("inotify unavailable; polling", zap.Error(err), zap.Duration("every", d.cfg.Poll))
-	} else {
-		defer w.Close()
-		if err := w.Add(d.cfg.Dir); err != nil {
+	var events <-chan struct{}
+	w := d.cfg.Watch
+	if w == nil {
+		own, err := NewWatcher(d.log)
+		if err != nil {
+			d.log.Warn("inotify unavailable; polling", zap.Error(err), zap.Duration("every", d.cfg.Poll))
+		} else {
+			defer own.Close()
+			w = own
+		}
+	}
+	if w != nil {
+		ch, stop, err := w.Watch(d.cfg.Dir)
+		if err != nil {
 			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
 		} else {
-			events = w.Events
+			defer stop()
+			events = ch
 		}
 	}
 	var idleSince time.Time
@@ -200,10 +211,7 @@ func (d *Dir) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-d.wake:
-		case <-events:
-			for len(events) > 0 { // one cycle answers a burst of events
-				<-events
-			}
+		case <-events: // 1-buffered: one cycle answers a burst of events
 		case <-t.C:
 		}
 		t.Stop()
