@@ -31,6 +31,9 @@ const (
 	// makes a 1 MB file every ~40 ms and deletes its backup ~160 ms later,
 	// and a file opened in time is safe (the descriptor keeps its data).
 	readSlice = 20 * time.Millisecond
+	// reopenDirEvery: the directory stays open between cycles for this
+	// long, then is opened again from / (see Dir.openDir).
+	reopenDirEvery = time.Second
 	// readChunk is one read(2): ~70 lines of zap JSON. A directory's
 	// goroutine holds one while the sink pushes back, and podtail may have
 	// hundreds of directories: 64 KiB each was tens of MB.
@@ -131,8 +134,11 @@ type Dir struct {
 	// refused file renamed is still refused, and a hard link stays refused
 	// when its other name is removed (its content was someone else's).
 	refused map[uint64]string
-	// dirfd is the directory, open during a cycle (-1 otherwise): entries
-	// are listed, stat'ed and opened relative to it, never by path.
+	// df is the directory, opened at dfAt; dirfd is its descriptor (-1
+	// when not open): entries are listed, stat'ed and opened relative to
+	// it, never by path.
+	df    *os.File
+	dfAt  time.Time
 	dirfd int
 }
 
@@ -221,7 +227,7 @@ func (d *Dir) Run(ctx context.Context) error {
 // cycle looks for new files, then reads every open file as far as it goes
 // (up to a budget). It reports whether anything happened.
 func (d *Dir) cycle(ctx context.Context) (bool, error) {
-	df, err := openDir(d.cfg.Dir)
+	df, err := d.openDir()
 	if err != nil {
 		var re *refusedError
 		if errors.As(err, &re) {
@@ -239,14 +245,10 @@ func (d *Dir) cycle(ctx context.Context) (bool, error) {
 	}
 	delete(d.warned, "readdir")
 	delete(d.warned, "refused")
-	d.dirfd = int(df.Fd())
-	defer func() {
-		d.dirfd = -1
-		df.Close()
-	}()
 	entries, err := df.ReadDir(-1)
 	if err != nil {
 		d.log.Warn("cannot list log directory; retrying", zap.Error(err))
+		d.closeDir()
 		return d.readAll(ctx)
 	}
 	present := map[uint64]bool{}
@@ -659,6 +661,37 @@ func (d *Dir) closeAll() {
 	for _, r := range d.readers {
 		d.close(r)
 	}
+	d.closeDir()
+}
+
+// openDir returns the directory, opened one component at a time from /
+// without following symlinks (see openDir), and listed from its start.
+// While there is a backlog a cycle runs every readSlice, and opening the
+// path again each time was a tenth of podtail's CPU with 500 directories
+// (an openat and a close per component), so the descriptor is kept for
+// reopenDirEvery. A descriptor is safe to keep: a component swapped for a
+// symlink meanwhile does not change what it refers to. Opening again
+// notices a directory removed and created anew.
+func (d *Dir) openDir() (*os.File, error) {
+	if d.df != nil && time.Since(d.dfAt) < reopenDirEvery {
+		if _, err := d.df.Seek(0, io.SeekStart); err == nil {
+			return d.df, nil
+		}
+	}
+	d.closeDir()
+	df, err := openDir(d.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	d.df, d.dfAt, d.dirfd = df, time.Now(), int(df.Fd())
+	return df, nil
+}
+
+func (d *Dir) closeDir() {
+	if d.df != nil {
+		d.df.Close()
+	}
+	d.df, d.dirfd = nil, -1
 }
 
 // forget drops stored positions of this directory's files that are gone
