@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +65,8 @@ type Client struct {
 	closed    bool          // Flush has stopped intake
 	queued    int64         // bytes accepted and not yet acked or dropped
 	pending   int           // entries accepted and not yet acked or dropped; Flush waits for 0
-	changed   chan struct{} // closed and replaced when any field above changes
+	changed   chan struct{} // closed and replaced when any field above changes (Flush waits on it)
+	waiters   []*waiter     // Consume calls waiting for room, oldest first
 	tenants   map[string]*tenant
 	all       []*tenant // the values of tenants (never removed), for admit's walk: a slice, not a map iteration per entry
 	unstarted []*tenant // tenants whose worker Run has yet to start
@@ -148,7 +150,8 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		if c.admit(t) {
 			break
 		}
-		changed := c.changed
+		w := &waiter{t: t, ch: make(chan struct{})}
+		c.waiters = append(c.waiters, w)
 		t.waiting++
 		// t's sources wait for room: its open batch can only grow once
 		// pushes empty the queue, so its worker sends it now rather than
@@ -161,9 +164,13 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		case <-ctx.Done():
 			c.mu.Lock()
 			t.waiting--
+			c.unwait(w)
+			// If it was woken, the turn passes on; if not, one waiter fewer
+			// may leave others a larger share.
+			c.wakeOne()
 			c.mu.Unlock()
 			return ctx.Err()
-		case <-changed:
+		case <-w.ch:
 		}
 		c.mu.Lock()
 		t.waiting--
@@ -179,8 +186,60 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	if t.add(&e, int64(c.cfg.BatchSize)) {
 		poke(t.wake)
 	}
+	if len(c.waiters) > 0 {
+		c.wakeOne() // room may be left for the next in line
+	}
 	c.mu.Unlock()
 	return nil
+}
+
+// waiter is a Consume call waiting for room in the queue.
+type waiter struct {
+	t  *tenant
+	ch chan struct{} // closed when it may try again
+}
+
+// wakeOne wakes the longest-waiting Consume call that admit would let in
+// now, if any. Waking one at a time, each woken call waking the next once
+// it is in, lets in as many as there is room for. Waking every waiter on
+// every acknowledgement instead had hundreds of readers (one per log
+// directory) wake, find the queue full again and sleep, for each push
+// settled. c.mu must be held.
+func (c *Client) wakeOne() {
+	var buf [8]*tenant
+	refused := buf[:0] // admit's answer depends on the tenant only
+	for i, w := range c.waiters {
+		if slices.Contains(refused, w.t) {
+			continue
+		}
+		if c.admit(w.t) {
+			close(w.ch)
+			c.waiters = slices.Delete(c.waiters, i, i+1)
+			return
+		}
+		refused = append(refused, w.t)
+	}
+}
+
+// wakeAll wakes every waiting Consume call (intake is closing). c.mu must
+// be held.
+func (c *Client) wakeAll() {
+	for _, w := range c.waiters {
+		close(w.ch)
+	}
+	clear(c.waiters)
+	c.waiters = c.waiters[:0]
+}
+
+// unwait takes w out of the line, reporting whether it was still in it
+// (not woken). c.mu must be held.
+func (c *Client) unwait(w *waiter) bool {
+	i := slices.Index(c.waiters, w)
+	if i < 0 {
+		return false
+	}
+	c.waiters = slices.Delete(c.waiters, i, i+1)
+	return true
 }
 
 // admit reports whether t may queue one more entry now. c.mu must be held.
@@ -262,7 +321,8 @@ func (c *Client) startWorkers(ctx context.Context) {
 func (c *Client) stop() {
 	c.mu.Lock()
 	c.state = stateStopped
-	c.broadcast() // Consume and Flush waiters must notice
+	c.wakeAll()   // Consume calls must notice
+	c.broadcast() // and Flush
 	c.mu.Unlock()
 	c.workers.Wait()
 	c.http.CloseIdleConnections()
@@ -278,7 +338,7 @@ func (c *Client) Flush(ctx context.Context) error {
 	defer c.mu.Unlock()
 	if !c.closed {
 		c.closed = true
-		c.broadcast() // Consume calls waiting for room must now fail
+		c.wakeAll() // Consume calls waiting for room must now fail
 		for _, t := range c.tenants {
 			poke(t.wake) // seal open batches without waiting for BatchWait
 		}
@@ -374,7 +434,8 @@ func (c *Client) settle(t *tenant, b *batch) {
 	}
 	c.pending -= b.entries
 	c.m.queuedBytes.Set(float64(c.queued))
-	c.broadcast()
+	c.wakeOne()
+	c.broadcast() // Flush waits for pending to reach 0
 	c.mu.Unlock()
 }
 
