@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +52,12 @@ type Store struct {
 	m    map[string]Position
 	// dirty counts changes since the last sync.
 	dirty uint64
+	// enc caches each position as written to the file (`"key":{...}`);
+	// stale holds the keys changed (or deleted) since they were encoded.
+	// A sync re-encodes only those: with a thousand files, encoding every
+	// position at each sync was 6.5 % of podtail's CPU (make bench).
+	enc   map[string][]byte
+	stale map[string]struct{}
 	// changed (1-buffered) tells Run that there is something to sync.
 	changed chan struct{}
 	// resumed: the file was there when opened, so a podtail ran with this
@@ -71,7 +79,8 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}, changed: make(chan struct{}, 1)}
+	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}, changed: make(chan struct{}, 1),
+		enc: map[string][]byte{}, stale: map[string]struct{}{}}
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		b, _ := json.Marshal(fileFormat{Version: 1, Positions: s.m})
@@ -89,6 +98,9 @@ func Open(dir string) (*Store, error) {
 	}
 	if f.Positions != nil {
 		s.m = f.Positions
+	}
+	for k := range s.m {
+		s.stale[k] = struct{}{}
 	}
 	s.resumed = true
 	return s, nil
@@ -115,6 +127,7 @@ func (s *Store) Put(key string, p Position) {
 	p.Updated = time.Now().UTC()
 	s.mu.Lock()
 	s.m[key] = p
+	s.stale[key] = struct{}{}
 	s.dirty++
 	s.mu.Unlock()
 	s.poke()
@@ -133,6 +146,7 @@ func (s *Store) Delete(key string) {
 	s.mu.Lock()
 	if _, ok := s.m[key]; ok {
 		delete(s.m, key)
+		s.stale[key] = struct{}{}
 		s.dirty++
 	}
 	s.mu.Unlock()
@@ -162,6 +176,7 @@ func (s *Store) Forget(age time.Duration, keep func(key string) bool) {
 	for k, p := range s.m {
 		if p.Updated.Before(cut) && !keep(k) {
 			delete(s.m, k)
+			s.stale[k] = struct{}{}
 			s.dirty++
 		}
 	}
@@ -175,7 +190,7 @@ func (s *Store) Sync() error {
 		return nil
 	}
 	gen := s.dirty
-	b, err := json.Marshal(fileFormat{Version: 1, Positions: s.m})
+	b, err := s.encode()
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("positions %s: %w", s.path, err)
@@ -187,6 +202,42 @@ func (s *Store) Sync() error {
 	s.dirty -= gen
 	s.mu.Unlock()
 	return nil
+}
+
+// encode renders the file (fileFormat, with keys in order), re-encoding
+// only the positions changed since the last call. s.mu must be held.
+func (s *Store) encode() ([]byte, error) {
+	for k := range s.stale {
+		p, ok := s.m[k]
+		if !ok {
+			delete(s.enc, k)
+			continue
+		}
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		pb, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		s.enc[k] = append(append(kb, ':'), pb...)
+	}
+	clear(s.stale)
+	keys := slices.Sorted(maps.Keys(s.enc))
+	n := 32
+	for _, k := range keys {
+		n += len(s.enc[k]) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"version":1,"positions":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s.enc[k]...)
+	}
+	return append(b, "}}"...), nil
 }
 
 // syncGap is the least time between two syncs. Back to back, syncs took

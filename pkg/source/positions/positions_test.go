@@ -307,3 +307,63 @@ func TestKeys(t *testing.T) {
 		t.Errorf("Keys(\"\") = %q, want all 3", got)
 	}
 }
+
+// A sync re-encodes only the positions that changed: after any mix of
+// puts, deletes and forgetting, with syncs in between, the file holds
+// exactly the store's positions, and a store opened on it (which
+// re-encodes everything at its first sync) writes the same bytes.
+func TestIncrementalSyncWritesTheWholeStore(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	want := map[string]int64{}
+	for round := 0; round < 20; round++ {
+		for i := 0; i < 30; i++ {
+			k := "file:/d#" + string(rune('a'+(round*7+i*13)%40))
+			switch (round + i) % 5 {
+			case 0:
+				s.Delete(k)
+				delete(want, k)
+			default:
+				off := int64(round*100 + i)
+				s.Put(k, positions.Position{Offset: off, Last: map[string]int64{`{a="\"q\""}`: off}})
+				want[k] = off
+			}
+		}
+		if round%3 == 0 {
+			mustSync(t, s)
+		}
+	}
+	mustSync(t, s)
+	b, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Version   int                           `json:"version"`
+		Positions map[string]positions.Position `json:"positions"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("the file is not JSON: %v\n%s", err, b)
+	}
+	if f.Version != 1 || len(f.Positions) != len(want) {
+		t.Fatalf("version %d, %d positions; want 1, %d", f.Version, len(f.Positions), len(want))
+	}
+	for k, off := range want {
+		if p := f.Positions[k]; p.Offset != off || p.Last[`{a="\"q\""}`] != off {
+			t.Errorf("%s: %+v, want offset %d", k, p, off)
+		}
+	}
+	again := open(t, dir)
+	again.Put("file:/d#a", f.Positions["file:/d#a"]) // same value: a change to sync
+	if _, ok := want["file:/d#a"]; !ok {
+		again.Delete("file:/d#a")
+	}
+	mustSync(t, again)
+	b2, _ := os.ReadFile(again.Path())
+	var f2 struct {
+		Positions map[string]positions.Position `json:"positions"`
+	}
+	if err := json.Unmarshal(b2, &f2); err != nil || len(f2.Positions) != len(want) {
+		t.Errorf("reopened store wrote %d positions (%v), want %d", len(f2.Positions), err, len(want))
+	}
+}
