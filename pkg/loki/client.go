@@ -206,6 +206,9 @@ type waiter struct {
 // directory) wake, find the queue full again and sleep, for each push
 // settled. c.mu must be held.
 func (c *Client) wakeOne() {
+	if c.queued >= c.cfg.QueueBytes {
+		return // admit refuses everybody
+	}
 	var buf [8]*tenant
 	refused := buf[:0] // admit's answer depends on the tenant only
 	for i, w := range c.waiters {
@@ -217,7 +220,9 @@ func (c *Client) wakeOne() {
 			c.waiters = slices.Delete(c.waiters, i, i+1)
 			return
 		}
-		refused = append(refused, w.t)
+		if refused = append(refused, w.t); len(refused) == len(c.all) {
+			return // every tenant refused: the rest of the line cannot get in
+		}
 	}
 }
 
