@@ -60,13 +60,16 @@ type Client struct {
 
 	workers sync.WaitGroup // tenant workers; Add only from Run's goroutine
 
-	mu        sync.Mutex
-	state     runState
-	closed    bool          // Flush has stopped intake
-	queued    int64         // bytes accepted and not yet acked or dropped
-	pending   int           // entries accepted and not yet acked or dropped; Flush waits for 0
-	changed   chan struct{} // closed and replaced when any field above changes (Flush waits on it)
-	waiters   []*waiter     // Consume calls waiting for room, oldest first
+	mu      sync.Mutex
+	state   runState
+	closed  bool          // Flush has stopped intake
+	queued  int64         // bytes accepted and not yet acked or dropped
+	pending int           // entries accepted and not yet acked or dropped; Flush waits for 0
+	changed chan struct{} // closed and replaced when any field above changes (Flush waits on it)
+	// lined holds the tenants with Consume calls waiting for room (each
+	// tenant's in its line, oldest first); seq numbers the waiters.
+	lined     []*tenant
+	seq       uint64
 	tenants   map[string]*tenant
 	all       []*tenant // the values of tenants (never removed), for admit's walk: a slice, not a map iteration per entry
 	unstarted []*tenant // tenants whose worker Run has yet to start
@@ -84,6 +87,7 @@ type tenant struct {
 	queued   int64    // this tenant's share of Client.queued
 	waiting  int      // Consume calls blocked for room
 	wake     chan struct{}
+	line     []*waiter // t's Consume calls waiting for room, oldest first
 	// replayClean holds the streams whose replayed entries Loki was found
 	// not to hold: later ones need no check. Only t's worker uses it.
 	replayClean map[string]struct{}
@@ -150,8 +154,12 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 		if c.admit(t) {
 			break
 		}
-		w := &waiter{t: t, ch: make(chan struct{})}
-		c.waiters = append(c.waiters, w)
+		c.seq++
+		w := &waiter{t: t, ch: make(chan struct{}), seq: c.seq}
+		if len(t.line) == 0 {
+			c.lined = append(c.lined, t)
+		}
+		t.line = append(t.line, w)
 		t.waiting++
 		// t's sources wait for room: its open batch can only grow once
 		// pushes empty the queue, so its worker sends it now rather than
@@ -186,7 +194,7 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	if t.add(&e, int64(c.cfg.BatchSize)) {
 		poke(t.wake)
 	}
-	if len(c.waiters) > 0 {
+	if len(c.lined) > 0 {
 		c.wakeOne() // room may be left for the next in line
 	}
 	c.mu.Unlock()
@@ -195,8 +203,9 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 
 // waiter is a Consume call waiting for room in the queue.
 type waiter struct {
-	t  *tenant
-	ch chan struct{} // closed when it may try again
+	t   *tenant
+	ch  chan struct{} // closed when it may try again
+	seq uint64        // order of arrival
 }
 
 // wakeOne wakes the longest-waiting Consume call that admit would let in
@@ -204,47 +213,58 @@ type waiter struct {
 // it is in, lets in as many as there is room for. Waking every waiter on
 // every acknowledgement instead had hundreds of readers (one per log
 // directory) wake, find the queue full again and sleep, for each push
-// settled. c.mu must be held.
+// settled; one line for all tenants had wakeOne walk past hundreds of
+// waiters of tenants over their share. admit's answer depends on the
+// tenant only, so the tenants in line are asked, and the oldest waiter of
+// those let in goes. c.mu must be held.
 func (c *Client) wakeOne() {
 	if c.queued >= c.cfg.QueueBytes {
 		return // admit refuses everybody
 	}
-	var buf [8]*tenant
-	refused := buf[:0] // admit's answer depends on the tenant only
-	for i, w := range c.waiters {
-		if slices.Contains(refused, w.t) {
+	var best *tenant
+	for _, t := range c.lined {
+		if best != nil && t.line[0].seq > best.line[0].seq {
 			continue
 		}
-		if c.admit(w.t) {
-			close(w.ch)
-			c.waiters = slices.Delete(c.waiters, i, i+1)
-			return
+		if c.admit(t) {
+			best = t
 		}
-		if refused = append(refused, w.t); len(refused) == len(c.all) {
-			return // every tenant refused: the rest of the line cannot get in
-		}
+	}
+	if best == nil {
+		return
+	}
+	close(best.line[0].ch)
+	c.dropWaiter(best, 0)
+}
+
+// dropWaiter takes t's i-th waiter out of its line. c.mu must be held.
+func (c *Client) dropWaiter(t *tenant, i int) {
+	t.line[i] = nil
+	t.line = slices.Delete(t.line, i, i+1)
+	if len(t.line) == 0 {
+		t.line = nil
+		c.lined = slices.DeleteFunc(c.lined, func(o *tenant) bool { return o == t })
 	}
 }
 
 // wakeAll wakes every waiting Consume call (intake is closing). c.mu must
 // be held.
 func (c *Client) wakeAll() {
-	for _, w := range c.waiters {
-		close(w.ch)
+	for _, t := range c.lined {
+		for _, w := range t.line {
+			close(w.ch)
+		}
+		t.line = nil
 	}
-	clear(c.waiters)
-	c.waiters = c.waiters[:0]
+	c.lined = nil
 }
 
-// unwait takes w out of the line, reporting whether it was still in it
-// (not woken). c.mu must be held.
-func (c *Client) unwait(w *waiter) bool {
-	i := slices.Index(c.waiters, w)
-	if i < 0 {
-		return false
+// unwait takes w out of its line if it is still in it (not woken). c.mu
+// must be held.
+func (c *Client) unwait(w *waiter) {
+	if i := slices.Index(w.t.line, w); i >= 0 {
+		c.dropWaiter(w.t, i)
 	}
-	c.waiters = slices.Delete(c.waiters, i, i+1)
-	return true
 }
 
 // admit reports whether t may queue one more entry now. c.mu must be held.

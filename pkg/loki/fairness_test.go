@@ -205,3 +205,57 @@ func TestRefused(t *testing.T) {
 		t.Errorf("empty body: %v %d", got, total)
 	}
 }
+
+// Readers waiting for room are woken one at a time as room appears: every
+// waiter of every tenant gets in, none is forgotten, also when waiters in
+// the middle of the line give up (their context ends), and a waiter woken
+// just as it gives up passes its turn on.
+func TestEveryWaiterGetsInOnce(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeLoki(t, blockUntil(release))
+	cfg := testConfig(f.srv.URL)
+	cfg.QueueBytes = 1 // every entry fills the queue until it is pushed
+	cfg.BatchSize = 1
+	c, _ := startClient(t, cfg)
+	mustConsume(t, c, entry("a", `{a="1"}`, base, "first", nil, 0))
+
+	const waiters, quitters = 30, 10
+	got := make(chan error, waiters+quitters)
+	for i := range waiters + quitters {
+		tenant := string(rune('a' + i%3))
+		timeout := waitLimit
+		if i%4 == 1 && i/4 < quitters {
+			timeout = 50 * time.Millisecond
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			got <- c.Consume(ctx, entry(tenant, `{a="1"}`, base+int64(i)+1, "w", nil, 0))
+		}()
+	}
+	gaveUp, in := 0, 0
+	for range quitters {
+		if err := <-got; !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a waiter with a short deadline got %v before room appeared", err)
+		}
+		gaveUp++
+	}
+	close(release)
+	for range waiters {
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("waiter: %v", err)
+			}
+			in++
+		case <-time.After(waitLimit):
+			t.Fatalf("%d of %d waiters got in; the rest were never woken", in, waiters)
+		}
+	}
+	c.mu.Lock()
+	lined := len(c.lined)
+	c.mu.Unlock()
+	if lined != 0 {
+		t.Errorf("%d tenants still in line", lined)
+	}
+}
