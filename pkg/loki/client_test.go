@@ -453,9 +453,7 @@ func TestLostAnswerIsVerifiedNotResent(t *testing.T) {
 			if got := testutil.ToFloat64(c.m.ambiguous.WithLabelValues("t", tc.wantCount)); got != 1 {
 				t.Errorf("lost_answers{%s} = %v, want 1", tc.wantCount, got)
 			}
-			f.mu.Lock()
-			asked := f.queries
-			f.mu.Unlock()
+			asked := f.queryCount()
 			if asked == 0 {
 				t.Error("Loki was never asked")
 			}

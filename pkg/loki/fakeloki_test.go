@@ -155,6 +155,13 @@ func (f *fakeLoki) queryRange(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
+// queryCount is how many query_range requests Loki was sent.
+func (f *fakeLoki) queryCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.queries
+}
+
 // dropConn closes the client's connection without an answer.
 func dropConn(t *testing.T, w http.ResponseWriter) {
 	conn, _, err := w.(http.Hijacker).Hijack()

@@ -59,9 +59,7 @@ func TestReplayedEntriesLokiHoldsAreNotSentAgain(t *testing.T) {
 	if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("t")); got != 3 {
 		t.Errorf("entries_sent = %v, want 3 (the stored ones were not sent)", got)
 	}
-	f.mu.Lock()
-	asked := f.queries
-	f.mu.Unlock()
+	asked := f.queryCount()
 	if asked != 2 {
 		t.Errorf("Loki was asked %d times, want 2 (one per stream)", asked)
 	}
@@ -72,9 +70,7 @@ func TestReplayedEntriesLokiHoldsAreNotSentAgain(t *testing.T) {
 	c2, _ := startClient(t, testConfig(f.srv.URL))
 	mustConsume(t, c2, replayed(entry("t", `{a="3"}`, time.Now().Add(time.Hour).UnixNano(), "later", ack2, 1)))
 	flush(t, c2)
-	f.mu.Lock()
-	asked = f.queries
-	f.mu.Unlock()
+	asked = f.queryCount()
 	if asked != 2 {
 		t.Errorf("an entry stamped after the start was checked (%d queries)", asked)
 	}
@@ -125,9 +121,7 @@ func TestReplayUncheckedWithoutQueryAPI(t *testing.T) {
 	if got := testutil.ToFloat64(c.m.replayed.WithLabelValues("t", "unverified")); got != 2 {
 		t.Errorf("replayed_entries{unverified} = %v, want 2", got)
 	}
-	f.mu.Lock()
-	asked := f.queries
-	f.mu.Unlock()
+	asked := f.queryCount()
 	if asked != 1 {
 		t.Errorf("query API asked %d times after it failed, want 1", asked)
 	}
