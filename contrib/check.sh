@@ -17,7 +17,9 @@
 #
 #   contrib/check.sh            # from the repository root, or anywhere
 #
-# Needs Go (and the modules, from the module cache or the proxy).
+# Needs Go (and the modules, from the module cache or the proxy), and Podman installed: systemd-analyze
+# verify refuses a unit whose ExecStart (/usr/bin/podman) is missing. make contrib runs it through the
+# test bed, which installs Podman.
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
