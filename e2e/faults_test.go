@@ -233,11 +233,11 @@ func TestLokiRefusingAndFlaky(t *testing.T) {
 	w.untilWritten()
 	w.acked(t, p, 2*time.Minute)
 	counts := proxy.Counts()
-	t.Logf("pushes: %v; retries counted by podtail: 429 %.0f, 503 %.0f, network %.0f; lost answers found stored %.0f, partly %.0f, not %.0f, unverified %.0f", counts,
+	t.Logf("pushes: %v; retries counted by podtail: 429 %.0f, 503 %.0f, network %.0f; uncertain pushes found stored %.0f, partly %.0f, not %.0f, unverified %.0f", counts,
 		p.metric("podtail_loki_push_retries_total", "reason", "429"), p.metric("podtail_loki_push_retries_total", "reason", "503"),
 		p.metric("podtail_loki_push_retries_total", "reason", "network"),
-		p.metric("podtail_loki_lost_answers_total", "outcome", "stored"), p.metric("podtail_loki_lost_answers_total", "outcome", "partly_stored"),
-		p.metric("podtail_loki_lost_answers_total", "outcome", "not_stored"), p.metric("podtail_loki_lost_answers_total", "outcome", "unverified"))
+		p.metric("podtail_loki_uncertain_pushes_total", "outcome", "stored"), p.metric("podtail_loki_uncertain_pushes_total", "outcome", "partly_stored"),
+		p.metric("podtail_loki_uncertain_pushes_total", "outcome", "not_stored"), p.metric("podtail_loki_uncertain_pushes_total", "outcome", "unverified"))
 	for _, f := range []testbed.Fault{testbed.TooMany, testbed.Unavailable, testbed.Reset, testbed.LostAnswer} {
 		if counts[f] == 0 {
 			t.Errorf("no push met %s: the fault went untested", f)

@@ -410,21 +410,47 @@ func TestPushURL(t *testing.T) {
 	}
 }
 
-// A push Loki stored but whose answer was lost is not sent again: podtail
-// asks Loki, finds each stream's last entry, and acknowledges. When only one
-// of two streams was stored, only the other is sent again.
-func TestLostAnswerIsVerifiedNotResent(t *testing.T) {
+// A push that may have been stored though Loki never said so is not sent
+// again blindly: podtail asks Loki for each stream's last entry and resends
+// only the streams it lacks. Each way of not knowing: the connection
+// dropped after the push went out, Loki storing it and answering 500 (its
+// distributor does when an ingester was slow), the answer taking longer
+// than loki.timeout, and a 503 that stored nothing (sent again, once).
+func TestUncertainPushIsVerifiedNotResent(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		partial   bool
+		stored    bool // Loki stored the first push (else: refused it, storing nothing)
+		partial   bool // of the two streams, only the first
+		answer    func(t *testing.T, w http.ResponseWriter)
 		wantCount string
-	}{{"stored", false, "stored"}, {"partly stored", true, "partly_stored"}} {
+	}{
+		{"answer lost", true, false, func(t *testing.T, w http.ResponseWriter) { dropConn(t, w) }, "stored"},
+		{"answer lost, partly stored", true, true, func(t *testing.T, w http.ResponseWriter) { dropConn(t, w) }, "partly_stored"},
+		{"500 after storing", true, false, func(t *testing.T, w http.ResponseWriter) {
+			http.Error(w, "rpc error: code = DeadlineExceeded desc = context deadline exceeded", http.StatusInternalServerError)
+		}, "stored"},
+		{"504 after storing one stream", true, true, func(t *testing.T, w http.ResponseWriter) {
+			http.Error(w, "gateway timeout", http.StatusGatewayTimeout)
+		}, "partly_stored"},
+		{"timed out after storing", true, false, func(t *testing.T, w http.ResponseWriter) {
+			time.Sleep(300 * time.Millisecond) // loki.timeout is 100ms here
+			w.WriteHeader(http.StatusNoContent)
+		}, "stored"},
+		{"503, nothing stored", false, false, func(t *testing.T, w http.ResponseWriter) {
+			http.Error(w, "empty ring", http.StatusServiceUnavailable)
+		}, "not_stored"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var n atomic.Int32
-			var f *fakeLoki
-			f = newFakeLoki(t, nil)
+			f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, tenant string) bool {
+				if !tc.stored && n.Add(1) == 1 {
+					tc.answer(t, w)
+					return false
+				}
+				return true
+			})
 			f.afterStore = func(w http.ResponseWriter, r *http.Request, tenant string) bool {
-				if n.Add(1) != 1 {
+				if !tc.stored || n.Add(1) != 1 {
 					return true
 				}
 				if tc.partial { // keep the first stream only, as if Loki failed midway
@@ -433,10 +459,12 @@ func TestLostAnswerIsVerifiedNotResent(t *testing.T) {
 					last.Streams = last.Streams[:1]
 					f.mu.Unlock()
 				}
-				dropConn(t, w)
+				tc.answer(t, w)
 				return false
 			}
-			c, _ := startClient(t, testConfig(f.srv.URL))
+			cfg := testConfig(f.srv.URL)
+			cfg.Timeout = 100 * time.Millisecond
+			c, _ := startClient(t, cfg)
 			ack := newAcker(t)
 			mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
 			mustConsume(t, c, entry("t", `{a="2"}`, base+1, "two", ack, 2))
@@ -450,13 +478,38 @@ func TestLostAnswerIsVerifiedNotResent(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("Loki holds %v, want each entry once: %v", got, want)
 			}
-			if got := testutil.ToFloat64(c.m.ambiguous.WithLabelValues("t", tc.wantCount)); got != 1 {
-				t.Errorf("lost_answers{%s} = %v, want 1", tc.wantCount, got)
+			if got := testutil.ToFloat64(c.m.uncertain.WithLabelValues("t", tc.wantCount)); got != 1 {
+				t.Errorf("uncertain_pushes{%s} = %v, want 1", tc.wantCount, got)
 			}
-			asked := f.queryCount()
-			if asked == 0 {
+			if asked := f.queryCount(); asked == 0 {
 				t.Error("Loki was never asked")
 			}
+			if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("t")); got != 2 {
+				t.Errorf("entries_sent = %v, want 2", got)
+			}
 		})
+	}
+}
+
+// A 429 stores nothing (Loki refuses the whole request before ingesting),
+// so it is resent without asking Loki anything.
+func TestTooManyIsResentWithoutAsking(t *testing.T) {
+	var n atomic.Int32
+	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
+		if n.Add(1) == 1 {
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return false
+		}
+		return true
+	})
+	c, _ := startClient(t, testConfig(f.srv.URL))
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
+	flush(t, c)
+	if got := ack.acked(); !slices.Equal(got, []int64{1}) {
+		t.Errorf("acks = %v", got)
+	}
+	if asked := f.queryCount(); asked != 0 {
+		t.Errorf("Loki was asked %d times after a 429", asked)
 	}
 }

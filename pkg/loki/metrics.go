@@ -20,7 +20,7 @@ type metrics struct {
 	dropped        *prometheus.CounterVec // tenant, reason
 	retries        *prometheus.CounterVec // tenant, reason
 	entriesRetried *prometheus.CounterVec // tenant, reason
-	ambiguous      *prometheus.CounterVec // tenant, outcome
+	uncertain      *prometheus.CounterVec // tenant, outcome
 	replayed       *prometheus.CounterVec // tenant, outcome
 	queuedBytes    prometheus.Gauge
 	pushDuration   *prometheus.HistogramVec // tenant, status
@@ -49,9 +49,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "podtail_loki_entries_retried_total",
 			Help: "Entries in pushes that failed retryably and will be sent again, by HTTP status or \"network\".",
 		}, []string{"tenant", "reason"}),
-		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podtail_loki_lost_answers_total",
-			Help: "Pushes sent in full whose answer never came, by what Loki was found to hold: stored (not resent), partly_stored (missing streams resent), not_stored, unverified (resent whole: the query API did not answer).",
+		uncertain: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_loki_uncertain_pushes_total",
+			Help: "Pushes that may have been stored though Loki never said so (sent in full and the answer lost or timed out, or answered 5xx), counted when checked before the resend, by what Loki was found to hold: stored (not resent), partly_stored (missing streams resent), not_stored, unverified (resent whole: the query API did not answer).",
 		}, []string{"tenant", "outcome"}),
 		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_loki_replayed_entries_total",
@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	all := []prometheus.Collector{
-		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.ambiguous, m.replayed,
+		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.uncertain, m.replayed,
 		m.queuedBytes, m.pushDuration, m.batchEntries,
 	}
 	var errs []error

@@ -15,9 +15,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// A push whose answer was lost (the connection dropped after the whole
-// request went out) may or may not have been stored. Sending it again is
-// what at-least-once demands, but Loki recognises a resent entry as a
+// A push may have been stored although podtail never heard so: the whole
+// request went out and the answer was lost or timed out, or Loki answered
+// 5xx (its distributor says 500 when an ingester did not answer in time,
+// and the ingester may have stored the push all the same). Sending it again
+// is what at-least-once demands, but Loki recognises a resent entry as a
 // duplicate only while it sits in the stream's head block (about the newest
 // thousand lines): measured through a proxy that drops answers, 69 lost
 // answers left 888 duplicates among 100,000 lines. So before resending such
@@ -38,13 +40,14 @@ func (c Config) queryRangeURL() string {
 	return u.String()
 }
 
-// ambiguousError is a push that was sent in full and got no answer.
-type ambiguousError struct{ err error }
+// uncertainError is a push that may have been stored: sent in full with no
+// answer, or answered 5xx.
+type uncertainError struct{ err error }
 
-func (e *ambiguousError) Error() string {
-	return e.err.Error() + " (after the push was sent: it may have been stored)"
+func (e *uncertainError) Error() string {
+	return e.err.Error() + " (it may have been stored)"
 }
-func (e *ambiguousError) Unwrap() error { return e.err }
+func (e *uncertainError) Unwrap() error { return e.err }
 
 // unconfirmed returns the streams of b whose last entry Loki does not hold,
 // or an error when Loki could not be asked.
@@ -71,7 +74,7 @@ func (c *Client) holds(ctx context.Context, tenant, labels string, e push.Entry)
 	ns := e.Timestamp.UnixNano()
 	values, err := c.queryStream(ctx, tenant, labels, ns, ns+1, 100)
 	if err != nil {
-		return false, fmt.Errorf("asking Loki whether a lost push was stored: %w", err)
+		return false, fmt.Errorf("asking Loki whether a push was stored: %w", err)
 	}
 	want := strconv.FormatInt(ns, 10)
 	for _, v := range values {
@@ -129,25 +132,31 @@ func (c *Client) queryStream(ctx context.Context, tenant, labels string, from, t
 	return out, nil
 }
 
-// afterLostAnswer decides what to resend after an ambiguous push of b and
-// returns the body to send next, or nil when Loki already has everything.
-func (c *Client) afterLostAnswer(ctx context.Context, tenant string, b *batch, body []byte, log *zap.Logger) []byte {
+// afterUncertain decides what to resend after a push of b that may have been
+// stored and returns the body to send next, or nil when Loki already has
+// everything. first: the first such check for b (later ones, as during an
+// outage behind a gateway that answers 502, log at debug level).
+func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, body []byte, first bool, log *zap.Logger) []byte {
 	missing, err := c.unconfirmed(ctx, tenant, b)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
-			log.Warn("Cannot tell whether a push whose answer was lost was stored; sending it again (Loki may keep duplicates)", zap.Error(err))
+			lvl := zap.DebugLevel
+			if first {
+				lvl = zap.WarnLevel
+			}
+			log.Log(lvl, "Cannot tell whether a push that may have been stored was; sending it again (Loki may keep duplicates)", zap.Error(err))
 		}
-		c.m.ambiguous.WithLabelValues(tenant, "unverified").Inc()
+		c.m.uncertain.WithLabelValues(tenant, "unverified").Inc()
 		return body
 	case len(missing) == 0:
-		c.m.ambiguous.WithLabelValues(tenant, "stored").Inc()
+		c.m.uncertain.WithLabelValues(tenant, "stored").Inc()
 		return nil
 	case len(missing) == len(b.streams):
-		c.m.ambiguous.WithLabelValues(tenant, "not_stored").Inc()
+		c.m.uncertain.WithLabelValues(tenant, "not_stored").Inc()
 		return body
 	}
-	c.m.ambiguous.WithLabelValues(tenant, "partly_stored").Inc()
+	c.m.uncertain.WithLabelValues(tenant, "partly_stored").Inc()
 	out, err := (&push.PushRequest{Streams: missing}).Marshal()
 	if err != nil {
 		return body
@@ -155,8 +164,8 @@ func (c *Client) afterLostAnswer(ctx context.Context, tenant string, b *batch, b
 	return snappyEncode(out)
 }
 
-// isAmbiguous reports whether err is a push that may have been stored.
-func isAmbiguous(err error) bool {
-	var a *ambiguousError
-	return errors.As(err, &a)
+// isUncertain reports whether err is a push that may have been stored.
+func isUncertain(err error) bool {
+	var u *uncertainError
+	return errors.As(err, &u)
 }
