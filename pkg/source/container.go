@@ -166,9 +166,18 @@ func (c *ContainerOutput) SpoolCopy(dst string) error {
 	if f == nil {
 		return errors.New("spool: the log is not open")
 	}
-	// A descriptor of our own on the (deleted) log: f may be closed meanwhile,
-	// and its number reused, hence the inode check.
-	src, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	// A descriptor of our own on the (deleted) log, since Run may close f at
+	// any moment. Control holds a reference on f's descriptor while it runs,
+	// so Close can neither free nor recycle the number under us (f.Fd()
+	// could: the race detector caught it); a closed f is an error.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("spool: %s: %w", c.target.LogPath, err)
+	}
+	var src *os.File
+	if cerr := rc.Control(func(fd uintptr) { src, err = os.Open(fmt.Sprintf("/proc/self/fd/%d", fd)) }); cerr != nil {
+		return fmt.Errorf("spool: %s is no longer open: %w", c.target.LogPath, cerr)
+	}
 	if err != nil {
 		return fmt.Errorf("spool: reopen %s: %w", c.target.LogPath, err)
 	}
