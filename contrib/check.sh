@@ -126,7 +126,7 @@ mode=user
 dryrun rootless -user -dryrun
 
 bin=$tmp/podtail
-(cd "$root" && go build -tags containers_image_openpgp -o "$bin" ./cmd/podtail)
+(cd "$root" && go build -o "$bin" ./cmd/podtail)
 
 # The plain-binary unit, its ExecStart pointed at the binary just built;
 # first a copy with a misspelt key, which must be reported.

@@ -73,7 +73,7 @@ func setup() (int, error) {
 	bed.zaplog = filepath.Join(dir, "zaplog")
 	for bin, pkg := range map[string]string{bed.podtail: "../cmd/podtail", bed.zaplog: "./apps/zaplog"} {
 		build := exec.Command("go", "build", "-o", bin, pkg)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-tags=containers_image_openpgp")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			return 1, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 		}

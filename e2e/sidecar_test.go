@@ -21,7 +21,7 @@ func buildSidecarImage(t *testing.T) string {
 	t.Helper()
 	ctx := t.TempDir()
 	build := exec.Command("go", "build", "-ldflags", "-s -w", "-o", filepath.Join(ctx, "podtail"), "../cmd/podtail")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-tags=containers_image_openpgp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
