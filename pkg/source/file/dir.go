@@ -31,6 +31,13 @@ const (
 	// makes a 1 MB file every ~40 ms and deletes its backup ~160 ms later,
 	// and a file opened in time is safe (the descriptor keeps its data).
 	readSlice = 20 * time.Millisecond
+	// heldBackRelist: while the sink pushes back and inotify watches the
+	// directory, a waiting reader stops waiting to list the directory when
+	// a name in it changes (a rotation), and at least this often. (Without
+	// inotify, every readSlice.) Waking every readSlice regardless listed
+	// each of a thousand held-back directories 20 times a second: with a
+	// small queue that doubled podtail's syscall time.
+	heldBackRelist = time.Second
 	// reopenDirEvery: the directory stays open between cycles for this
 	// long, then is opened again from / (see Dir.openDir).
 	reopenDirEvery = time.Second
@@ -150,6 +157,13 @@ type Dir struct {
 	// cycle stopped with more to read (see listEvery).
 	listedAt time.Time
 	backlog  bool
+	// watched: inotify watches the directory. relist says a name in it
+	// changed, or Wake was called, while a reader waited on the sink: the
+	// next cycle lists the directory whatever listEvery says. stopWait ends
+	// that wait (nil when no reader waits).
+	watched  bool
+	relist   atomic.Bool
+	stopWait atomic.Pointer[context.CancelFunc]
 }
 
 // NewDir returns a tailer for cfg.Dir.
@@ -182,6 +196,16 @@ func (d *Dir) Wake() {
 	case d.wake <- struct{}{}:
 	default:
 	}
+	d.interrupt()
+}
+
+// interrupt ends a reader's wait on the sink, if one waits, so that the
+// directory is listed now.
+func (d *Dir) interrupt() {
+	d.relist.Store(true)
+	if stop := d.stopWait.Load(); stop != nil {
+		(*stop)()
+	}
 }
 
 // Run tails until ctx ends or, once draining, until everything is read.
@@ -199,12 +223,12 @@ func (d *Dir) Run(ctx context.Context) error {
 		}
 	}
 	if w != nil {
-		ch, stop, err := w.Watch(d.cfg.Dir)
+		wt, stop, err := w.Watch(d.cfg.Dir, d.interrupt)
 		if err != nil {
 			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
 		} else {
 			defer stop()
-			events = ch
+			events, d.watched = wt.Changed, true
 		}
 	}
 	var idleSince time.Time
@@ -237,9 +261,10 @@ func (d *Dir) Run(ctx context.Context) error {
 // cycle looks for new files, then reads every open file as far as it goes
 // (up to a budget). It reports whether anything happened.
 func (d *Dir) cycle(ctx context.Context) (progressed bool, err error) {
-	if d.backlog && time.Since(d.listedAt) < listEvery {
+	if d.backlog && time.Since(d.listedAt) < listEvery && !d.relist.Swap(false) {
 		return d.readMore(ctx)
 	}
+	d.relist.Store(false)
 	d.listedAt = time.Now()
 	defer func() { d.backlog = progressed && err == nil }()
 	df, err := d.openDir()
@@ -562,14 +587,14 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].seq < rs[j].seq })
 	progressed := false
+	// A bounded wait on the sink: while Loki pushes back, the loop must still
+	// list the directory and open new files, or a fast rotator could rename,
+	// compress and delete a file never opened. An open descriptor keeps a
+	// file's data after it is deleted.
+	wctx, stopWait := d.sinkWait(ctx)
+	defer stopWait()
 	for _, r := range rs {
-		// A bounded wait on the sink: while Loki pushes back, the loop must
-		// still list the directory and open new files, or a fast rotator
-		// could rename, compress and delete a file never opened. An open
-		// descriptor keeps a file's data after it is deleted.
-		rctx, cancel := context.WithTimeout(ctx, readSlice)
-		n, eof, err := r.read(rctx, d)
-		cancel()
+		n, eof, err := r.read(wctx, d, time.Now().Add(readSlice))
 		d.readTo[r.key] = r.off
 		if errors.Is(err, errIncomplete) {
 			d.close(r) // reopened next cycle, resuming at readTo
@@ -579,8 +604,10 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 			if ctx.Err() != nil {
 				return progressed, nil
 			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				return true, nil // slice over: scan, then go on where it stopped
+			if errors.Is(err, errSliceOver) || wctx.Err() != nil {
+				// Slice over, or the directory changed while the sink held
+				// the reader back: scan, then go on where it stopped.
+				return true, nil
 			}
 			return progressed, err
 		}
@@ -588,12 +615,29 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 			return true, nil // more to read: scan first, then go on
 		}
 		progressed = progressed || n > 0
-		if err := r.flush(ctx, false); err != nil {
+		if err := r.flush(wctx, false); err != nil {
 			return progressed, nil // pushed back: the next cycle sends it
 		}
-		d.atEOF(ctx, r)
+		d.atEOF(wctx, r)
 	}
 	return progressed, nil
+}
+
+// sinkWait returns the context readers wait on the sink with. It ends with
+// ctx, when a name in the directory changes or Wake is called (see
+// interrupt), or after heldBackRelist (readSlice when there is no inotify),
+// and the next cycle then lists the directory; stop releases it. (No
+// goroutine of its own: with hundreds of directories held back, one each
+// was megabytes of stacks.)
+func (d *Dir) sinkWait(ctx context.Context) (wctx context.Context, stop func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	every := heldBackRelist
+	if !d.watched {
+		every = readSlice
+	}
+	t := time.AfterFunc(every, func() { d.relist.Store(true); cancel() })
+	d.stopWait.Store(&cancel)
+	return wctx, func() { d.stopWait.Store(nil); t.Stop(); cancel() }
 }
 
 // readMore reads on without listing the directory first (see listEvery).
@@ -605,7 +649,7 @@ func (d *Dir) readMore(ctx context.Context) (bool, error) {
 
 // atEOF decides whether a file at its end is finished: a backup read
 // through, a file renamed away (lumberjack: the writer has moved on) or
-// deleted, or truncated in place (copytruncate).
+// deleted, or truncated in place (copytruncate). ctx is readAll's sink wait.
 func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	if r.gz {
 		d.finish(ctx, r, "gzip backup read")
@@ -634,9 +678,7 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	}
 	// Renamed or deleted: nothing more will be written to it. Read once more,
 	// since a write may have landed between the last read and the rename.
-	rctx, cancel := context.WithTimeout(ctx, readSlice)
-	_, eof, rerr := r.read(rctx, d)
-	cancel()
+	_, eof, rerr := r.read(ctx, d, time.Now().Add(readSlice))
 	if rerr != nil || !eof {
 		return // pushed back, or more to read: the next cycle comes back here
 	}
@@ -752,24 +794,35 @@ func (r *reader) grab() {
 	r.buf = b
 }
 
-// release gives r.buf back to the pool when it holds nothing; what is left
-// in it (a partial line, or lines the sink did not take) is moved to a
-// buffer of its size. (Rewinding the file instead would lose those lines
-// to a copytruncate before they are read again.)
+// release gives r.buf back to the pool. What is left in it (lines the sink
+// did not take, a partial line) a plain file reads again next time: its
+// descriptor is set back to the first byte not shipped. Keeping those tails
+// instead was 10 MB with a thousand files held back by Loki. A gzip stream
+// cannot be rewound, so its tail moves to a buffer of its size. (A
+// copytruncate while a file is held back now loses its unshipped tail, as
+// it loses what was not read yet: see design.md.)
 func (r *reader) release() {
-	switch {
-	case cap(r.buf) < readChunk:
-	case len(r.buf) == 0:
-		b := r.buf[:0]
-		r.buf = nil
-		chunks.Put(&b)
-	case cap(r.buf) == readChunk:
-		b := r.buf
+	if cap(r.buf) < readChunk {
+		return
+	}
+	if len(r.buf) > 0 && !r.gz {
+		if _, err := r.f.Seek(r.off, io.SeekStart); err == nil {
+			r.buf = r.buf[:0]
+		}
+	}
+	b := r.buf
+	r.buf = nil
+	if len(b) > 0 {
 		r.buf = append([]byte(nil), b...)
+	}
+	if cap(b) == readChunk {
 		b = b[:0]
 		chunks.Put(&b)
 	}
 }
+
+// errSliceOver: a file's turn in the cycle is over (readSlice).
+var errSliceOver = errors.New("read slice over")
 
 // errIncomplete: a gzip backup ended early; the rotator is still writing it.
 var errIncomplete = errors.New("gzip backup still being written")
@@ -827,9 +880,10 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 	return r.sendJoined(ctx)
 }
 
-// read ships the complete lines available, up to the budget or until ctx
-// (a time slice) ends. eof is true when the file had nothing more.
-func (r *reader) read(ctx context.Context, d *Dir) (n int, eof bool, err error) {
+// read ships the complete lines available, up to the budget, until the
+// deadline (errSliceOver) or until ctx ends while the sink pushes back. eof
+// is true when the file had nothing more.
+func (r *reader) read(ctx context.Context, d *Dir, deadline time.Time) (n int, eof bool, err error) {
 	r.grab()
 	defer r.release()
 	// Lines the sink did not take last time come first: the buffer then
@@ -842,7 +896,10 @@ func (r *reader) read(ctx context.Context, d *Dir) (n int, eof bool, err error) 
 	}
 	for n < readBudget {
 		if err := ctx.Err(); err != nil {
-			return n, false, err // time slice over: let the loop rescan
+			return n, false, err
+		}
+		if time.Now().After(deadline) {
+			return n, false, errSliceOver // let the loop rescan
 		}
 		if len(r.buf) == cap(r.buf) {
 			r.buf = append(r.buf, make([]byte, readChunk)...)[:len(r.buf)]

@@ -477,3 +477,35 @@ func TestPushedBackAcrossRename(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	exactlyOnce(t, s, 1, 4000)
 }
+
+// Held back by the sink, the tailer still opens a file that a rotation
+// creates, at once (inotify's create, not the held-back relist of a
+// second): the new file is renamed away and deleted 200 ms later, as a fast
+// rotator deletes its backups, and its lines still arrive, through the
+// descriptor opened in time. Every line once.
+func TestHeldBackTailerOpensRotatedFileAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
+	startDir(t, dir, store, &gate{open: time.Now().Add(3 * time.Second), next: s}, m)
+	path := filepath.Join(dir, "app.log")
+	var first, second strings.Builder
+	for i := 1; i <= 2000; i++ {
+		fmt.Fprintf(&first, `{"n":%d}`+"\n", i)
+		fmt.Fprintf(&second, `{"n":%d}`+"\n", 2000+i)
+	}
+	_ = os.WriteFile(path, []byte(first.String()), 0o644)
+	time.Sleep(300 * time.Millisecond) // read, and held back
+	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+	_ = os.WriteFile(path, []byte(second.String()), 0o644)
+	time.Sleep(200 * time.Millisecond)
+	_ = os.Rename(path, filepath.Join(dir, "app-2.log"))
+	_ = os.Remove(filepath.Join(dir, "app-2.log"))
+	if s.total() != 0 {
+		t.Fatalf("%d lines passed the closed gate", s.total())
+	}
+	waitFor(t, 10*time.Second, "4000 lines", func() bool { return s.total() >= 4000 })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, s, 1, 4000)
+}

@@ -20,8 +20,18 @@ type Watcher struct {
 	log *zap.Logger
 
 	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{} // directory -> its tailers' wake channels
+	subs map[string]map[*Watch]struct{} // directory -> its tailers' watches
 	done chan struct{}
+}
+
+// Watch is one tailer's subscription to its directory.
+type Watch struct {
+	// Changed is poked on any change: a write, a new name, a removal. It is
+	// 1-buffered, so a burst of events is one poke.
+	Changed <-chan struct{}
+
+	changed  chan struct{}
+	onRename func()
 }
 
 // NewWatcher starts the shared watcher. When inotify is unavailable it
@@ -34,7 +44,7 @@ func NewWatcher(log *zap.Logger) (*Watcher, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	x := &Watcher{w: w, log: log, subs: map[string]map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	x := &Watcher{w: w, log: log, subs: map[string]map[*Watch]struct{}{}, done: make(chan struct{})}
 	go x.run()
 	return x, nil
 }
@@ -46,35 +56,39 @@ func (x *Watcher) Close() error {
 	return err
 }
 
-// Watch returns a channel poked (1-buffered, so a burst is one poke) when
-// something in dir changes, and the function that stops it. It fails when
-// dir cannot be watched (it does not exist yet, say): the tailer polls.
-func (x *Watcher) Watch(dir string) (<-chan struct{}, func(), error) {
+// Watch subscribes to changes in dir and returns the function that stops
+// it. onRename, if not nil, is called (on the watcher's goroutine: it must
+// not block) when a name of the directory comes, goes or moves (create,
+// rename, remove): a rotation, which a tailer held back by the sink must
+// not miss, while it need not hear of every write. Watch fails when dir
+// cannot be watched (it does not exist yet, say): the tailer polls.
+func (x *Watcher) Watch(dir string, onRename func()) (*Watch, func(), error) {
 	dir = filepath.Clean(dir)
-	ch := make(chan struct{}, 1)
+	w := &Watch{changed: make(chan struct{}, 1), onRename: onRename}
+	w.Changed = w.changed
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if len(x.subs[dir]) == 0 {
 		if err := x.w.Add(dir); err != nil {
 			return nil, nil, err
 		}
-		x.subs[dir] = map[chan struct{}]struct{}{}
+		x.subs[dir] = map[*Watch]struct{}{}
 	}
-	x.subs[dir][ch] = struct{}{}
+	x.subs[dir][w] = struct{}{}
 	stop := func() {
 		x.mu.Lock()
 		defer x.mu.Unlock()
 		subs := x.subs[dir]
-		if _, ok := subs[ch]; !ok {
+		if _, ok := subs[w]; !ok {
 			return
 		}
-		delete(subs, ch)
+		delete(subs, w)
 		if len(subs) == 0 {
 			delete(x.subs, dir)
 			_ = x.w.Remove(dir) // fails when dir is gone, and then inotify has dropped it already
 		}
 	}
-	return ch, stop, nil
+	return w, stop, nil
 }
 
 func (x *Watcher) run() {
@@ -88,9 +102,10 @@ func (x *Watcher) run() {
 			x.mu.Lock()
 			// An event names a file of a watched directory, or the
 			// directory itself (removed, renamed).
+			renamed := ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0
 			for _, d := range []string{filepath.Dir(ev.Name), filepath.Clean(ev.Name)} {
-				for ch := range x.subs[d] {
-					poke(ch)
+				for w := range x.subs[d] {
+					w.poke(renamed)
 				}
 			}
 			x.mu.Unlock()
@@ -102,8 +117,8 @@ func (x *Watcher) run() {
 				// Events were lost: every tailer looks.
 				x.mu.Lock()
 				for _, subs := range x.subs {
-					for ch := range subs {
-						poke(ch)
+					for w := range subs {
+						w.poke(true)
 					}
 				}
 				x.mu.Unlock()
@@ -111,6 +126,13 @@ func (x *Watcher) run() {
 			}
 			x.log.Warn("inotify", zap.Error(err))
 		}
+	}
+}
+
+func (w *Watch) poke(renamed bool) {
+	poke(w.changed)
+	if renamed && w.onRename != nil {
+		w.onRename()
 	}
 }
 

@@ -17,19 +17,20 @@ func TestWatcherPokesTheDirectoryChanged(t *testing.T) {
 	}
 	defer w.Close()
 	a, b := t.TempDir(), t.TempDir()
-	chA, stopA, err := w.Watch(a)
+	wA, stopA, err := w.Watch(a, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chA2, stopA2, err := w.Watch(a) // a second tailer of the same directory
+	wA2, stopA2, err := w.Watch(a, nil) // a second tailer of the same directory
 	if err != nil {
 		t.Fatal(err)
 	}
-	chB, stopB, err := w.Watch(b)
+	wB, stopB, err := w.Watch(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stopB()
+	chA, chA2, chB := wA.Changed, wA2.Changed, wB.Changed
 	poked := func(ch <-chan struct{}) bool {
 		select {
 		case <-ch:
@@ -67,7 +68,76 @@ func TestWatcherPokesTheDirectoryChanged(t *testing.T) {
 	if !poked(chB) {
 		t.Error("a write in b did not poke b's tailer")
 	}
-	if _, _, err := w.Watch(filepath.Join(a, "missing")); err == nil {
+	if _, _, err := w.Watch(filepath.Join(a, "missing"), nil); err == nil {
 		t.Error("watching a directory that does not exist succeeded")
+	}
+}
+
+// A write pokes Changed only; a new name, a rename and a removal (what a
+// rotation does) call onRename too, which ends the wait of a tailer held
+// back by the sink.
+func TestWatcherTellsRenamesFromWrites(t *testing.T) {
+	w, err := NewWatcher(nil)
+	if err != nil {
+		t.Skipf("inotify unavailable: %v", err)
+	}
+	defer w.Close()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(f, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	renamed := make(chan struct{}, 100)
+	wt, stop, err := w.Watch(dir, func() { renamed <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	poked := func(ch <-chan struct{}, within time.Duration) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	drain := func() {
+		time.Sleep(50 * time.Millisecond)
+		for len(wt.Changed) > 0 || len(renamed) > 0 {
+			select {
+			case <-wt.Changed:
+			case <-renamed:
+			}
+		}
+	}
+	out, err := os.OpenFile(f, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := out.WriteString("b\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !poked(wt.Changed, time.Second) {
+		t.Fatal("a write did not poke Changed")
+	}
+	if poked(renamed, 100*time.Millisecond) {
+		t.Error("a write called onRename")
+	}
+	for _, step := range []struct {
+		what string
+		do   func() error
+	}{
+		{"rename", func() error { return os.Rename(f, f+".1") }},
+		{"create", func() error { return os.WriteFile(f, []byte("c\n"), 0o644) }},
+		{"remove", func() error { return os.Remove(f + ".1") }},
+	} {
+		drain()
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		if !poked(renamed, time.Second) {
+			t.Errorf("a %s did not call onRename", step.what)
+		}
 	}
 }
