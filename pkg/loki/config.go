@@ -37,7 +37,9 @@ type Config struct {
 	// QueueBytes bounds, over all tenants, the bytes accepted by Consume but
 	// not yet acknowledged or dropped: each entry's line and metadata plus a
 	// fixed overhead for what carries it (entryOverhead), so that the bound
-	// is one on memory. Default 64 MiB.
+	// is one on memory. Default 16 MiB: ten tenants still fill 1 MiB
+	// batches, and more only holds lines that can wait on disk (64 MiB
+	// cost podtail ~90 MiB more RSS over 100 files for ~5 % less CPU).
 	QueueBytes int64
 	// UserAgent is sent with every push. Default "podtail".
 	UserAgent string
@@ -54,7 +56,7 @@ const (
 	DefaultTimeout    = 10 * time.Second
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 10 * time.Second
-	DefaultQueueBytes = 64 << 20
+	DefaultQueueBytes = 16 << 20
 	DefaultUserAgent  = "podtail"
 )
 
