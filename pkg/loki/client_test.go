@@ -437,7 +437,7 @@ func TestUncertainPushIsVerifiedNotResent(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		}, "stored"},
 		{"503, nothing stored", false, false, func(t *testing.T, w http.ResponseWriter) {
-			http.Error(w, "empty ring", http.StatusServiceUnavailable)
+			http.Error(w, "no healthy upstream", http.StatusServiceUnavailable) // a gateway's
 		}, "not_stored"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -492,24 +492,39 @@ func TestUncertainPushIsVerifiedNotResent(t *testing.T) {
 }
 
 // A 429 stores nothing (Loki refuses the whole request before ingesting),
-// so it is resent without asking Loki anything.
-func TestTooManyIsResentWithoutAsking(t *testing.T) {
-	var n atomic.Int32
-	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
-		if n.Add(1) == 1 {
-			http.Error(w, "slow down", http.StatusTooManyRequests)
-			return false
+// nor does a 5xx with one of the ring errors Loki's distributor answers
+// before it sends anything to an ingester (while Loki starts or stops): such
+// pushes are resent without asking Loki anything.
+func TestNotStoredAnswersAreResentWithoutAsking(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+	}{
+		{http.StatusTooManyRequests, "Ingestion rate limit exceeded"},
+		{http.StatusInternalServerError, "empty ring"},
+		{http.StatusInternalServerError, "at least 1 live replicas required, could only find 0 - unhealthy instances: 127.0.0.1:9095"},
+		{http.StatusServiceUnavailable, "too many unhealthy instances in the ring"},
+	} {
+		var n atomic.Int32
+		f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
+			if n.Add(1) == 1 {
+				http.Error(w, tc.body, tc.status)
+				return false
+			}
+			return true
+		})
+		c, _ := startClient(t, testConfig(f.srv.URL))
+		ack := newAcker(t)
+		mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
+		flush(t, c)
+		if got := ack.acked(); !slices.Equal(got, []int64{1}) {
+			t.Errorf("%d %s: acks = %v", tc.status, tc.body, got)
 		}
-		return true
-	})
-	c, _ := startClient(t, testConfig(f.srv.URL))
-	ack := newAcker(t)
-	mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
-	flush(t, c)
-	if got := ack.acked(); !slices.Equal(got, []int64{1}) {
-		t.Errorf("acks = %v", got)
-	}
-	if asked := f.queryCount(); asked != 0 {
-		t.Errorf("Loki was asked %d times after a 429", asked)
+		if got := flatten(f.recorded("t")...); len(got) != 1 {
+			t.Errorf("%d %s: Loki holds %v, want the entry once", tc.status, tc.body, got)
+		}
+		if asked := f.queryCount(); asked != 0 {
+			t.Errorf("%d %s: Loki was asked %d times", tc.status, tc.body, asked)
+		}
 	}
 }

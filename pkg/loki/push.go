@@ -229,7 +229,7 @@ func (c *Client) post(parent context.Context, tenant string, body []byte) error 
 		text += " …(truncated)"
 	}
 	se := &statusError{tenant: tenant, url: c.pushURL, status: resp.StatusCode, body: text, full: string(msg)}
-	if resp.StatusCode/100 == 5 {
+	if resp.StatusCode/100 == 5 && !ringRefusal(text) {
 		// Loki's distributor answers 500 when an ingester did not answer in
 		// time, and the ingester may have stored the push all the same (a
 		// gateway's 502/504 likewise): resending it blindly stored 122,584
@@ -237,6 +237,23 @@ func (c *Client) post(parent context.Context, tenant string, body []byte) error 
 		return &uncertainError{se}
 	}
 	return se
+}
+
+// ringRefusals are the errors of Loki's distributor (dskit's ring, through
+// DoBatch) that come from choosing ingesters, before anything is sent to
+// one: a push answered with them stored nothing. Loki answers them while it
+// starts and while it stops; asking its query API then only hung until
+// loki.timeout, and kept Loki's graceful stop waiting for the query.
+var ringRefusals = []string{"empty ring", "live replicas required", "too many unhealthy instances in the ring"}
+
+// ringRefusal reports whether a 5xx answer's text is one of ringRefusals.
+func ringRefusal(text string) bool {
+	for _, r := range ringRefusals {
+		if strings.Contains(text, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // sleep waits for d or until ctx ends, reporting whether it waited it out.
