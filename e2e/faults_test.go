@@ -113,7 +113,11 @@ func TestLokiDownTwoMinutes(t *testing.T) {
 	p := startPodtail(t, podtailOpts{queueBytes: "8MiB", extra: "memory_limit: 64MiB\n"})
 	outage := span(2 * time.Minute)
 	const rate = 25
-	lines := int((5*time.Second + outage + 10*time.Second).Seconds()) * rate
+	// The writers go on until 15 s after Loki is back, its graceful stop
+	// taking up to the test bed's 10 s: catching up is measured while they
+	// still write. (With 10 s in all, a slow stop had them finish as Loki
+	// came back, and the catch-up was never seen before every line was in.)
+	lines := int((5*time.Second + 10*time.Second + outage + 15*time.Second).Seconds()) * rate
 	w := startWriters(t, name("down"), 20, lines, rate)
 
 	// Watch the queue; once Loki is started again, when the first push gets
