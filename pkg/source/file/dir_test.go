@@ -440,6 +440,15 @@ func TestOpenFileBound(t *testing.T) {
 	waitFor(t, 5*time.Second, "b's lines", func() bool { return s.total() == 4 })
 }
 
+// numbered is the lines {"n":from} to {"n":to}, as exactlyOnce reads them.
+func numbered(from, to int) []byte {
+	var b strings.Builder
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&b, `{"n":%d}`+"\n", i)
+	}
+	return []byte(b.String())
+}
+
 // gate refuses entries (waiting out the caller's ctx, as a full queue does)
 // until it opens, then passes them on.
 type gate struct {
@@ -464,15 +473,10 @@ func TestPushedBackAcrossRename(t *testing.T) {
 	s := newSink()
 	startDir(t, dir, store, &gate{open: time.Now().Add(500 * time.Millisecond), next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
 	path := filepath.Join(dir, "app.log")
-	var first, second strings.Builder
-	for i := 1; i <= 2000; i++ {
-		fmt.Fprintf(&first, `{"n":%d}`+"\n", i)
-		fmt.Fprintf(&second, `{"n":%d}`+"\n", 2000+i)
-	}
-	_ = os.WriteFile(path, []byte(first.String()), 0o644)
+	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
 	time.Sleep(100 * time.Millisecond) // read, and refused
 	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
-	_ = os.WriteFile(path, []byte(second.String()), 0o644)
+	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
 	waitFor(t, 10*time.Second, "4000 lines", func() bool { return s.total() >= 4000 })
 	time.Sleep(100 * time.Millisecond)
 	exactlyOnce(t, s, 1, 4000)
@@ -487,18 +491,12 @@ func TestHeldBackTailerOpensRotatedFileAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store, &gate{open: time.Now().Add(3 * time.Second), next: s}, m)
+	startDir(t, dir, store, &gate{open: time.Now().Add(3 * time.Second), next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
 	path := filepath.Join(dir, "app.log")
-	var first, second strings.Builder
-	for i := 1; i <= 2000; i++ {
-		fmt.Fprintf(&first, `{"n":%d}`+"\n", i)
-		fmt.Fprintf(&second, `{"n":%d}`+"\n", 2000+i)
-	}
-	_ = os.WriteFile(path, []byte(first.String()), 0o644)
+	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
 	time.Sleep(300 * time.Millisecond) // read, and held back
 	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
-	_ = os.WriteFile(path, []byte(second.String()), 0o644)
+	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
 	time.Sleep(200 * time.Millisecond)
 	_ = os.Rename(path, filepath.Join(dir, "app-2.log"))
 	_ = os.Remove(filepath.Join(dir, "app-2.log"))
