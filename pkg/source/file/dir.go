@@ -164,6 +164,11 @@ type Dir struct {
 	watched  bool
 	relist   atomic.Bool
 	stopWait atomic.Pointer[context.CancelFunc]
+	// unopened: the last listing left a file written to in the last second
+	// unopened (not one whole line yet, or no open-file slot). Its writes
+	// end no wait, and a fast rotator may rename and delete it within
+	// heldBackRelist, so readers held back wait readSlice at most.
+	unopened bool
 }
 
 // NewDir returns a tailer for cfg.Dir.
@@ -325,9 +330,16 @@ func (d *Dir) cycle(ctx context.Context) (progressed bool, err error) {
 	}
 	// Older first: a backup's lines come before the live file's.
 	sort.Slice(fresh, func(i, j int) bool { return fresh[i].mtime.Before(fresh[j].mtime) })
+	d.unopened = false
 	for _, c := range fresh {
 		if ok := d.open(c); ok {
 			progressed = true
+			continue
+		}
+		_, seen := d.seen[c.ino]
+		_, refused := d.refused[c.ino]
+		if !seen && !refused && time.Since(c.mtime) < heldBackRelist {
+			d.unopened = true // written to just now, and not yet a whole line (or no slot)
 		}
 	}
 	maps.DeleteFunc(d.seen, func(ino uint64, _ stamp) bool { return !present[ino] })
@@ -625,18 +637,25 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 
 // sinkWait returns the context readers wait on the sink with. It ends with
 // ctx, when a name in the directory changes or Wake is called (see
-// interrupt), or after heldBackRelist (readSlice when there is no inotify),
-// and the next cycle then lists the directory; stop releases it. (No
+// interrupt), or after heldBackRelist (readSlice when there is no inotify,
+// or while a file just written is not open yet: see unopened), and the next
+// cycle then lists the directory; stop releases it. (No
 // goroutine of its own: with hundreds of directories held back, one each
 // was megabytes of stacks.)
 func (d *Dir) sinkWait(ctx context.Context) (wctx context.Context, stop func()) {
 	wctx, cancel := context.WithCancel(ctx)
 	every := heldBackRelist
-	if !d.watched {
+	if !d.watched || d.unopened {
 		every = readSlice
 	}
 	t := time.AfterFunc(every, func() { d.relist.Store(true); cancel() })
 	d.stopWait.Store(&cancel)
+	if d.relist.Load() {
+		// A name changed since the listing began, between two waits (no wait
+		// to end then): list again before waiting. (Missing this let a
+		// file created and deleted within the held-back second go unread.)
+		cancel()
+	}
 	return wctx, func() { d.stopWait.Store(nil); t.Stop(); cancel() }
 }
 
