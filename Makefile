@@ -49,7 +49,10 @@ e2e:
 
 test: check unit race fuzz contrib e2e
 
-demo: build
+# The test bed's preparation (Podman from apt, Loki's modules and build) runs while podtail builds: on a fresh
+# machine the downloads then overlap the compiles.
+demo:
+	@bash -c 'set -e; $(TESTBED) & prep=$$!; $(MAKE) --no-print-directory build || { wait $$prep; exit 1; }; wait $$prep'
 	$(TESTBED) go run ./e2e/demo -podtail bin/podtail
 
 # podtail against Promtail (built from Loki's module by bench/promtailbuild, cached) on the same files,
