@@ -266,10 +266,10 @@ func (d *Dir) Run(ctx context.Context) error {
 // cycle looks for new files, then reads every open file as far as it goes
 // (up to a budget). It reports whether anything happened.
 func (d *Dir) cycle(ctx context.Context) (progressed bool, err error) {
-	if d.backlog && time.Since(d.listedAt) < listEvery && !d.relist.Swap(false) {
+	relist := d.relist.Swap(false)
+	if d.backlog && time.Since(d.listedAt) < listEvery && !relist {
 		return d.readMore(ctx)
 	}
-	d.relist.Store(false)
 	d.listedAt = time.Now()
 	defer func() { d.backlog = progressed && err == nil }()
 	df, err := d.openDir()
@@ -639,9 +639,9 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 // ctx, when a name in the directory changes or Wake is called (see
 // interrupt), or after heldBackRelist (readSlice when there is no inotify,
 // or while a file just written is not open yet: see unopened), and the next
-// cycle then lists the directory; stop releases it. (No
-// goroutine of its own: with hundreds of directories held back, one each
-// was megabytes of stacks.)
+// cycle then lists the directory; stop releases it. It has no goroutine of
+// its own: with hundreds of directories held back, one each was megabytes
+// of stacks.
 func (d *Dir) sinkWait(ctx context.Context) (wctx context.Context, stop func()) {
 	wctx, cancel := context.WithCancel(ctx)
 	every := heldBackRelist
