@@ -231,8 +231,6 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 // subscribed, if not nil, is called once the service has accepted the
 // subscription, so a caller can list containers after it without a gap.
 func (c *Client) Events(ctx context.Context, out chan<- Event, subscribed func()) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	params := url.Values{"stream": {"true"}, "filters": {`{"type":["container"]}`}}
 	resp, err := c.conn.DoRequest(ctx, nil, http.MethodGet, "/events", params, nil)
 	if err != nil {
