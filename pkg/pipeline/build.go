@@ -315,7 +315,13 @@ func setMetadata(r *Record, name, value string) {
 		}
 	}
 	if r.Metadata == nil {
-		r.Metadata = make(push.LabelsAdapter, 0, 2)
+		// Every zap line has a caller: slices for a few hundred records
+		// come from one allocation, each capped so that growing it copies
+		// rather than writes into its neighbour's.
+		if len(r.mdSlab) < 2 {
+			r.mdSlab = make(push.LabelsAdapter, 2*128)
+		}
+		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
 	}
 	r.Metadata = append(r.Metadata, push.LabelAdapter{Name: name, Value: value})
 }

@@ -19,6 +19,8 @@ type Record struct {
 	Labels map[string]string
 	// Metadata is Loki structured metadata (caller, request ids, file name).
 	Metadata push.LabelsAdapter
+
+	mdSlab push.LabelsAdapter // room for the Metadata of records to come (setMetadata)
 }
 
 // Stage is one processing step. Process changes r in place and returns

@@ -26,6 +26,50 @@ var epochShift = [...]int{unitS: 9, unitMs: 6, unitUs: 3, unitNs: 0}
 // 1e17 microseconds, else nanoseconds. Times that do not fit time.Unix(0, ns)
 // (years 1678 to 2262) are refused.
 func parseEpoch(s string, unit int) (time.Time, bool) {
+	if unit == unitAuto || unit == unitS {
+		if t, ok := epochSeconds(s); ok {
+			return t, true
+		}
+	}
+	return parseEpochDigits(s, unit)
+}
+
+// epochSeconds is parseEpoch's path for zap's own format, seconds with up
+// to nine decimals ("1732492800.123456"): at most ten integer digits are
+// seconds whatever the unit rule, so the digits are summed as they come.
+// It returns false for anything else, which parseEpochDigits then reads.
+func epochSeconds(s string) (time.Time, bool) {
+	var sec, frac uint64
+	i := 0
+	for ; i < len(s) && i < 10 && s[i] >= '0' && s[i] <= '9'; i++ {
+		sec = sec*10 + uint64(s[i]-'0')
+	}
+	if i == 0 {
+		return time.Time{}, false
+	}
+	scale := uint64(1e9)
+	if i < len(s) {
+		if s[i] != '.' {
+			return time.Time{}, false // an 11th digit, an exponent, junk
+		}
+		j := i + 1
+		for ; j < len(s) && j-i <= 9 && s[j] >= '0' && s[j] <= '9'; j++ {
+			frac = frac*10 + uint64(s[j]-'0')
+			scale /= 10
+		}
+		if j == i+1 || j < len(s) {
+			return time.Time{}, false
+		}
+	}
+	ns := sec*1e9 + frac*scale
+	if ns > 1<<63-1 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(ns)).UTC(), true
+}
+
+// parseEpochDigits is parseEpoch for any number.
+func parseEpochDigits(s string, unit int) (time.Time, bool) {
 	var mant [40]byte // significant digits, at most 40 kept (the rest only count)
 	nm := 0           // digits stored in mant
 	point := 0        // digits before the decimal point, among all significant digits

@@ -19,6 +19,16 @@ var zapLevels = [...]string{"debug", "info", "warn", "error", "dpanic", "panic",
 // zapLevel returns zap's name for s compared case-insensitively (zap's
 // console encoder writes "INFO"), or "" when s is not a zap level.
 func zapLevel(s string) string {
+	switch s { // zap's production encoder: no need to fold case
+	case "info":
+		return "info"
+	case "debug":
+		return "debug"
+	case "warn":
+		return "warn"
+	case "error":
+		return "error"
+	}
 	if len(s) < 4 || len(s) > 6 {
 		return ""
 	}
@@ -143,6 +153,53 @@ type zapMember struct {
 // fromJSON reads a line that starts with '{'; it reports whether the line
 // is one JSON object and whether it carried a time.
 func (s *zapStage) fromJSON(r *Record) (valid, timed bool) {
+	if !s.noFields {
+		return s.fromJSONFields(r)
+	}
+	// Nothing reads Fields (the usual case: zap is the last stage), so only
+	// level, time and caller matter: one pass keeps the last of each (a
+	// repeated key's last value wins, as in encoding/json), and they are
+	// applied once the whole object is known to be valid.
+	var level, ts, caller jsonValue
+	var haveLevel, haveTime, haveCaller bool
+	it := newObjectIter(r.Line)
+	for it.next() {
+		key := it.key
+		if it.keyEsc {
+			key = jsonUnquote(key, true)
+		}
+		switch key {
+		case s.levelKey:
+			level, haveLevel = it.val, true
+		case s.timeKey:
+			ts, haveTime = it.val, true
+		case s.callerKey:
+			caller, haveCaller = it.val, true
+		}
+	}
+	if !it.valid() {
+		return false, false
+	}
+	var st zapState
+	if haveLevel {
+		st.haveLevel = true
+		st.level = zapLevel(level.text())
+	}
+	if haveTime {
+		if t, ok := jsonTime(ts); ok {
+			r.Time, st.haveTime = t, true
+		}
+	}
+	if haveCaller && caller.kind == jsonString {
+		setMetadata(r, "caller", caller.text())
+	}
+	s.apply(r, &st)
+	return true, st.haveTime
+}
+
+// fromJSONFields is fromJSON for a stage whose Fields a later stage reads:
+// every scalar member is a field.
+func (s *zapStage) fromJSONFields(r *Record) (valid, timed bool) {
 	// One pass for the usual line: members go to a buffer on the stack and
 	// are applied once the whole object has been seen to be valid. Longer
 	// objects are validated first, then walked again.
@@ -169,6 +226,13 @@ func (s *zapStage) fromJSON(r *Record) (valid, timed bool) {
 			s.member(r, &st, &zapMember{key: it.key, keyEsc: it.keyEsc, val: it.val})
 		}
 	}
+	s.apply(r, &st)
+	return true, st.haveTime
+}
+
+// apply sets what a valid object gave: the level label, and the time kept
+// for lines without one.
+func (s *zapStage) apply(r *Record, st *zapState) {
 	if st.haveLevel || !s.auto {
 		if st.level == "" {
 			st.level = LevelUnknown
@@ -178,7 +242,6 @@ func (s *zapStage) fromJSON(r *Record) (valid, timed bool) {
 	if st.haveTime {
 		s.last, s.lastOK = r.Time, true
 	}
-	return true, st.haveTime
 }
 
 type zapState struct {

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,8 +339,19 @@ func FuzzZap(f *testing.F) {
 	})
 }
 
+// BenchmarkZap is the zap preset as a Stream runs it: nothing reads Fields.
 func BenchmarkZap(b *testing.B) {
 	p := mustBuild(b, ZapPreset()...)
+	p.fieldsUnread()
+	benchZap(b, p)
+}
+
+// BenchmarkZapFields is the zap stage followed by stages that read Fields.
+func BenchmarkZapFields(b *testing.B) {
+	benchZap(b, mustBuild(b, ZapPreset()...))
+}
+
+func benchZap(b *testing.B, p *Pipeline) {
 	r := rec(benchZapLine)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(benchZapLine)))
@@ -362,5 +375,36 @@ func BenchmarkZapConsole(b *testing.B) {
 		clear(r.Labels)
 		r.Metadata = nil
 		p.Process(r)
+	}
+}
+
+// TestEpochSecondsMatchesDigits: zap's format has a fast path; it must
+// read exactly what the general parser reads, and leave it everything else.
+func TestEpochSecondsMatchesDigits(t *testing.T) {
+	cases := []string{
+		"1732492800.123456", "1732492800", "0", "0.5", "00001.000000001", "1.", ".5", "1e3",
+		"9999999999.999999999", "9223372036.854775807", "9223372036.854775808", "1732492800.1234567891",
+		"17324928001", "17324928001.5", "-1.5", "+1.5", "1.2.3", "1732492800.12x", "",
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		n := strconv.FormatUint(rng.Uint64N(1e11), 10)
+		if rng.IntN(4) > 0 {
+			n += "." + fmt.Sprintf("%012d", rng.Uint64N(1e12))[:1+rng.IntN(11)]
+		}
+		cases = append(cases, n)
+	}
+	for _, c := range cases {
+		want, wok := parseEpochDigits(c, unitAuto)
+		got, ok := epochSeconds(c)
+		if ok && (!wok || !got.Equal(want)) {
+			t.Fatalf("%q: fast path %v, general %v (%v)", c, got, want, wok)
+		}
+		if g, gok := parseEpoch(c, unitAuto); gok != wok || !g.Equal(want) {
+			t.Fatalf("%q: parseEpoch %v %v, general %v %v", c, g, gok, want, wok)
+		}
+	}
+	if _, ok := epochSeconds("1732492800.123456"); !ok {
+		t.Fatal("zap's own format missed the fast path")
 	}
 }
