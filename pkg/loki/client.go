@@ -451,6 +451,7 @@ func (c *Client) next(t *tenant) (*batch, time.Duration) {
 // come first so that a returning Flush implies every source has heard.
 func (c *Client) settle(t *tenant, b *batch) {
 	b.ackAll()
+	b.release()
 	c.mu.Lock()
 	c.queued -= b.charge
 	t.queued -= b.charge

@@ -528,3 +528,29 @@ func TestNotStoredAnswersAreResentWithoutAsking(t *testing.T) {
 		}
 	}
 }
+
+// An entry whose time a push request cannot carry is dropped, counted
+// "encode", and acknowledged with the rest; its neighbours are delivered.
+func TestTimeProtobufCannotCarryIsDroppedAlone(t *testing.T) {
+	f := newFakeLoki(t, nil)
+	c, _ := startClient(t, testConfig(f.srv.URL))
+	ack := newAcker(t)
+	mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
+	bad := entry("t", `{a="1"}`, 0, "year 10000", ack, 2)
+	bad.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustConsume(t, c, bad)
+	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "three", ack, 3))
+	flush(t, c)
+	if got, want := flatten(f.recorded("t")...), []string{`{a="1"}|1700000000123456789|one`, `{a="1"}|1700000000123456790|three`}; !slices.Equal(got, want) {
+		t.Errorf("Loki got %v, want %v", got, want)
+	}
+	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("acks %v, want [1 2 3]", got)
+	}
+	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", "encode")); got != 1 {
+		t.Errorf("dropped{encode} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("t")); got != 2 {
+		t.Errorf("entries_sent = %v, want 2", got)
+	}
+}

@@ -3,16 +3,19 @@ package loki
 import (
 	"bytes"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/grafana/loki/pkg/push"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
-// marshalPush must write exactly what the generated Marshal writes: Loki
-// decodes it with the generated code.
-func TestMarshalPushMatchesGenerated(t *testing.T) {
+// A batch must write exactly what the generated Marshal writes for the
+// same streams: Loki decodes it with the generated code.
+func TestBatchMarshalMatchesGenerated(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	str := func(max int) string { return strings.Repeat("x", rng.Intn(max+1)) }
 	times := []time.Time{
@@ -20,48 +23,99 @@ func TestMarshalPushMatchesGenerated(t *testing.T) {
 		time.Unix(1795579807, 519476000), time.Unix(1<<37, 999999999),
 		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 	}
-	for round := 0; round < 200; round++ {
+	for round := 0; round < 300; round++ {
+		b := newBatch(time.Now())
 		var streams []push.Stream
-		for s := rng.Intn(4); s >= 0; s-- {
-			st := push.Stream{Labels: str(300)}
-			if rng.Intn(4) == 0 {
-				st.Hash = rng.Uint64() >> uint(rng.Intn(64))
+		labels := []string{str(300), str(300), str(300)}
+		for e := rng.Intn(60); e >= 0; e-- {
+			en := push.Entry{Timestamp: times[rng.Intn(len(times))], Line: str(200)}
+			if rng.Intn(3) == 0 {
+				en.Timestamp = time.Unix(rng.Int63n(1<<34)-1<<33, rng.Int63n(1e9))
 			}
-			for e := rng.Intn(5); e > 0; e-- {
-				en := push.Entry{Timestamp: times[rng.Intn(len(times))], Line: str(200)}
-				if rng.Intn(3) == 0 {
-					en.Timestamp = time.Unix(rng.Int63n(1<<34)-1<<33, rng.Int63n(1e9))
-				}
-				for m := rng.Intn(3); m > 0; m-- {
-					en.StructuredMetadata = append(en.StructuredMetadata, push.LabelAdapter{Name: str(20), Value: str(150)})
-				}
-				st.Entries = append(st.Entries, en)
+			for m := rng.Intn(3); m > 0; m-- {
+				en.StructuredMetadata = append(en.StructuredMetadata, push.LabelAdapter{Name: str(20), Value: str(150)})
 			}
-			streams = append(streams, st)
+			l := labels[rng.Intn(len(labels))]
+			b.add(&pipeline.Entry{Labels: l, Time: en.Timestamp, Line: en.Line, Metadata: en.StructuredMetadata})
+			i := slices.IndexFunc(streams, func(s push.Stream) bool { return s.Labels == l })
+			if i < 0 {
+				i = len(streams)
+				streams = append(streams, push.Stream{Labels: l})
+			}
+			streams[i].Entries = append(streams[i].Entries, en)
 		}
 		want, err := (&push.PushRequest{Streams: streams}).Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := marshalPush(streams)
-		if err != nil {
-			t.Fatalf("round %d: %v", round, err)
-		}
+		got := marshalStreams(b.streams)
 		if !bytes.Equal(got, want) {
-			t.Fatalf("round %d: marshalPush differs from Marshal:\n got %x\nwant %x", round, got, want)
+			t.Fatalf("round %d: batch differs from Marshal:\n got %x\nwant %x", round, got, want)
 		}
 		putBuf(got)
+		// Read back, each entry is what was added.
+		for i, s := range b.streams {
+			j := 0
+			err := s.each(func(e wireEntry) bool {
+				w := streams[i].Entries[j]
+				size := (&pipeline.Entry{Line: w.Line, Metadata: w.StructuredMetadata}).Size()
+				if e.ns != w.Timestamp.UnixNano() || e.line != w.Line || e.size != size {
+					t.Fatalf("round %d: entry %d of stream %d read back as %d %q (%d bytes), added %d %q (%d)",
+						round, j, i, e.ns, e.line, e.size, w.Timestamp.UnixNano(), w.Line, size)
+				}
+				j++
+				return true
+			})
+			if err != nil || j != len(streams[i].Entries) || s.n != j {
+				t.Fatalf("round %d: stream %d: read %d entries of %d (n %d): %v", round, i, j, len(streams[i].Entries), s.n, err)
+			}
+			last, err := s.lastEntry()
+			if w := streams[i].Entries[j-1]; err != nil || last.line != w.Line || last.ns != w.Timestamp.UnixNano() {
+				t.Fatalf("round %d: stream %d: last entry %v %v", round, i, last, err)
+			}
+		}
+		// Filtered (as a replay check does), every other entry goes.
+		var kept []push.Stream
+		for i := range b.streams {
+			j := 0
+			if err := b.streams[i].filter(func(wireEntry) bool { j++; return j%2 == 0 }); err != nil {
+				t.Fatal(err)
+			}
+			st := push.Stream{Labels: streams[i].Labels}
+			for k := 1; k < len(streams[i].Entries); k += 2 {
+				st.Entries = append(st.Entries, streams[i].Entries[k])
+			}
+			if len(st.Entries) > 0 {
+				kept = append(kept, st)
+			}
+			if b.streams[i].n != len(st.Entries) {
+				t.Fatalf("round %d: stream %d kept %d entries, want %d", round, i, b.streams[i].n, len(st.Entries))
+			}
+		}
+		want, err = (&push.PushRequest{Streams: kept}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := marshalStreams(b.streams); !bytes.Equal(got, want) {
+			t.Fatalf("round %d: filtered batch differs from Marshal:\n got %x\nwant %x", round, got, want)
+		}
 	}
 }
 
-func TestMarshalPushRefusesTimesProtobufCannotHold(t *testing.T) {
+// A time protobuf cannot carry is left out of the request and counted, and
+// the entries around it go.
+func TestBatchLeavesOutTimesProtobufCannotHold(t *testing.T) {
 	for _, ts := range []time.Time{time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		streams := []push.Stream{{Labels: `{a="1"}`, Entries: []push.Entry{{Timestamp: ts, Line: "x"}}}}
 		if _, err := (&push.PushRequest{Streams: streams}).Marshal(); err == nil {
 			t.Fatalf("generated Marshal took %v; the test's premise is wrong", ts)
 		}
-		if _, err := marshalPush(streams); err == nil {
-			t.Errorf("marshalPush took %v, which the generated code refuses", ts)
+		b := newBatch(time.Now())
+		b.add(&pipeline.Entry{Labels: `{a="1"}`, Time: time.Unix(1, 0), Line: "before"})
+		b.add(&pipeline.Entry{Labels: `{a="1"}`, Time: ts, Line: "x"})
+		b.add(&pipeline.Entry{Labels: `{a="1"}`, Time: time.Unix(2, 0), Line: "after"})
+		if b.entries != 3 || b.unencodable != 1 || b.unencodableBytes != 1 || b.streams[0].n != 2 {
+			t.Errorf("%v: entries %d, unencodable %d (%d bytes), in the stream %d", ts, b.entries, b.unencodable, b.unencodableBytes, b.streams[0].n)
 		}
 	}
 }

@@ -64,13 +64,16 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 			return
 		}
 	}
-	body, err := b.encode()
-	if err != nil {
-		// Only malformed data makes Marshal fail, and resending cannot fix it.
-		log.Error("Dropping a batch that cannot be encoded", zap.Error(err))
-		c.drop(t, b, map[string]int{"encode": b.entries})
-		return
+	if b.unencodable > 0 {
+		// Resending cannot fix a time protobuf cannot carry.
+		log.Error("Dropping entries whose time a push request cannot carry (outside the years 1 to 9999)", zap.Int("dropped", b.unencodable))
+		c.m.dropped.WithLabelValues(tenant, "encode").Add(float64(b.unencodable))
+		if b.unencodable+b.skipped == b.entries {
+			c.settle(t, b)
+			return
+		}
 	}
+	body := b.encode()
 
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(c.cfg.MinBackoff),
@@ -103,8 +106,8 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 			if attempt > 1 {
 				log.Info("Delivered a batch after retrying", zap.Int("attempts", attempt))
 			}
-			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries - b.skipped))
-			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes - b.skippedBytes))
+			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries - b.skipped - b.unencodable))
+			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes - b.skippedBytes - b.unencodableBytes))
 			c.settle(t, b)
 			return
 		}

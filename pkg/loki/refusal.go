@@ -51,7 +51,7 @@ func refused(body string, b *batch) (reasons map[string]int, total int) {
 			// stream named, when the message names one of ours.
 			if g := streamName.FindStringSubmatch(msg); g != nil {
 				if i, ok := b.index[g[1]]; ok {
-					n = len(b.streams[i].Entries)
+					n = b.streams[i].n
 				}
 			}
 		}

@@ -52,49 +52,46 @@ func (c *Client) skipStored(ctx context.Context, t *tenant, b *batch, log *zap.L
 	defer func() { b.skipped, b.skippedBytes = b.skipped+entries, b.skippedBytes+bytes }()
 	for i, span := range b.replay {
 		s := &b.streams[i]
-		if _, ok := t.replayClean[s.Labels]; ok {
+		if _, ok := t.replayClean[s.labels]; ok {
 			continue
 		}
 		if c.replayOff.Load() {
 			c.m.replayed.WithLabelValues(t.id, "unverified").Add(float64(span.n))
 			continue
 		}
-		stored, err := c.storedBetween(ctx, t.id, s.Labels, span.from, span.to+1)
+		stored, err := c.storedBetween(ctx, t.id, s.labels, span.from, span.to+1)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			c.replayOff.Store(true)
 			log.Warn("Cannot ask Loki which resent entries it holds already; sending them (Loki may keep duplicates of what the podtail before this one sent)",
-				zap.String("stream", s.Labels), zap.Error(err))
+				zap.String("stream", s.labels), zap.Error(err))
 			c.m.replayed.WithLabelValues(t.id, "unverified").Add(float64(span.n))
 			continue
 		}
-		keep := s.Entries[:0]
 		lastStored, removed := false, 0
-		for _, e := range s.Entries {
-			ns := e.Timestamp.UnixNano()
-			if _, ok := stored[storedKey{ns, e.Line}]; ok {
+		err = s.filter(func(e wireEntry) bool {
+			if _, ok := stored[storedKey{e.ns, e.line}]; ok {
 				removed++
-				bytes += int64(len(e.Line))
-				for _, m := range e.StructuredMetadata {
-					bytes += int64(len(m.Name) + len(m.Value))
-				}
-				if ns == span.to {
+				bytes += int64(e.size)
+				if e.ns == span.to {
 					lastStored = true
 				}
-				continue
+				return false
 			}
-			keep = append(keep, e)
+			return true
+		})
+		if err != nil { // not from a body this package wrote
+			log.Error("Cannot read back a batch's entries; sending it as it is", zap.Error(err))
+			continue
 		}
 		entries += removed
-		clear(s.Entries[len(keep):]) // let the lines go
-		s.Entries = keep
 		if !lastStored {
 			if t.replayClean == nil {
 				t.replayClean = map[string]struct{}{}
 			}
-			t.replayClean[s.Labels] = struct{}{}
+			t.replayClean[s.labels] = struct{}{}
 		}
 		c.m.replayed.WithLabelValues(t.id, "sent").Add(float64(span.n - min(span.n, removed)))
 	}
@@ -103,7 +100,7 @@ func (c *Client) skipStored(ctx context.Context, t *tenant, b *batch, log *zap.L
 		// sealed: its index of streams is no longer used.)
 		kept := b.streams[:0]
 		for _, s := range b.streams {
-			if len(s.Entries) > 0 {
+			if s.n > 0 {
 				kept = append(kept, s)
 			}
 		}

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/grafana/loki/pkg/push"
 	"go.uber.org/zap"
 )
 
@@ -51,14 +50,17 @@ func (e *uncertainError) Unwrap() error { return e.err }
 
 // unconfirmed returns the streams of b whose last entry Loki does not hold,
 // or an error when Loki could not be asked.
-func (c *Client) unconfirmed(ctx context.Context, tenant string, b *batch) ([]push.Stream, error) {
-	var missing []push.Stream
+func (c *Client) unconfirmed(ctx context.Context, tenant string, b *batch) ([]stream, error) {
+	var missing []stream
 	for _, s := range b.streams {
-		if len(s.Entries) == 0 {
+		if s.n == 0 {
 			continue
 		}
-		last := s.Entries[len(s.Entries)-1]
-		found, err := c.holds(ctx, tenant, s.Labels, last)
+		last, err := s.lastEntry()
+		if err != nil {
+			return nil, err
+		}
+		found, err := c.holds(ctx, tenant, s.labels, last.ns, last.line)
 		if err != nil {
 			return nil, err
 		}
@@ -69,16 +71,15 @@ func (c *Client) unconfirmed(ctx context.Context, tenant string, b *batch) ([]pu
 	return missing, nil
 }
 
-// holds asks Loki whether stream labels holds e (same time, same line).
-func (c *Client) holds(ctx context.Context, tenant, labels string, e push.Entry) (bool, error) {
-	ns := e.Timestamp.UnixNano()
+// holds asks Loki whether stream labels holds an entry of time ns and line.
+func (c *Client) holds(ctx context.Context, tenant, labels string, ns int64, line string) (bool, error) {
 	values, err := c.queryStream(ctx, tenant, labels, ns, ns+1, 100)
 	if err != nil {
 		return false, fmt.Errorf("asking Loki whether a push was stored: %w", err)
 	}
 	want := strconv.FormatInt(ns, 10)
 	for _, v := range values {
-		if v[0] == want && v[1] == e.Line {
+		if v[0] == want && v[1] == line {
 			return true, nil
 		}
 	}
@@ -157,11 +158,7 @@ func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, bo
 		return body
 	}
 	c.m.uncertain.WithLabelValues(tenant, "partly_stored").Inc()
-	out, err := (&push.PushRequest{Streams: missing}).Marshal()
-	if err != nil {
-		return body
-	}
-	return snappyEncode(out)
+	return encodeStreams(missing)
 }
 
 // isUncertain reports whether err is a push that may have been stored.
