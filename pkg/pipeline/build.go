@@ -315,11 +315,12 @@ func setMetadata(r *Record, name, value string) {
 		}
 	}
 	if r.Metadata == nil {
-		// Every zap line has a caller: slices for a few hundred records
-		// come from one allocation, each capped so that growing it copies
-		// rather than writes into its neighbour's.
+		// Every zap line has a caller: slices for 16 records come from one
+		// allocation, each capped so that growing it copies rather than
+		// writes into its neighbour's. (Each Stream keeps its slab: 1 KiB,
+		// not more, as a thousand files have a thousand Streams.)
 		if len(r.mdSlab) < 2 {
-			r.mdSlab = make(push.LabelsAdapter, 2*128)
+			r.mdSlab = make(push.LabelsAdapter, 2*16)
 		}
 		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
 	}

@@ -38,20 +38,16 @@ type Stream struct {
 	repaired *prometheus.CounterVec
 	// collide is how far behind the previous entry of its Loki stream an
 	// entry's time may be and still be moved just past it (see Send).
-	collide time.Duration
-	limits  *Limits // nil: Loki's defaults, no stream bound
-	// admitted holds the stream keys Limits admitted, with when it was last
-	// told they are in use.
-	admitted map[string]time.Time
-
-	rendered map[string][2]string // added-label signature -> rendered labels and their key
+	collide  time.Duration
+	limits   *Limits                // nil: Loki's defaults, no stream bound
+	rendered map[string]*lokiStream // added-label signature -> the Loki stream
 	// rendered1 is rendered for one added label (log_level, usually), by
 	// name and value: no signature string to build per line.
-	rendered1 map[[2]string][2]string
+	rendered1 map[[2]string]*lokiStream
 	// admitCalls counts admit's cache hits: the clock is read on one in
 	// admitClockEvery of them only.
 	admitCalls int
-	last       map[string]int64 // stream key -> time of its last entry sent (ns)
+	streams    map[string]*lokiStream // by key
 	rec        Record
 	// replayTo: entries whose position is at most this may have been sent
 	// by a podtail that ran before (see Entry.Replay); 0: none.
@@ -61,6 +57,18 @@ type Stream struct {
 	mu      sync.Mutex
 	pending []inflight       // sent, not yet acknowledged, in order
 	acked   map[string]int64 // stream key -> time of its last acknowledged entry
+}
+
+// lokiStream is what a Stream knows of one of the Loki streams its lines
+// go to. The render caches lead to it, so that a line costs one map lookup,
+// not one per fact (its labels, its last time, its admission).
+type lokiStream struct {
+	rendered, key string
+	last          int64 // time of its last entry sent (ns)
+	hasLast       bool
+	// admitted: Limits admitted it, last told it is in use at admittedAt.
+	admitted   bool
+	admittedAt time.Time
 }
 
 type inflight struct {
@@ -97,9 +105,8 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	p.fieldsUnread()
 	s := &Stream{
 		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
-		rendered: map[string][2]string{}, rendered1: map[[2]string][2]string{}, last: map[string]int64{}, acked: map[string]int64{},
-		admitted: map[string]time.Time{},
-		onAck:    cfg.OnAck,
+		rendered: map[string]*lokiStream{}, rendered1: map[[2]string]*lokiStream{}, streams: map[string]*lokiStream{}, acked: map[string]int64{},
+		onAck: cfg.OnAck,
 	}
 	if g, ok := next.(*guarded); ok {
 		s.limits = g.limits
@@ -135,7 +142,8 @@ func (s *Stream) Restore(last map[string]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range last {
-		s.last[k] = v
+		ls := s.stream(k)
+		ls.last, ls.hasLast = v, true
 		s.acked[k] = v
 	}
 }
@@ -235,38 +243,42 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	for i := 0; i+1 < len(labels); i += 2 {
 		r.Labels[labels[i]] = labels[i+1]
 	}
-	rendered, key := s.render(r.Labels, labels)
-	if !s.admit(key) {
+	ls := s.render(r.Labels, labels)
+	if !s.admit(ls) {
+		if !ls.hasLast {
+			// Never used: not kept (a render cache may still lead to it),
+			// so refused label sets cannot grow the map without bound.
+			delete(s.streams, ls.key)
+		}
 		s.drop(DropStreamLimit, pos)
 		return nil
 	}
 	ns := r.Time.UnixNano()
-	prev, hadPrev := s.last[key]
+	prev, hadPrev := ls.last, ls.hasLast
 	if hadPrev && ns <= prev && prev-ns <= int64(s.collide) {
 		ns = prev + 1
 	}
 	if ns > prev || !hadPrev {
-		s.last[key] = ns
+		ls.last, ls.hasLast = ns, true
 	}
 	md := r.Metadata // fresh per record (reset above), so the entry may keep it
 	s.mu.Lock()
-	s.pending = append(s.pending, inflight{pos: pos, key: key, ns: ns})
+	s.pending = append(s.pending, inflight{pos: pos, key: ls.key, ns: ns})
 	s.mu.Unlock()
 	err := s.next.Consume(ctx, Entry{
-		Tenant: s.tenant, Labels: rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
+		Tenant: s.tenant, Labels: ls.rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
 		Ack: s, Pos: pos, Replay: s.replayTo > 0 && pos <= s.replayTo,
 	})
+	// The record would otherwise keep its line, and the text it was cut
+	// from, until this stream's next line: 4 MB with a thousand files.
+	r.Line, r.Metadata = "", nil
 	if err != nil {
 		// Not handed over: forget it, and the time it took, so a retry or a
 		// restart produces the same entry.
 		s.mu.Lock()
 		s.pending = s.pending[:len(s.pending)-1]
 		s.mu.Unlock()
-		if hadPrev {
-			s.last[key] = prev
-		} else {
-			delete(s.last, key)
-		}
+		ls.last, ls.hasLast = prev, hadPrev
 	}
 	return err
 }
@@ -274,14 +286,13 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 // admitClockEvery: see Stream.admitCalls.
 const admitClockEvery = 256
 
-// admit reports whether the stream of key may be used (limits'
-// max_streams_per_tenant), asking Limits at most once a minute per stream.
-func (s *Stream) admit(key string) bool {
+// admit reports whether ls may be used (limits' max_streams_per_tenant),
+// asking Limits at most once a minute per stream.
+func (s *Stream) admit(ls *lokiStream) bool {
 	if s.limits == nil || s.limits.cfg.MaxStreamsPerTenant == 0 {
 		return true
 	}
-	at, ok := s.admitted[key]
-	if ok {
+	if ls.admitted {
 		// A clock read per line showed in profiles; telling Limits a few
 		// hundred lines late that a stream is still in use changes nothing
 		// (it forgets streams after an hour).
@@ -291,28 +302,35 @@ func (s *Stream) admit(key string) bool {
 		}
 	}
 	now := time.Now()
-	if ok && now.Sub(at) < admitRefresh {
+	if ls.admitted && now.Sub(ls.admittedAt) < admitRefresh {
 		return true
 	}
-	if !s.limits.admit(s.tenant, key, now) {
-		delete(s.admitted, key)
+	if !s.limits.admit(s.tenant, ls.key, now) {
+		ls.admitted = false
 		s.limits.warn(s.tenant, DropStreamLimit, "tenant at limits.max_streams_per_tenant; lines of new streams are dropped",
 			zap.Int("max_streams_per_tenant", s.limits.cfg.MaxStreamsPerTenant))
 		return false
 	}
-	if len(s.admitted) >= 1024 { // bounded like rendered; re-asking is cheap
-		clear(s.admitted)
-	}
-	s.admitted[key] = now
+	ls.admitted, ls.admittedAt = true, now
 	return true
 }
 
-// render returns the rendered labels and a short key for them, cached by
-// the added labels. Reserved labels (tenant, application, version, stream)
-// come from the source only: from its labels, or from the pairs it passed
-// to Send (src); a stage's value for one of them is discarded. Values are
-// bounded by limits.max_label_value_bytes (Loki's 2048 without Limits).
-func (s *Stream) render(added map[string]string, src []string) (string, string) {
+// stream returns the Loki stream of key, made on first use.
+func (s *Stream) stream(key string) *lokiStream {
+	ls := s.streams[key]
+	if ls == nil {
+		ls = &lokiStream{key: key}
+		s.streams[key] = ls
+	}
+	return ls
+}
+
+// render returns the Loki stream of a line, cached by the added labels.
+// Reserved labels (tenant, application, version, stream) come from the
+// source only: from its labels, or from the pairs it passed to Send (src); a
+// stage's value for one of them is discarded. Values are bounded by
+// limits.max_label_value_bytes (Loki's 2048 without Limits).
+func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 	if len(added) == 1 && len(src) == 0 {
 		// log_level, usually: a lookup, cheaper than starting a map walk.
 		var one [2]string
@@ -323,28 +341,28 @@ func (s *Stream) render(added map[string]string, src []string) (string, string) 
 				one = [2]string{k, v}
 			}
 		}
-		if l, ok := s.rendered1[one]; ok {
-			return l[0], l[1]
+		if ls, ok := s.rendered1[one]; ok {
+			return ls
 		}
-		l0, l1 := s.renderNew(added, src)
+		ls := s.renderNew(added, src)
 		if len(s.rendered1) < 1024 {
-			s.rendered1[one] = [2]string{l0, l1}
+			s.rendered1[one] = ls
 		}
-		return l0, l1
+		return ls
 	}
 	sig := signature(added)
-	if l, ok := s.rendered[sig]; ok {
-		return l[0], l[1]
+	if ls, ok := s.rendered[sig]; ok {
+		return ls
 	}
-	l0, l1 := s.renderNew(added, src)
+	ls := s.renderNew(added, src)
 	if len(s.rendered) < 1024 { // added labels are bounded; this is a backstop
-		s.rendered[sig] = [2]string{l0, l1}
+		s.rendered[sig] = ls
 	}
-	return l0, l1
+	return ls
 }
 
 // renderNew renders a label set render has not cached.
-func (s *Stream) renderNew(added map[string]string, src []string) (string, string) {
+func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
 	all := make(map[string]string, len(s.base)+len(added))
 	for k, v := range added {
 		if !reservedLabels[k] {
@@ -362,7 +380,9 @@ func (s *Stream) renderNew(added map[string]string, src []string) (string, strin
 		s.limits.countLabelsCut(s.tenant)
 	}
 	rendered := RenderLabels(all)
-	return rendered, streamKey(rendered)
+	ls := s.stream(streamKey(rendered))
+	ls.rendered = rendered
+	return ls
 }
 
 func signature(m map[string]string) string {
