@@ -47,6 +47,10 @@ const (
 	// Loki; lumberjack's backups live ~160 ms at full speed, so each is
 	// still seen a few times.
 	listEvery = 50 * time.Millisecond
+	// listEveryWatched is listEvery for a directory inotify watches: the
+	// listing while a backlog is read was still a twentieth of podtail's CPU
+	// at 50 ms.
+	listEveryWatched = time.Second
 	// readChunk is one read(2): ~70 lines of zap JSON. A directory's
 	// goroutine holds one while the sink pushes back, and podtail may have
 	// hundreds of directories: 64 KiB each was tens of MB.
@@ -267,7 +271,14 @@ func (d *Dir) Run(ctx context.Context) error {
 // (up to a budget). It reports whether anything happened.
 func (d *Dir) cycle(ctx context.Context) (progressed bool, err error) {
 	relist := d.relist.Swap(false)
-	if d.backlog && time.Since(d.listedAt) < listEvery && !relist {
+	every := listEvery
+	if d.watched && !d.unopened {
+		// inotify says when a name changes (relist): listing is only a
+		// safety net then. (A file not yet opened, not a whole line yet, is
+		// not a name change when its line ends: it is looked for often.)
+		every = listEveryWatched
+	}
+	if d.backlog && time.Since(d.listedAt) < every && !relist {
 		return d.readMore(ctx)
 	}
 	d.listedAt = time.Now()
