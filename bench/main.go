@@ -18,6 +18,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,6 +32,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,6 +54,7 @@ type options struct {
 	starts                            int
 	startInterval                     time.Duration
 	loki, profile, keep               bool
+	runs                              int
 	stall                             time.Duration
 }
 
@@ -85,6 +88,7 @@ func main() {
 	flag.BoolVar(&o.loki, "loki", false, "also pass every push on to a real Loki of the test bed (the sink answers what Loki answers)")
 	flag.BoolVar(&o.profile, "profile", true, "CPU-profile podtail in the throughput scenario (a separate run) and print the top entries")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.IntVar(&o.runs, "runs", 3, "file scenarios: runs of podtail and of the bound, taken in turn; the report shows the median run by CPU (this machine's speed wanders by a fifth from minute to minute)")
 	flag.DurationVar(&o.stall, "stall", 90*time.Second, "give up on a tool that makes no progress for this long")
 	flag.Parse()
 
@@ -132,6 +136,9 @@ func main() {
 		pick("containers", &o.containers, 20)
 		pick("container-lines", &o.containerLines, 500)
 		pick("starts", &o.starts, 10)
+	}
+	if o.runs < 1 {
+		fail(fmt.Errorf("-runs: %d is not a count of runs", o.runs))
 	}
 	var err error
 	if o.throughput, err = parseShape("-throughput", tp); err != nil {
@@ -335,26 +342,55 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 		}
 		return spec
 	}
+	// podtail and the bound run in turn, runs times each, and the median of
+	// each is reported: the ratio between them then compares runs made under
+	// the same conditions. Promtail runs once: it takes a minute, and its
+	// ratio to podtail is an order of magnitude, far above the noise.
+	var podtails, bounds []Result
 	for _, tool := range b.o.tools {
-		dir, err := b.toolDir(name, tool)
+		n := 1
+		if tool == "podtail" {
+			n = b.o.runs
+		}
+		for i := 0; i < n; i++ {
+			dir, err := b.toolDir(name, tool)
+			if err != nil {
+				return err
+			}
+			logf("%s: %s (run %d of %d)", name, tool, i+1, n)
+			r, err := measure(ctx, dir, specFor(tool))
+			if err != nil {
+				return err
+			}
+			logf("%s: %s: %s", name, tool, r.brief())
+			if tool != "podtail" {
+				sc.Results = append(sc.Results, r)
+				continue
+			}
+			podtails = append(podtails, r)
+			logf("%s: the necessary-work bound (run %d of %d)", name, i+1, n)
+			br, err := measureBound(root, w.Lines)
+			if err != nil {
+				return err
+			}
+			logf("%s: bound: %s", name, br.brief())
+			bounds = append(bounds, br)
+		}
+		if tool == "podtail" {
+			sc.Results = append(sc.Results, median(podtails))
+		}
+	}
+	if len(bounds) == 0 {
+		logf("%s: the necessary-work bound", name)
+		br, err := measureBound(root, w.Lines)
 		if err != nil {
 			return err
 		}
-		logf("%s: %s", name, tool)
-		r, err := measure(ctx, dir, specFor(tool))
-		if err != nil {
-			return err
-		}
-		logf("%s: %s: %s", name, tool, r.brief())
-		sc.Results = append(sc.Results, r)
+		logf("%s: bound: %s", name, br.brief())
+		bounds = append(bounds, br)
 	}
-	logf("%s: the necessary-work bound", name)
-	r, err := measureBound(root, w.Lines)
-	if err != nil {
-		return err
-	}
-	logf("%s: bound: %s", name, r.brief())
-	sc.Bound = &r
+	br := median(bounds)
+	sc.Bound = &br
 
 	if profile && contains(b.o.tools, "podtail") {
 		if err := b.profilePodtail(ctx, sc, specFor("podtail"), glob); err != nil {
@@ -365,6 +401,22 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 		_ = os.RemoveAll(root)
 	}
 	return nil
+}
+
+// median is the run of median CPU time; with more than one, its note gives
+// the range of all of them.
+func median(rs []Result) Result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.TotalCPU(), b.TotalCPU()) })
+	m := sorted[len(sorted)/2]
+	if len(sorted) > 1 {
+		note := fmt.Sprintf("median of %d runs by CPU (%.2f–%.2f s)", len(sorted), sorted[0].TotalCPU().Seconds(), sorted[len(sorted)-1].TotalCPU().Seconds())
+		if m.Note != "" {
+			note = m.Note + "; " + note
+		}
+		m.Note = note
+	}
+	return m
 }
 
 // profilePodtail runs podtail once more on the same files with

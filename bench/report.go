@@ -61,6 +61,9 @@ func (r Result) checks() string {
 	add(r.Sink.NoTenant, "without tenant")
 	add(r.Sink.Failed, "failed pushes")
 	s := fmt.Sprintf("%d streams, %d tenants, %d pushes", r.Sink.Streams, r.Sink.Tenants, r.Sink.Requests)
+	if r.Note != "" {
+		s += "; " + r.Note
+	}
 	if len(bad) == 0 {
 		return "ok: " + s
 	}
