@@ -137,68 +137,96 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 // the queue holds QueueBytes or more, returning ctx.Err() if ctx ends first,
 // and returns ErrClosed after Flush or once Run has returned.
 func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
+	_, err := c.ConsumeBatch(ctx, []pipeline.Entry{e})
+	return err
+}
+
+// ConsumeBatch takes es in order, as Consume would one by one, under one
+// lock while there is room (pipeline.BatchConsumer). It returns how many it
+// took; when not all, the error Consume returned for the first one left.
+// All entries of es must have the same tenant.
+func (c *Client) ConsumeBatch(ctx context.Context, es []pipeline.Entry) (int, error) {
+	if len(es) == 0 {
+		return 0, nil
+	}
 	c.mu.Lock()
-	t := c.tenants[e.Tenant]
+	t := c.tenants[es[0].Tenant]
 	if t == nil {
-		t = &tenant{id: e.Tenant, wake: make(chan struct{}, 1)}
-		c.tenants[e.Tenant] = t
+		t = &tenant{id: es[0].Tenant, wake: make(chan struct{}, 1)}
+		c.tenants[es[0].Tenant] = t
 		c.all = append(c.all, t)
 		c.unstarted = append(c.unstarted, t)
 		poke(c.spawn)
 	}
-	for {
-		if c.closed || c.state == stateStopped {
+	wake := false
+	for i := range es {
+		e := &es[i]
+		if e.Tenant != t.id {
 			c.mu.Unlock()
-			return ErrClosed
+			return i, fmt.Errorf("loki: a batch of tenant %q holds an entry of tenant %q", t.id, e.Tenant)
 		}
-		if c.admit(t) {
-			break
-		}
-		c.seq++
-		w := &waiter{t: t, ch: make(chan struct{}), seq: c.seq}
-		if len(t.line) == 0 {
-			c.lined = append(c.lined, t)
-		}
-		t.line = append(t.line, w)
-		t.waiting++
-		// t's sources wait for room: its open batch can only grow once
-		// pushes empty the queue, so its worker sends it now rather than
-		// after BatchWait (see next).
-		if t.cur != nil {
-			poke(t.wake)
-		}
-		c.mu.Unlock()
-		select {
-		case <-ctx.Done():
+		for {
+			if c.closed || c.state == stateStopped {
+				c.mu.Unlock()
+				return i, ErrClosed
+			}
+			if c.admit(t) {
+				break
+			}
+			if wake {
+				poke(t.wake)
+				wake = false
+			}
+			c.seq++
+			w := &waiter{t: t, ch: make(chan struct{}), seq: c.seq}
+			if len(t.line) == 0 {
+				c.lined = append(c.lined, t)
+			}
+			t.line = append(t.line, w)
+			t.waiting++
+			// t's sources wait for room: its open batch can only grow once
+			// pushes empty the queue, so its worker sends it now rather than
+			// after BatchWait (see next).
+			if t.cur != nil {
+				poke(t.wake)
+			}
+			c.m.queuedBytes.Set(float64(c.queued))
+			c.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				c.mu.Lock()
+				t.waiting--
+				c.unwait(w)
+				// If it was woken, the turn passes on; if not, one waiter fewer
+				// may leave others a larger share.
+				c.wakeOne()
+				c.mu.Unlock()
+				return i, ctx.Err()
+			case <-w.ch:
+			}
 			c.mu.Lock()
 			t.waiting--
-			c.unwait(w)
-			// If it was woken, the turn passes on; if not, one waiter fewer
-			// may leave others a larger share.
-			c.wakeOne()
-			c.mu.Unlock()
-			return ctx.Err()
-		case <-w.ch:
 		}
-		c.mu.Lock()
-		t.waiting--
+		if e.Replay && !c.replayable(e.Time) {
+			e.Replay = false
+		}
+		size := queueCharge(e)
+		c.queued += size
+		t.queued += size
+		c.pending++
+		if t.add(e, int64(c.cfg.BatchSize)) {
+			wake = true
+		}
 	}
-	if e.Replay && !c.replayable(e.Time) {
-		e.Replay = false
-	}
-	size := queueCharge(&e)
-	c.queued += size
-	t.queued += size
-	c.pending++
 	c.m.queuedBytes.Set(float64(c.queued))
-	if t.add(&e, int64(c.cfg.BatchSize)) {
+	if wake {
 		poke(t.wake)
 	}
 	if len(c.lined) > 0 {
 		c.wakeOne() // room may be left for the next in line
 	}
 	c.mu.Unlock()
-	return nil
+	return len(es), nil
 }
 
 // waiter is a Consume call waiting for room in the queue.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 func TestMain(m *testing.M) {
@@ -552,5 +555,51 @@ func TestTimeProtobufCannotCarryIsDroppedAlone(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("t")); got != 2 {
 		t.Errorf("entries_sent = %v, want 2", got)
+	}
+}
+
+// ConsumeBatch takes entries while there is room and, when the queue stays
+// full past ctx, says how many it took; the rest are the caller's. Another
+// tenant's entry in the run is refused, not queued under the first's.
+func TestConsumeBatchTakesWhatFits(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeLoki(t, blockUntil(release))
+	cfg := testConfig(f.srv.URL)
+	cfg.QueueBytes = 3 * (1 + entryOverhead)
+	c, _ := startClient(t, cfg)
+	ack := newAcker(t)
+	var es []pipeline.Entry
+	for i := range 5 {
+		es = append(es, entry("t", `{a="1"}`, base+int64(i), strconv.Itoa(i), ack, int64(i+1)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	n, err := c.ConsumeBatch(ctx, es)
+	cancel()
+	if n != 3 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ConsumeBatch = %d, %v; want 3, deadline exceeded", n, err)
+	}
+	if got := testutil.ToFloat64(c.m.queuedBytes); got != 3*(1+entryOverhead) {
+		t.Errorf("queued_bytes = %v", got)
+	}
+	close(release)
+	flush(t, c)
+	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("acks %v, want [1 2 3]", got)
+	}
+	if got := len(flatten(f.recorded("t")...)); got != 3 {
+		t.Errorf("tenant t got %d entries, want 3", got)
+	}
+
+	f2 := newFakeLoki(t, nil)
+	c2, _ := startClient(t, testConfig(f2.srv.URL))
+	if n, err := c2.ConsumeBatch(context.Background(), []pipeline.Entry{entry("u", `{a="1"}`, base, "u", nil, 0), entry("t", `{a="1"}`, base, "t", nil, 0)}); n != 1 || err == nil {
+		t.Errorf("a run of two tenants: %d taken, %v; want 1 and an error", n, err)
+	}
+	flush(t, c2)
+	if got := flatten(f2.recorded("u")...); !slices.Equal(got, []string{`{a="1"}|1700000000123456789|u`}) {
+		t.Errorf("tenant u got %v", got)
+	}
+	if got := f2.recorded("t"); len(got) != 0 {
+		t.Errorf("tenant t got %v", got)
 	}
 }

@@ -79,6 +79,30 @@ type Consumer interface {
 	Consume(ctx context.Context, e Entry) error
 }
 
+// BatchConsumer is a Consumer that also takes a run of entries of one
+// tenant in one call: one hand-over (one lock, one admission check) per
+// read of a file instead of one per line.
+type BatchConsumer interface {
+	Consumer
+	// ConsumeBatch takes es in order, blocking as Consume does. It returns
+	// how many it took (the consumer owns those); when not all, the error
+	// Consume would have returned for the first one left.
+	ConsumeBatch(ctx context.Context, es []Entry) (int, error)
+}
+
+// ConsumeAll hands es to c in order, in one call when c is a BatchConsumer.
+func ConsumeAll(ctx context.Context, c Consumer, es []Entry) (int, error) {
+	if b, ok := c.(BatchConsumer); ok {
+		return b.ConsumeBatch(ctx, es)
+	}
+	for i := range es {
+		if err := c.Consume(ctx, es[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(es), nil
+}
+
 // ConsumerFunc adapts a function to Consumer.
 type ConsumerFunc func(ctx context.Context, e Entry) error
 

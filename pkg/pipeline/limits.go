@@ -143,6 +143,11 @@ type guarded struct {
 
 func (g *guarded) Consume(ctx context.Context, e Entry) error { return g.next.Consume(ctx, e) }
 
+// ConsumeBatch passes es on (BatchConsumer).
+func (g *guarded) ConsumeBatch(ctx context.Context, es []Entry) (int, error) {
+	return ConsumeAll(ctx, g.next, es)
+}
+
 // Allowed reports whether tenant's lines may be shipped (limits.tenants).
 func (l *Limits) Allowed(tenant string) bool {
 	return l == nil || l.allowed == nil || l.allowed[tenant]

@@ -53,6 +53,11 @@ type Stream struct {
 	// by a podtail that ran before (see Entry.Replay); 0: none.
 	replayTo int64
 
+	// out holds entries processed and in pending but not handed to next
+	// yet (see Buffer): from outboxes while it holds any, else nil.
+	out      []Entry
+	buffered bool
+
 	onAck   func(pos int64, last map[string]int64)
 	mu      sync.Mutex
 	pending []inflight       // sent, not yet acknowledged, in order
@@ -112,6 +117,44 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 		s.limits = g.limits
 	}
 	return s
+}
+
+// outboxSize is how many entries a buffered Stream hands over at once at
+// most: about a read(2) of zap lines (16 KiB).
+const outboxSize = 64
+
+// outboxes holds the arrays of buffered Streams' entries while they hold
+// none: a Stream holds one only between a read and its Flush, and with a
+// thousand files one each was 16 MB.
+var outboxes = sync.Pool{New: func() any { b := make([]Entry, 0, outboxSize); return &b }}
+
+// Buffer makes Send keep entries and hand them to next in runs (one
+// BatchConsumer call each), at Flush or when outboxSize are waiting. An
+// entry Send took is then the stream's (Buffered counts them) until Flush
+// hands it over: a source must Flush after each read, before it waits, and
+// must not drop the stream while Buffered is not 0, except to stop.
+func (s *Stream) Buffer() { s.buffered = true }
+
+// Buffered is the number of entries taken by Send and not yet handed over.
+func (s *Stream) Buffered() int { return len(s.out) }
+
+// Flush hands the buffered entries to next. On error (ctx ended while the
+// sink pushed back, or the sink closed) those not taken stay, in order, for
+// the next Flush.
+func (s *Stream) Flush(ctx context.Context) error {
+	if len(s.out) == 0 {
+		return nil
+	}
+	n, err := ConsumeAll(ctx, s.next, s.out)
+	left := copy(s.out, s.out[n:])
+	clear(s.out[left:]) // let the lines go
+	s.out = s.out[:left]
+	if left == 0 {
+		b := s.out
+		s.out = nil
+		outboxes.Put(&b)
+	}
+	return err
 }
 
 // LineLimit is the longest line the stream ships as is, and whether longer
@@ -204,6 +247,11 @@ func (s *Stream) Skip(pos int64) {
 // limit in drop mode, or a new stream beyond the tenant's bound is dropped,
 // counted, and passed over like a line a stage dropped.
 func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, labels ...string) error {
+	if len(s.out) >= outboxSize {
+		if err := s.Flush(ctx); err != nil {
+			return err // this line is not taken
+		}
+	}
 	if !s.limits.Allowed(s.tenant) {
 		s.limits.warn(s.tenant, DropTenantNotAllowed, "tenant not in limits.tenants; its lines are dropped")
 		s.drop(DropTenantNotAllowed, pos)
@@ -265,13 +313,21 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	s.mu.Lock()
 	s.pending = append(s.pending, inflight{pos: pos, key: ls.key, ns: ns})
 	s.mu.Unlock()
-	err := s.next.Consume(ctx, Entry{
+	e := Entry{
 		Tenant: s.tenant, Labels: ls.rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
 		Ack: s, Pos: pos, Replay: s.replayTo > 0 && pos <= s.replayTo,
-	})
+	}
 	// The record would otherwise keep its line, and the text it was cut
 	// from, until this stream's next line: 4 MB with a thousand files.
 	r.Line, r.Metadata = "", nil
+	if s.buffered {
+		if s.out == nil {
+			s.out = *outboxes.Get().(*[]Entry)
+		}
+		s.out = append(s.out, e) // taken: in pending, handed over at Flush
+		return nil
+	}
+	err := s.next.Consume(ctx, e)
 	if err != nil {
 		// Not handed over: forget it, and the time it took, so a retry or a
 		// restart produces the same entry.

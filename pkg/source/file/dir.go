@@ -453,6 +453,11 @@ func (d *Dir) open(c candidate) bool {
 	r.stream.ReplayTo(r.replayTo)
 	if d.cfg.Multiline != nil {
 		r.ml = d.cfg.Multiline()
+	} else {
+		// Lines go to the sink a read at a time (lines flushes): one
+		// hand-over per read, not one per line. (Multiline joining keeps
+		// its own queue of entries the sink refused: see r.joined.)
+		r.stream.Buffer()
 	}
 	d.readers[c.ino] = r
 	d.metrics.opened.WithLabelValues(d.cfg.Tenant, r.kind).Inc()
@@ -726,14 +731,19 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 // inode as done. It returns false, leaving r open, while r still holds
 // complete lines the sink has not taken.
 func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
-	if bytes.IndexByte(r.buf, '\n') >= 0 {
+	if bytes.IndexByte(r.buf, '\n') >= 0 || r.stream.Flush(ctx) != nil {
 		return false // the next cycle sends them, then finishes
 	}
 	if len(r.buf) > 0 && !r.skipping {
+		if err := r.send(ctx, time.Now(), string(r.buf), r.off+int64(len(r.buf))); err != nil {
+			return false // not taken: the next cycle tries again
+		}
 		r.off += int64(len(r.buf))
-		_ = r.send(ctx, time.Now(), string(r.buf), r.off)
 		r.buf = r.buf[:0]
 		d.readTo[r.key] = r.off
+	}
+	if r.stream.Flush(ctx) != nil {
+		return false // taken, not handed over: the next cycle's read does
 	}
 	_ = r.flush(ctx, true)
 	d.log.Debug("file finished", zap.String("file", r.name), zap.String("why", why), zap.Int64("offset", r.off))
@@ -914,6 +924,10 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 // deadline (errSliceOver) or until ctx ends while the sink pushes back. eof
 // is true when the file had nothing more.
 func (r *reader) read(ctx context.Context, d *Dir, deadline time.Time) (n int, eof bool, err error) {
+	// Entries taken and not handed over (the sink pushed back) go first.
+	if err := r.stream.Flush(ctx); err != nil {
+		return 0, false, err
+	}
 	r.grab()
 	defer r.release()
 	// Lines the sink did not take last time come first: the buffer then
@@ -1027,5 +1041,5 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		}
 		start = len(r.buf)
 	}
-	return nil
+	return r.stream.Flush(ctx)
 }

@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// batchSink records hand-overs; while full it refuses with the context's
+// error, as a sink pushing back does once the caller's wait ends.
+type batchSink struct {
+	mu      sync.Mutex
+	calls   []int // entries per ConsumeBatch call
+	entries []Entry
+	full    bool
+}
+
+func (b *batchSink) Consume(ctx context.Context, e Entry) error {
+	_, err := b.ConsumeBatch(ctx, []Entry{e})
+	return err
+}
+
+func (b *batchSink) ConsumeBatch(ctx context.Context, es []Entry) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.full {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	b.calls = append(b.calls, len(es))
+	b.entries = append(b.entries, es...)
+	return len(es), nil
+}
+
+func (b *batchSink) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, e := range b.entries {
+		out = append(out, e.Line)
+	}
+	return out
+}
+
+// A buffered Stream hands a read's entries over in one call at Flush; when
+// the sink pushes back they stay, in order, and a full outbox refuses the
+// next line (not taken, so its source keeps it) instead of growing.
+func TestBufferedStreamHandsOverAtFlush(t *testing.T) {
+	sink := &batchSink{}
+	var acked []int64
+	s := NewStream(StreamConfig{Tenant: "t", Labels: map[string]string{"tenant": "t"},
+		OnAck: func(pos int64, _ map[string]int64) { acked = append(acked, pos) }}, nil, sink)
+	s.Buffer()
+	ctx := context.Background()
+	t0 := time.Unix(1_700_000_000, 0)
+	send := func(ctx context.Context, i int) error {
+		return s.Send(ctx, t0.Add(time.Duration(i)), "line "+strconv.Itoa(i), int64(i))
+	}
+	for i := 1; i <= 3; i++ {
+		if err := send(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := sink.lines(); len(got) != 0 || s.Buffered() != 3 {
+		t.Fatalf("handed over before Flush: %v (buffered %d)", got, s.Buffered())
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sink.calls, []int{3}) || s.Buffered() != 0 {
+		t.Fatalf("hand-overs %v, buffered %d; want one of 3, none left", sink.calls, s.Buffered())
+	}
+
+	// The sink pushes back: Flush fails and keeps them; once the outbox is
+	// full, Send refuses.
+	sink.mu.Lock()
+	sink.full = true
+	sink.mu.Unlock()
+	next := 4
+	for ; next < 4+outboxSize; next++ {
+		if err := send(ctx, next); err != nil {
+			t.Fatalf("line %d: %v", next, err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := s.Flush(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush while pushed back: %v", err)
+	}
+	if err := send(short, next); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send into a full outbox: %v", err)
+	}
+	if s.Buffered() != outboxSize {
+		t.Fatalf("buffered %d, want %d", s.Buffered(), outboxSize)
+	}
+	sink.mu.Lock()
+	sink.full = false
+	sink.mu.Unlock()
+	if err := send(ctx, next); err != nil { // the refused line, again
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := 1; i <= next; i++ {
+		want = append(want, "line "+strconv.Itoa(i))
+	}
+	if got := sink.lines(); !slices.Equal(got, want) {
+		t.Fatalf("sink got %d lines %v..., want %d in order", len(got), got[:min(5, len(got))], len(want))
+	}
+	// Acknowledging the last settles everything, once.
+	s.Ack(int64(next))
+	if !slices.Equal(acked, []int64{int64(next)}) {
+		t.Fatalf("acks %v", acked)
+	}
+}
