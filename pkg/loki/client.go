@@ -141,6 +141,10 @@ func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
 	return err
 }
 
+// CopiesLines: entries are encoded into the batch as they are taken; no
+// line or metadata string is kept (pipeline.LineCopier).
+func (c *Client) CopiesLines() bool { return true }
+
 // ConsumeBatch takes es in order, as Consume would one by one, under one
 // lock while there is room (pipeline.BatchConsumer). It returns how many it
 // took; when not all, the error Consume returned for the first one left.

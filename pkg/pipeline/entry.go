@@ -90,6 +90,20 @@ type BatchConsumer interface {
 	ConsumeBatch(ctx context.Context, es []Entry) (int, error)
 }
 
+// LineCopier is a Consumer that keeps nothing of an entry's Line and
+// Metadata once Consume (or ConsumeBatch) has returned: it copied what it
+// needs. A source may then pass lines that point into its own read buffer
+// (see Stream.BorrowLines) instead of copying each line out first.
+type LineCopier interface {
+	CopiesLines() bool
+}
+
+// CopiesLines reports whether c is a LineCopier that says so.
+func CopiesLines(c Consumer) bool {
+	l, ok := c.(LineCopier)
+	return ok && l.CopiesLines()
+}
+
 // ConsumeAll hands es to c in order, in one call when c is a BatchConsumer.
 func ConsumeAll(ctx context.Context, c Consumer, es []Entry) (int, error) {
 	if b, ok := c.(BatchConsumer); ok {

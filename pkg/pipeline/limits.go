@@ -143,6 +143,9 @@ type guarded struct {
 
 func (g *guarded) Consume(ctx context.Context, e Entry) error { return g.next.Consume(ctx, e) }
 
+// CopiesLines: as the consumer behind (LineCopier).
+func (g *guarded) CopiesLines() bool { return CopiesLines(g.next) }
+
 // ConsumeBatch passes es on (BatchConsumer).
 func (g *guarded) ConsumeBatch(ctx context.Context, es []Entry) (int, error) {
 	return ConsumeAll(ctx, g.next, es)

@@ -57,6 +57,8 @@ type Stream struct {
 	// yet (see Buffer): from outboxes while it holds any, else nil.
 	out      []Entry
 	buffered bool
+	borrowed bool // see BorrowLines
+	detached bool // the entries in out no longer borrow their lines
 
 	onAck   func(pos int64, last map[string]int64)
 	mu      sync.Mutex
@@ -135,6 +137,16 @@ var outboxes = sync.Pool{New: func() any { b := make([]Entry, 0, outboxSize); re
 // must not drop the stream while Buffered is not 0, except to stop.
 func (s *Stream) Buffer() { s.buffered = true }
 
+// BorrowLines makes the stream buffered (Buffer) and lets its source pass
+// lines, to Send, that stay valid only until the next Flush returns: next
+// must be a LineCopier (CopiesLines). Entries a failed Flush keeps are
+// copied out then, so the source may reuse its buffer whatever happens.
+// Copying every line out of the read buffer was 5 % of podtail's CPU, and
+// all of its garbage but the sink's.
+func (s *Stream) BorrowLines() {
+	s.buffered, s.borrowed = true, true
+}
+
 // Buffered is the number of entries taken by Send and not yet handed over.
 func (s *Stream) Buffered() int { return len(s.out) }
 
@@ -149,7 +161,20 @@ func (s *Stream) Flush(ctx context.Context) error {
 	left := copy(s.out, s.out[n:])
 	clear(s.out[left:]) // let the lines go
 	s.out = s.out[:left]
+	if s.borrowed && !s.detached && left > 0 {
+		// What stays must outlive the source's buffer. (Nothing is added
+		// to the outbox until a Flush has emptied it, so this runs once.)
+		s.detached = true
+		for i := range s.out {
+			e := &s.out[i]
+			e.Line = strings.Clone(e.Line)
+			for j := range e.Metadata {
+				e.Metadata[j].Value = strings.Clone(e.Metadata[j].Value)
+			}
+		}
+	}
 	if left == 0 {
+		s.detached = false
 		b := s.out
 		s.out = nil
 		outboxes.Put(&b)
@@ -247,7 +272,9 @@ func (s *Stream) Skip(pos int64) {
 // limit in drop mode, or a new stream beyond the tenant's bound is dropped,
 // counted, and passed over like a line a stage dropped.
 func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, labels ...string) error {
-	if len(s.out) >= outboxSize {
+	if len(s.out) >= outboxSize || s.detached {
+		// Full, or holding what a failed Flush kept: hand that over first
+		// (in order, and so that borrowed and owned lines never mix).
 		if err := s.Flush(ctx); err != nil {
 			return err // this line is not taken
 		}
@@ -402,6 +429,8 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 		}
 		ls := s.renderNew(added, src)
 		if len(s.rendered1) < 1024 {
+			// The key outlives the line it may point into (BorrowLines).
+			one = [2]string{strings.Clone(one[0]), strings.Clone(one[1])}
 			s.rendered1[one] = ls
 		}
 		return ls

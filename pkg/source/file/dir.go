@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 
@@ -453,10 +454,14 @@ func (d *Dir) open(c candidate) bool {
 	r.stream.ReplayTo(r.replayTo)
 	if d.cfg.Multiline != nil {
 		r.ml = d.cfg.Multiline()
-	} else {
+	} else if pipeline.CopiesLines(d.next) {
 		// Lines go to the sink a read at a time (lines flushes): one
-		// hand-over per read, not one per line. (Multiline joining keeps
-		// its own queue of entries the sink refused: see r.joined.)
+		// hand-over per read, not one per line, and as views of the read
+		// buffer, which the sink copies from. (Multiline joining keeps its
+		// own queue of entries the sink refused: see r.joined.)
+		r.stream.BorrowLines()
+		r.borrow = true
+	} else {
 		r.stream.Buffer()
 	}
 	d.readers[c.ino] = r
@@ -883,6 +888,7 @@ type reader struct {
 	skipping bool // dropping the rest of an over-long line
 	seq      int
 	stream   *pipeline.Stream
+	borrow   bool // lines are sent as views of buf (Stream.BorrowLines)
 	ml       *pipeline.Multiline
 	joined   []pipeline.Joined // joined entries the sink has not taken yet
 }
@@ -1007,12 +1013,21 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 			start = next
 			continue
 		}
-		if start+i >= textAt+len(text) {
-			lim := min(len(r.buf), start+max(textChunk, i+1))
-			j := bytes.LastIndexByte(r.buf[start:lim], '\n') // >= i
-			text, textAt = string(r.buf[start:start+j+1]), start
+		var line string
+		switch {
+		case r.borrow:
+			// Valid until the Flush at the end of this call (or Send's
+			// own), while buf is untouched.
+			line = unsafe.String(unsafe.SliceData(r.buf[start:]), i)
+		default:
+			if start+i >= textAt+len(text) {
+				lim := min(len(r.buf), start+max(textChunk, i+1))
+				j := bytes.LastIndexByte(r.buf[start:lim], '\n') // >= i
+				text, textAt = string(r.buf[start:start+j+1]), start
+			}
+			line = text[start-textAt : start-textAt+i]
 		}
-		if err := r.send(ctx, now, text[start-textAt:start-textAt+i], end); err != nil {
+		if err := r.send(ctx, now, line, end); err != nil {
 			return err
 		}
 		sent++

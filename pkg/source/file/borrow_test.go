@@ -1,0 +1,85 @@
+package file
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+// copying is a sink that copies what it keeps of each entry
+// (pipeline.LineCopier), as the Loki client does: the tailer then hands it
+// lines that are views of its read buffer. Until open, it pushes back.
+type copying struct {
+	next *sink
+	open time.Time
+}
+
+func (c *copying) CopiesLines() bool { return true }
+
+func (c *copying) Consume(ctx context.Context, e pipeline.Entry) error {
+	if time.Now().Before(c.open) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	e.Line = strings.Clone(e.Line)
+	for i := range e.Metadata {
+		e.Metadata[i].Value = strings.Clone(e.Metadata[i].Value)
+	}
+	return c.next.Consume(ctx, e)
+}
+
+// Lines borrowed from the read buffer arrive intact and once, at full speed
+// through rotations, and when the sink pushes back across a rename (the
+// entries a failed hand-over keeps must not change as the buffer is
+// reused).
+func TestBorrowedLines(t *testing.T) {
+	t.Run("full speed", func(t *testing.T) {
+		dir := t.TempDir()
+		store, _ := positions.Open(t.TempDir())
+		s := newSink()
+		startDir(t, dir, store, &copying{next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
+		const n = 60000
+		for i := 1; i <= n; i++ {
+			log.Info("request handled", zap.Int("n", i), zap.String("path", "/api/v1/orders"))
+		}
+		_ = lj.Close()
+		waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= n })
+		time.Sleep(100 * time.Millisecond)
+		exactlyOnce(t, s, 1, n)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, l := range s.lines[:100] {
+			if !strings.HasPrefix(l, `{"level":"info"`) {
+				t.Fatalf("line changed: %q", l)
+			}
+		}
+	})
+	t.Run("pushed back", func(t *testing.T) {
+		dir := t.TempDir()
+		store, _ := positions.Open(t.TempDir())
+		s := newSink()
+		startDir(t, dir, store, &copying{next: s, open: time.Now().Add(700 * time.Millisecond)}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		path := filepath.Join(dir, "app.log")
+		_ = os.WriteFile(path, numbered(1, 2000), 0o644)
+		time.Sleep(150 * time.Millisecond) // read, and refused
+		_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+		_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
+		time.Sleep(150 * time.Millisecond)
+		f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		_, _ = f.Write(numbered(4001, 6000))
+		_ = f.Close()
+		waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
+		time.Sleep(100 * time.Millisecond)
+		exactlyOnce(t, s, 1, 6000)
+	})
+}
