@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkEncode measures what each push costs on the CPU before the
-// network: protobuf marshal plus snappy of a full default-sized batch.
+// network: laying out the request and compressing it, for a full
+// default-sized batch (its entries are encoded as they are added).
 func BenchmarkEncode(b *testing.B) {
 	line := strings.Repeat("x", 250)
 	bt := newBatch(time.Now())
