@@ -23,10 +23,13 @@ type batch struct {
 	streams []stream       // in order of first appearance
 	index   map[string]int // Labels -> position in streams
 	last    int            // position of the stream of the last entry added
-	acks    []ack          // in consumption order; entries without an Acker are left out
-	entries int
-	bytes   int64 // sum of Entry.Size(): what BatchSize limits
-	charge  int64 // what the queue bound was charged: see queueCharge
+	// recent: positions of streams find looked up lately (see find).
+	recent   [8]int
+	recentAt int
+	acks     []ack // in consumption order; entries without an Acker are left out
+	entries  int
+	bytes    int64 // sum of Entry.Size(): what BatchSize limits
+	charge   int64 // what the queue bound was charged: see queueCharge
 	// replay: per stream (position in streams), the times of its entries
 	// marked Replay, which skipStored checks with Loki; nil: none.
 	replay map[int]replaySpan
@@ -156,13 +159,7 @@ func (b *batch) add(e *pipeline.Entry) {
 	// hashing a hundred bytes of labels per entry.
 	i := b.last
 	if i >= len(b.streams) || b.streams[i].labels != e.Labels {
-		var ok bool
-		i, ok = b.index[e.Labels]
-		if !ok {
-			i = len(b.streams)
-			b.index[e.Labels] = i
-			b.streams = append(b.streams, stream{labels: e.Labels})
-		}
+		i = b.find(e.Labels)
 		b.last = i
 	}
 	if e.Replay {
@@ -223,6 +220,28 @@ func (s *stream) add(sec, nsec int64, line string, md push.LabelsAdapter) {
 	s.chunks[len(s.chunks)-1] = out // within its capacity: the same array
 	s.size += total
 	s.n++
+}
+
+// find returns the position of the stream of labels, added if new. A few
+// recent streams are compared first: a file's lines alternate between the
+// streams of its levels, and a source passes the same label string every
+// time, so comparing it costs a pointer check where the map hashed a
+// hundred bytes.
+func (b *batch) find(labels string) int {
+	for _, i := range b.recent {
+		if i < len(b.streams) && b.streams[i].labels == labels {
+			return i
+		}
+	}
+	i, ok := b.index[labels]
+	if !ok {
+		i = len(b.streams)
+		b.index[labels] = i
+		b.streams = append(b.streams, stream{labels: labels})
+	}
+	b.recent[b.recentAt] = i
+	b.recentAt = (b.recentAt + 1) % len(b.recent)
+	return i
 }
 
 // cumulative reports whether a says acknowledging pos covers everything

@@ -44,6 +44,8 @@ type Stream struct {
 	// rendered1 is rendered for one added label (log_level, usually), by
 	// name and value: no signature string to build per line.
 	rendered1 map[[2]string]*lokiStream
+	recent1   [8]recent // the last rendered1 entries used (see render)
+	recentAt  int
 	// admitCalls counts admit's cache hits: the clock is read on one in
 	// admitClockEvery of them only.
 	admitCalls int
@@ -424,15 +426,24 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 				one = [2]string{k, v}
 			}
 		}
+		// A few recent ones by comparison first: zap's level values are
+		// the same strings every time, so this beats hashing the pair.
+		for i := range s.recent1 {
+			if c := &s.recent1[i]; c.ls != nil && c.k == one[0] && c.v == one[1] {
+				return c.ls
+			}
+		}
 		if ls, ok := s.rendered1[one]; ok {
+			s.remember1([2]string{strings.Clone(one[0]), strings.Clone(one[1])}, ls) // owned: see below
 			return ls
 		}
 		ls := s.renderNew(added, src)
+		// The key outlives the line it may point into (BorrowLines).
+		one = [2]string{strings.Clone(one[0]), strings.Clone(one[1])}
 		if len(s.rendered1) < 1024 {
-			// The key outlives the line it may point into (BorrowLines).
-			one = [2]string{strings.Clone(one[0]), strings.Clone(one[1])}
 			s.rendered1[one] = ls
 		}
+		s.remember1(one, ls)
 		return ls
 	}
 	sig := signature(added)
@@ -444,6 +455,19 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 		s.rendered[sig] = ls
 	}
 	return ls
+}
+
+// remember1 puts a rendered1 entry (its key owned) among the recent ones,
+// round robin.
+func (s *Stream) remember1(one [2]string, ls *lokiStream) {
+	s.recent1[s.recentAt] = recent{k: one[0], v: one[1], ls: ls}
+	s.recentAt = (s.recentAt + 1) % len(s.recent1)
+}
+
+// recent is one of Stream.recent1.
+type recent struct {
+	k, v string
+	ls   *lokiStream
 }
 
 // renderNew renders a label set render has not cached.
