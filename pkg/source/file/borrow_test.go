@@ -2,9 +2,12 @@ package file
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,4 +85,59 @@ func TestBorrowedLines(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		exactlyOnce(t, s, 1, 6000)
 	})
+}
+
+// zapLines are n = from..to with a caller each, as zap writes them.
+func zapLines(from, to int) []byte {
+	var b []byte
+	for i := from; i <= to; i++ {
+		b = fmt.Appendf(b, `{"level":"info","ts":1732492800.%06d,"caller":"app/handler%d.go:%d","msg":"m","n":%d}`+"\n", i%1000000, i%7, i, i)
+	}
+	return b
+}
+
+// checkCaller is a copying sink that also checks, for every entry, that its
+// caller metadata is the caller its line names.
+type checkCaller struct {
+	copying
+	bad atomic.Int64
+}
+
+func (c *checkCaller) Consume(ctx context.Context, e pipeline.Entry) error {
+	var v struct{ Caller string }
+	_ = json.Unmarshal([]byte(e.Line), &v)
+	if len(e.Metadata) != 1 || e.Metadata[0].Value != v.Caller {
+		c.bad.Add(1)
+	}
+	return c.copying.Consume(ctx, e)
+}
+
+// Metadata the zap stage cuts from a borrowed line (the caller) survives a
+// failed hand-over with its line, however the read buffer is reused.
+func TestBorrowedLinesMetadata(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	c := &checkCaller{copying: copying{next: s, open: time.Now().Add(700 * time.Millisecond)}}
+	startDir(t, dir, store, c, NewMetrics(prometheus.NewRegistry(), nil, nil), func(cfg *Config) {
+		cfg.Pipeline = func() *pipeline.Pipeline {
+			p, err := pipeline.Build(pipeline.ZapPreset())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+	})
+	path := filepath.Join(dir, "app.log")
+	_ = os.WriteFile(path, zapLines(1, 3000), 0o644)
+	time.Sleep(150 * time.Millisecond)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	_, _ = f.Write(zapLines(3001, 6000))
+	_ = f.Close()
+	waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, s, 1, 6000)
+	if n := c.bad.Load(); n > 0 {
+		t.Fatalf("%d entries whose caller metadata is not their line's", n)
+	}
 }
