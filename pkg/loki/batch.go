@@ -128,6 +128,7 @@ func queueCharge(e *pipeline.Entry) int64 { return int64(e.Size()) + entryOverhe
 type ack struct {
 	to  pipeline.Acker
 	pos int64
+	cum bool // to is cumulative: asked once per run, not per entry
 }
 
 func newBatch(now time.Time) *batch {
@@ -142,10 +143,10 @@ func (b *batch) add(e *pipeline.Entry) {
 		// Ack means "everything up to pos", so a run of one source's entries
 		// needs only its last ack: one call (and one stored position) per run
 		// instead of one per line.
-		if n := len(b.acks); n > 0 && b.acks[n-1].to == e.Ack && b.acks[n-1].pos <= e.Pos && cumulative(e.Ack) {
+		if n := len(b.acks); n > 0 && b.acks[n-1].to == e.Ack && b.acks[n-1].pos <= e.Pos && b.acks[n-1].cum {
 			b.acks[n-1].pos = e.Pos
 		} else {
-			b.acks = append(b.acks, ack{e.Ack, e.Pos})
+			b.acks = append(b.acks, ack{to: e.Ack, pos: e.Pos, cum: cumulative(e.Ack)})
 		}
 	}
 	sec, nsec := e.Time.Unix(), int64(e.Time.Nanosecond())
