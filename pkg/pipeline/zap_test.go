@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -326,6 +327,10 @@ func FuzzZap(f *testing.F) {
 		f.Add(s)
 	}
 	p := mustBuild(f, ZapPreset()...)
+	// As a Stream runs it (nothing reads Fields: zapStage.scan, not
+	// objectIter): it must set exactly what the other path sets.
+	fast := mustBuild(f, ZapPreset()...)
+	fast.fieldsUnread()
 	f.Fuzz(func(t *testing.T, line string) {
 		r := rec(line)
 		keep, _ := p.Process(r)
@@ -336,6 +341,11 @@ func FuzzZap(f *testing.F) {
 			t.Fatalf("log_level %q", lv)
 		}
 		checkScannerAgainstStdlib(t, line)
+		rf := rec(line)
+		fast.Process(rf)
+		if !maps.Equal(r.Labels, rf.Labels) || !r.Time.Equal(rf.Time) || !slices.Equal(r.Metadata, rf.Metadata) {
+			t.Fatalf("%q: with fields %v %v %v; without %v %v %v", line, r.Labels, r.Time, r.Metadata, rf.Labels, rf.Time, rf.Metadata)
+		}
 	})
 }
 
