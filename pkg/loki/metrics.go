@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"tenant"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_loki_entries_dropped_total",
-			Help: "Entries given up on for good (rejected_<status>, retries_exhausted); they are still acknowledged to their source.",
+			Help: "Entries given up on for good (rejected_<status>, retries_exhausted, encode: a time a push request cannot carry); they are still acknowledged to their source.",
 		}, []string{"tenant", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_loki_push_retries_total",

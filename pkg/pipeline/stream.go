@@ -375,7 +375,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	if ns > prev || !hadPrev {
 		ls.last, ls.hasLast = ns, true
 	}
-	md := r.Metadata // fresh per record (reset above), so the entry may keep it
+	// Fresh per record (reset above), so the entry may keep it: from a slab,
+	// or for borrowed lines from the outbox's room, valid until Flush.
+	md := r.Metadata
 	s.mu.Lock()
 	s.pending = append(s.pending, inflight{pos: pos, key: ls.key, ns: ns})
 	s.mu.Unlock()
