@@ -739,6 +739,15 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 	if bytes.IndexByte(r.buf, '\n') >= 0 || r.stream.Flush(ctx) != nil {
 		return false // the next cycle sends them, then finishes
 	}
+	if len(r.buf) == 0 && !r.gz && !r.skipping {
+		// A plain reader gives its unshipped tail back at the end of each
+		// read (release seeks back to it), so a last line without a newline
+		// is read again here. (It was lost from b951766 on.)
+		max, _ := r.stream.LineLimit()
+		if r.readTail(min(max, d.lineMax())) {
+			return false // whole lines arrived meanwhile: the next cycle sends them
+		}
+	}
 	if len(r.buf) > 0 && !r.skipping {
 		if err := r.send(ctx, time.Now(), string(r.buf), r.off+int64(len(r.buf))); err != nil {
 			return false // not taken: the next cycle tries again
@@ -893,6 +902,36 @@ type reader struct {
 	joined   []pipeline.Joined // joined entries the sink has not taken yet
 }
 
+// lineMax is the configured line limit (max_line_bytes), or no limit.
+func (d *Dir) lineMax() int {
+	if d.cfg.MaxLineBytes > 0 {
+		return d.cfg.MaxLineBytes
+	}
+	return math.MaxInt
+}
+
+// readTail reads what the file holds past r.off into r.buf, up to max bytes
+// and a little more (the Stream cuts a line at its limit), and reports
+// whether it holds a whole line.
+func (r *reader) readTail(max int) bool {
+	if max < math.MaxInt {
+		max++
+	}
+	buf := make([]byte, 0, 4<<10)
+	for len(buf) < max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.src.Read(buf[len(buf):min(cap(buf), len(buf)+(max-len(buf)))])
+		buf = buf[:len(buf)+n]
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	r.buf = buf
+	return bytes.IndexByte(buf, '\n') >= 0
+}
+
 // send hands one line on, through the line joiner when there is one.
 func (r *reader) send(ctx context.Context, t time.Time, line string, pos int64) error {
 	if r.ml == nil {
@@ -1034,8 +1073,8 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		start = next
 	}
 	max, drop := r.stream.LineLimit()
-	if d.cfg.MaxLineBytes > 0 && d.cfg.MaxLineBytes < max {
-		max = d.cfg.MaxLineBytes
+	if m := d.lineMax(); m < max {
+		max = m
 	}
 	if len(r.buf)-start > max {
 		// An over-long line: ship its head, marked (or drop it), and skip to

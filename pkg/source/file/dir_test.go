@@ -507,3 +507,30 @@ func TestHeldBackTailerOpensRotatedFileAtOnce(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	exactlyOnce(t, s, 1, 4000)
 }
+
+// A file renamed away with a last line that has no newline: that line is
+// shipped when the file is finished, whether lines are borrowed or copied.
+// (From b951766 on, a reader gave its unshipped tail back after each read and
+// finishing shipped nothing.)
+func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
+	for _, borrowed := range []bool{false, true} {
+		t.Run(fmt.Sprint("borrowed=", borrowed), func(t *testing.T) {
+			dir := t.TempDir()
+			store, _ := positions.Open(t.TempDir())
+			s := newSink()
+			var next pipeline.Consumer = s
+			if borrowed {
+				next = &copying{next: s}
+			}
+			startDir(t, dir, store, next, NewMetrics(prometheus.NewRegistry(), nil, nil))
+			path := filepath.Join(dir, "app.log")
+			_ = os.WriteFile(path, append(numbered(1, 999), `{"n":1000}`...), 0o644)
+			waitFor(t, 5*time.Second, "999 lines", func() bool { return s.total() >= 999 })
+			_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+			_ = os.WriteFile(path, numbered(1001, 2000), 0o644)
+			waitFor(t, 5*time.Second, "2000 lines", func() bool { return s.total() >= 2000 })
+			time.Sleep(100 * time.Millisecond)
+			exactlyOnce(t, s, 1, 2000)
+		})
+	}
+}
