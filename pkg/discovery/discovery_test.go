@@ -33,6 +33,8 @@ type fakeAPI struct {
 	gate       chan struct{}
 	sessions   chan *session
 	storage    podman.Storage // zero: no provisional targets from create events
+	// holds: Inspect of these IDs answers only once the channel is closed.
+	holds map[string]chan struct{}
 }
 
 // session is one Events call: the test sends events on it, or ends it with
@@ -66,6 +68,16 @@ func (f *fakeAPI) List(ctx context.Context) ([]podman.Summary, error) {
 }
 
 func (f *fakeAPI) Inspect(ctx context.Context, id string) (podman.Container, error) {
+	f.mu.Lock()
+	hold := f.holds[id]
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return podman.Container{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "inspect "+id)
@@ -521,11 +533,17 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestDiscovererProvisionalTargetFromCreateEvent(t *testing.T) {
 	api := newFakeAPI()
 	api.storage = podman.Storage{GraphRoot: "/var/lib/containers/storage", LogDriver: "k8s-file"}
+	// The inspect answers only once the provisional set has been seen: the
+	// fixture keeps the latest set only, and a quick inspect's removal could
+	// replace it unseen (it did, once, under the race detector in CI).
+	inspected := make(chan struct{})
+	api.holds = map[string]chan struct{}{"gone": inspected}
 	f := start(t, api, time.Hour)
 	f.next()
 	f.sess.sendEvent(t, podman.Event{Action: "create", ID: "gone", Name: "blink", Time: time.Now(),
 		Attributes: map[string]string{"podtail.tenant": "acme", "podtail.app": "shop", "name": "blink", "image": "busybox"}})
 	set := f.waitFor("the provisional target", func(m map[string]discovery.Target) bool { _, ok := m["gone"]; return ok })
+	close(inspected)
 	g := set["gone"]
 	if g.LogPath != "/var/lib/containers/storage/overlay-containers/gone/userdata/ctr.log" || g.Tenant != "acme" || g.App != "shop" || !g.Running {
 		t.Errorf("provisional target %+v", g)
