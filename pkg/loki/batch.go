@@ -294,10 +294,10 @@ func encodeStreams(streams []stream) []byte {
 			h = append(h, 0xa)
 			h = binary.AppendUvarint(h, uint64(len(s.labels)))
 		}
-		body = st.write(body, h)
-		body = st.writeString(body, s.labels)
+		body = stageWrite(st, body, h)
+		body = stageWrite(st, body, s.labels)
 		for _, c := range s.chunks {
-			body = st.write(body, c)
+			body = stageWrite(st, body, c)
 		}
 	}
 	return st.flush(body)
@@ -317,22 +317,11 @@ func putStage(st *stage) {
 	stages.Put(st)
 }
 
-// write adds p to the stage, compressing each full stage onto body.
-func (st *stage) write(body, p []byte) []byte {
+// stageWrite adds p to st, compressing each full stage onto body.
+func stageWrite[T string | []byte](st *stage, body []byte, p T) []byte {
 	for len(p) > 0 {
 		n := copy(st.b[len(st.b):stageSize], p)
 		st.b, p = st.b[:len(st.b)+n], p[n:]
-		if len(st.b) == stageSize {
-			body = st.flush(body)
-		}
-	}
-	return body
-}
-
-func (st *stage) writeString(body []byte, s string) []byte {
-	for len(s) > 0 {
-		n := copy(st.b[len(st.b):stageSize], s)
-		st.b, s = st.b[:len(st.b)+n], s[n:]
 		if len(st.b) == stageSize {
 			body = st.flush(body)
 		}

@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,13 +79,24 @@ func TestBorrowedLines(t *testing.T) {
 		_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
 		_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
 		time.Sleep(150 * time.Millisecond)
-		f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-		_, _ = f.Write(numbered(4001, 6000))
-		_ = f.Close()
+		appendTo(t, path, numbered(4001, 6000))
 		waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
 		time.Sleep(100 * time.Millisecond)
 		exactlyOnce(t, s, 1, 6000)
 	})
+}
+
+// appendTo appends b to the file at path, as a writer does.
+func appendTo(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write(b)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // zapLines are n = from..to with a caller each, as zap writes them.
@@ -131,9 +143,7 @@ func TestBorrowedLinesMetadata(t *testing.T) {
 	path := filepath.Join(dir, "app.log")
 	_ = os.WriteFile(path, zapLines(1, 3000), 0o644)
 	time.Sleep(150 * time.Millisecond)
-	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	_, _ = f.Write(zapLines(3001, 6000))
-	_ = f.Close()
+	appendTo(t, path, zapLines(3001, 6000))
 	waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
 	time.Sleep(100 * time.Millisecond)
 	exactlyOnce(t, s, 1, 6000)

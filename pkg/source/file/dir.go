@@ -743,8 +743,8 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 		// A plain reader gives its unshipped tail back at the end of each
 		// read (release seeks back to it), so a last line without a newline
 		// is read again here. (It was lost from b951766 on.)
-		max, _ := r.stream.LineLimit()
-		if r.readTail(min(max, d.lineMax())) {
+		max, _ := d.lineLimit(r)
+		if r.readTail(max) {
 			return false // whole lines arrived meanwhile: the next cycle sends them
 		}
 	}
@@ -902,12 +902,14 @@ type reader struct {
 	joined   []pipeline.Joined // joined entries the sink has not taken yet
 }
 
-// lineMax is the configured line limit (max_line_bytes), or no limit.
-func (d *Dir) lineMax() int {
-	if d.cfg.MaxLineBytes > 0 {
-		return d.cfg.MaxLineBytes
+// lineLimit is the longest line r ships (the stream's limit, or the
+// directory's max_line_bytes if lower), and whether longer ones are dropped.
+func (d *Dir) lineLimit(r *reader) (int, bool) {
+	max, drop := r.stream.LineLimit()
+	if d.cfg.MaxLineBytes > 0 && d.cfg.MaxLineBytes < max {
+		max = d.cfg.MaxLineBytes
 	}
-	return math.MaxInt
+	return max, drop
 }
 
 // readTail reads what the file holds past r.off into r.buf, up to max bytes
@@ -1072,10 +1074,7 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		sent++
 		start = next
 	}
-	max, drop := r.stream.LineLimit()
-	if m := d.lineMax(); m < max {
-		max = m
-	}
+	max, drop := d.lineLimit(r)
 	if len(r.buf)-start > max {
 		// An over-long line: ship its head, marked (or drop it), and skip to
 		// its end, never holding more of it than the limit and a chunk.
