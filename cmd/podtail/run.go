@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -248,8 +249,11 @@ func run(ctx context.Context, cfg *config.Config) error {
 			MaxLineBytes: int(cfg.Limits.MaxLineBytes),
 			Poll:         cfg.Files.PollInterval,
 			Open:         file.NewLimiter(cfg.Files.MaxOpen),
-			Watch:        watch,
-			Metrics:      file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),
+			// As many of a tenant's directories read at once as there are
+			// cores to parse with: more only hold buffers while Loki pushes back.
+			Readers: file.NewReaders(max(2, runtime.GOMAXPROCS(0))),
+			Watch:   watch,
+			Metrics: file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),
 		},
 	}, srcMetrics, log.Named("source"))
 

@@ -34,6 +34,7 @@ type Files struct {
 	MaxLineBytes int
 	Poll         time.Duration
 	Open         *file.Limiter
+	Readers      *file.Readers // nil: no bound
 	Watch        *file.Watcher // nil: each tailer has its own
 	Metrics      *file.Metrics
 }
@@ -231,6 +232,7 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 			MaxLineBytes: f.MaxLineBytes,
 			Poll:         f.Poll,
 			Open:         f.Open,
+			Readers:      f.Readers,
 			Watch:        f.Watch,
 		}, s.store, s.next, f.Metrics, s.log)
 	}

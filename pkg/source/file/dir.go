@@ -91,6 +91,9 @@ type Config struct {
 	Poll time.Duration
 	// Open bounds the files open at once across directories; nil: no bound.
 	Open *Limiter
+	// Readers bounds the directories of one tenant reading at once; nil: no
+	// bound.
+	Readers *Readers
 	// Watch is the inotify watcher shared by the tailers; nil: the tailer
 	// makes its own.
 	Watch *Watcher
@@ -117,6 +120,45 @@ func (l *Limiter) tryAcquire() bool {
 func (l *Limiter) release() {
 	if l != nil {
 		<-l.slots
+	}
+}
+
+// Readers bounds, per tenant, the directories reading at once. A reading
+// directory holds a read buffer and the entries parsed from it, and while
+// Loki pushes back it holds them until the sink takes them: with a thousand
+// files in 500 directories all held back, that was 14 MB of a 44 MB live
+// heap, for no gain, as the tenant's queue takes no more than a few
+// readers' worth at a time. Per tenant, so a tenant Loki holds back keeps
+// no other tenant from reading.
+type Readers struct {
+	n     int
+	mu    sync.Mutex
+	slots map[string]chan struct{}
+}
+
+// NewReaders lets n directories of each tenant read at once.
+func NewReaders(n int) *Readers {
+	return &Readers{n: max(n, 1), slots: map[string]chan struct{}{}}
+}
+
+// acquire waits for one of tenant's slots, or until ctx ends; release
+// gives it back. Nil Readers: no bound.
+func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
+	if rs == nil {
+		return func() {}, nil
+	}
+	rs.mu.Lock()
+	ch := rs.slots[tenant]
+	if ch == nil {
+		ch = make(chan struct{}, rs.n)
+		rs.slots[tenant] = ch
+	}
+	rs.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
@@ -626,6 +668,15 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 	// file's data after it is deleted.
 	wctx, stopWait := d.sinkWait(ctx)
 	defer stopWait()
+	if len(rs) > 0 {
+		release, err := d.cfg.Readers.acquire(wctx, d.cfg.Tenant)
+		if err != nil {
+			// ctx ended, or the directory changed while the tenant's other
+			// directories read: scan, then wait again.
+			return ctx.Err() == nil, nil
+		}
+		defer release()
+	}
 	for _, r := range rs {
 		n, eof, err := r.read(wctx, d, time.Now().Add(readSlice))
 		d.readTo[r.key] = r.off

@@ -534,3 +534,70 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 		})
 	}
 }
+
+// A tenant's read slots: a tenant with all of its slots taken waits (until
+// its context ends), another tenant does not, and a slot given back is
+// taken again.
+func TestReadersPerTenant(t *testing.T) {
+	rs := NewReaders(1)
+	releaseA, err := rs.acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := rs.acquire(ctx, "a"); err == nil {
+		t.Fatal("a second slot of tenant a with n=1")
+	}
+	releaseB, err := rs.acquire(context.Background(), "b")
+	if err != nil {
+		t.Fatalf("tenant b waited on tenant a's slot: %v", err)
+	}
+	releaseB()
+	releaseA()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	release, err := rs.acquire(ctx2, "a")
+	if err != nil {
+		t.Fatalf("a's slot not given back: %v", err)
+	}
+	release()
+	var none *Readers
+	if release, err := none.acquire(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	} else {
+		release()
+	}
+}
+
+// Two directories of one tenant with one read slot, both held back by the
+// sink: the one waiting for the slot still opens a file that a rotation
+// creates and deletes within 200 ms (the change ends its wait, as it ends a
+// wait on the sink), and once the sink takes lines every line of both
+// arrives once.
+func TestReadSlotWaitStillOpensRotatedFile(t *testing.T) {
+	store, _ := positions.Open(t.TempDir())
+	rs := NewReaders(1)
+	open := time.Now().Add(3 * time.Second)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	sA, sB := newSink(), newSink()
+	_ = os.WriteFile(filepath.Join(dirA, "app.log"), numbered(1, 2000), 0o644)
+	startDir(t, dirA, store, &gate{open: open, next: sA}, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) { c.Readers = rs })
+	time.Sleep(300 * time.Millisecond) // A reads, is held back, holds the slot
+	startDir(t, dirB, store, &gate{open: open, next: sB}, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) { c.Readers = rs })
+	path := filepath.Join(dirB, "app.log")
+	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
+	time.Sleep(300 * time.Millisecond)
+	_ = os.Rename(path, filepath.Join(dirB, "app-1.log"))
+	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
+	time.Sleep(200 * time.Millisecond)
+	_ = os.Rename(path, filepath.Join(dirB, "app-2.log"))
+	_ = os.Remove(filepath.Join(dirB, "app-2.log"))
+	if n := sA.total() + sB.total(); n != 0 {
+		t.Fatalf("%d lines passed the closed gate", n)
+	}
+	waitFor(t, 15*time.Second, "all lines", func() bool { return sA.total() >= 2000 && sB.total() >= 4000 })
+	time.Sleep(100 * time.Millisecond)
+	exactlyOnce(t, sA, 1, 2000)
+	exactlyOnce(t, sB, 1, 4000)
+}
