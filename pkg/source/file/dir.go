@@ -810,7 +810,12 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 	if r.stream.Flush(ctx) != nil {
 		return false // taken, not handed over: the next cycle's read does
 	}
-	_ = r.flush(ctx, true)
+	if err := r.flush(ctx, true); err != nil {
+		// The last joined entry, completed now, was not taken: it is kept
+		// in r.joined, and the next cycle sends it, then finishes. (Closing
+		// here lost it.)
+		return false
+	}
 	d.log.Debug("file finished", zap.String("file", r.name), zap.String("why", why), zap.Int64("offset", r.off))
 	d.markSeen(r.ino, r.f, "")
 	d.close(r)

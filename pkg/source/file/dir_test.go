@@ -601,3 +601,53 @@ func TestReadSlotWaitStillOpensRotatedFile(t *testing.T) {
 	exactlyOnce(t, sA, 1, 2000)
 	exactlyOnce(t, sB, 1, 4000)
 }
+
+// holdPrefix refuses entries starting with prefix (waiting out the caller's
+// ctx, as a full queue does) until open, and passes every other on.
+type holdPrefix struct {
+	prefix string
+	open   time.Time
+	next   *sink
+}
+
+func (h *holdPrefix) Consume(ctx context.Context, e pipeline.Entry) error {
+	if strings.HasPrefix(e.Line, h.prefix) && time.Now().Before(h.open) {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.next.Consume(ctx, e)
+}
+
+// A file renamed away while its last joined (multi-line) entry is still
+// open: finishing the file completes that entry, and if the sink does not
+// take it then, the file stays open until it does. (Finishing ignored the
+// refusal and closed the file: the entry was lost.)
+func TestRenamedFileJoinedEntryPushedBack(t *testing.T) {
+	dir := t.TempDir()
+	store, _ := positions.Open(t.TempDir())
+	s := newSink()
+	startDir(t, dir, store, &holdPrefix{prefix: "panic", open: time.Now().Add(2500 * time.Millisecond), next: s},
+		NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
+			c.Multiline = func() *pipeline.Multiline {
+				m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "30s"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m
+			}
+		})
+	path := filepath.Join(dir, "app.log")
+	_ = os.WriteFile(path, append(numbered(1, 50), "panic: boom\n\tmain.go:3\n"...), 0o644)
+	waitFor(t, 5*time.Second, "49 entries", func() bool { return s.total() >= 49 })
+	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+	waitFor(t, 10*time.Second, "the panic", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return slices.ContainsFunc(s.lines, func(l string) bool { return strings.HasPrefix(l, "panic: boom\n\tmain.go:3") })
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lines) != 51 {
+		t.Fatalf("%d entries, want 51: %q", len(s.lines), s.lines)
+	}
+}
