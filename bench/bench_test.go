@@ -125,8 +125,13 @@ func TestProcFields(t *testing.T) {
 	if err != nil || cpu < 0 {
 		t.Errorf("own cpu %s, %v", cpu, err)
 	}
-	if rss, err := peakRSS(os.Getpid()); err != nil || rss <= 0 {
+	rss, err := peakRSS(os.Getpid())
+	if err != nil || rss <= 0 {
 		t.Errorf("own peak rss %d, %v", rss, err)
+	}
+	// The test binary's own pages are file-backed, and part of the peak.
+	if f, err := fileRSS(os.Getpid()); err != nil || f <= 0 || f > rss {
+		t.Errorf("own file rss %d (peak %d), %v", f, rss, err)
 	}
 }
 

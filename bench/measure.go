@@ -14,9 +14,14 @@ type Result struct {
 	CPU          time.Duration // the tool's own (children included)
 	ServiceCPU   time.Duration // the Podman service's, over the same time (container scenarios)
 	PeakRSS      int64
-	Sink         SinkStats
-	Extra        int64 // entries beyond the workload, counted after completion
-	Note         string
+	// FileRSS is the file-backed part of the resident memory at the end of
+	// the run (RssFile: mostly the tool's own binary, whose pages the
+	// kernel counts once touched), to tell the binary's size from the memory
+	// the tool's work takes.
+	FileRSS int64
+	Sink    SinkStats
+	Extra   int64 // entries beyond the workload, counted after completion
+	Note    string
 }
 
 // LinesPerSec and the rest derive the table's columns.
@@ -102,6 +107,9 @@ func measure(ctx context.Context, dir string, spec runSpec) (Result, error) {
 		return res, err
 	}
 	if res.PeakRSS, err = peakRSS(p.pid()); err != nil {
+		return res, err
+	}
+	if res.FileRSS, err = fileRSS(p.pid()); err != nil {
 		return res, err
 	}
 	if spec.servicePID != 0 {

@@ -103,6 +103,15 @@ func peakRSS(pid int) (int64, error) {
 	return statusKB(b, "VmHWM")
 }
 
+// fileRSS is RssFile of pid: its resident file-backed pages, in bytes.
+func fileRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("file rss of pid %d: %w", pid, err)
+	}
+	return statusKB(b, "RssFile")
+}
+
 // statusKB reads a "Key:   123 kB" line of /proc/<pid>/status, in bytes.
 func statusKB(b []byte, key string) (int64, error) {
 	for _, line := range strings.Split(string(b), "\n") {
