@@ -51,7 +51,7 @@ func (e *statusError) retryable() bool {
 // It returns without acknowledging only when ctx ends.
 func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 	tenant := t.id
-	log := c.log.With(zap.String("tenant", tenant), zap.Int("entries", b.entries))
+	log := c.log.WithLazy(zap.String("tenant", tenant), zap.Int("entries", b.entries)) // lazy: most pushes log nothing
 	c.m.batchEntries.Observe(float64(b.entries))
 
 	if len(b.replay) > 0 {

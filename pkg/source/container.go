@@ -87,7 +87,7 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.
 	c := &ContainerOutput{
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
 		metrics: m, pipe: p, next: next,
-		log:  log.With(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
+		log:  log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
 		wake: make(chan struct{}, 1),
 	}
 	c.stream = c.newStream()

@@ -225,7 +225,7 @@ func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metri
 	}
 	return &Dir{
 		cfg: cfg, store: store, next: next, metrics: m,
-		log:     log.With(zap.String("dir", cfg.Dir), zap.String("tenant", cfg.Tenant)),
+		log:     log.WithLazy(zap.String("dir", cfg.Dir), zap.String("tenant", cfg.Tenant)), // lazy: 500 eager clones were 1 MB
 		prefix:  positionsPrefix + filepath.Clean(cfg.Dir) + "#",
 		wake:    make(chan struct{}, 1),
 		readers: map[uint64]*reader{}, seen: map[uint64]stamp{}, keyOf: map[uint64]string{},
