@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
@@ -18,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,5 +418,61 @@ func TestClientUsesSecurity(t *testing.T) {
 	defer f.mu.Unlock()
 	if n := f.requests["acme"]; n != 2 {
 		t.Errorf("fake Loki saw %d requests for acme, want 2 (one per token: no retry of the 401)", n)
+	}
+}
+
+// Tenants push at once, each on its own connection: the connections are
+// kept between pushes, not closed and dialled again for every push (Go's
+// default keeps two idle per host; with ten tenants pushing together the
+// other eight were dialled anew each time, and over TLS each dial is a
+// handshake).
+func TestConcurrentTenantsReuseConnections(t *testing.T) {
+	const tenants, rounds = 10, 5
+	var conns atomic.Int32
+	var mu sync.Mutex
+	inFlight, all := 0, make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		// Hold each push until all tenants' pushes of the round are in
+		// flight (or a while has passed): they are concurrent.
+		mu.Lock()
+		inFlight++
+		ch := all
+		if inFlight == tenants {
+			close(all)
+			all, inFlight = make(chan struct{}), 0
+		}
+		mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cfg := testConfig(srv.URL)
+	cfg.BatchWait = 5 * time.Millisecond
+	c, _ := startClient(t, cfg)
+	ackers := make([]*acker, tenants)
+	for i := range ackers {
+		ackers[i] = newAcker(t)
+	}
+	for round := 1; round <= rounds; round++ {
+		for i, a := range ackers {
+			mustConsume(t, c, entry(fmt.Sprint("t", i), `{app="a"}`, base+int64(round), "line", a, int64(round)))
+		}
+		for _, a := range ackers {
+			a.wait(round)
+		}
+	}
+	t.Logf("%d connections", conns.Load())
+	if n := conns.Load(); n > tenants+2 {
+		t.Errorf("%d connections for %d rounds of %d concurrent pushes; want about %d", n, rounds, tenants, tenants)
 	}
 }
