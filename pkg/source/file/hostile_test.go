@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
@@ -193,4 +194,61 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openDir (openat2, RESOLVE_NO_SYMLINKS) and the component walk it falls
+// back on agree on every kind of path: a plain directory opens; a symlink
+// as a middle or as the last component is refused as dir_symlink, naming
+// that component; a missing component and a file are errors.
+func TestOpenDirAgreesWithWalk(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "real", "logs"), 0o755))
+	must(t, os.Symlink(filepath.Join(root, "real"), filepath.Join(root, "link")))
+	must(t, os.Symlink(filepath.Join(root, "real", "logs"), filepath.Join(root, "real", "logslink")))
+	must(t, os.WriteFile(filepath.Join(root, "real", "file"), nil, 0o644))
+	for _, tc := range []struct {
+		path, refused string // refused: the component named, "" when not a dir_symlink refusal
+		ok            bool
+	}{
+		{path: "real/logs", ok: true},
+		{path: "link/logs", refused: "link"},
+		{path: "real/logslink", refused: "real/logslink"},
+		{path: "real/missing"},
+		{path: "real/file"},
+	} {
+		path := filepath.Join(root, tc.path)
+		for name, open := range map[string]func(string) (*os.File, error){"openDir": openDir, "walkDir": walkDir} {
+			f, err := open(path)
+			if tc.ok {
+				if err != nil {
+					t.Errorf("%s(%s): %v", name, tc.path, err)
+				} else {
+					f.Close()
+				}
+				continue
+			}
+			if err == nil {
+				f.Close()
+				t.Errorf("%s(%s) opened", name, tc.path)
+				continue
+			}
+			var re *refusedError
+			switch {
+			case tc.refused != "" && (!errors.As(err, &re) || re.reason != refusedDirSymlink || re.path != filepath.Join(root, tc.refused)):
+				t.Errorf("%s(%s) = %v, want dir_symlink at %s", name, tc.path, err, tc.refused)
+			case tc.refused == "" && errors.As(err, &re):
+				t.Errorf("%s(%s) = %v, want a plain error", name, tc.path, err)
+			}
+		}
+	}
+	// The one-call path is the one taken here (Debian 12's kernel has it).
+	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS}
+	fd, err := unix.Openat2(unix.AT_FDCWD, filepath.Join(root, "real", "logs"), &how)
+	if errors.Is(err, unix.ENOSYS) {
+		t.Skip("no openat2 on this kernel: only the walk was tested")
+	}
+	if err != nil {
+		t.Fatalf("openat2: %v", err)
+	}
+	unix.Close(fd)
 }

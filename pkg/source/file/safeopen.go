@@ -16,8 +16,8 @@ import (
 // opens there is opened relative to a descriptor of the directory, with
 // O_NOFOLLOW, and checked on the descriptor (fstat), never on the path: a
 // name swapped for a symlink between the listing and the open cannot lead
-// out of the directory. The directory itself is reached one component at a
-// time from /, none of them followed if it is a symlink.
+// out of the directory. The directory itself is opened with no symlink
+// followed in any component of its path (see openDir).
 
 // Why an entry, or the directory, is not read: the reason label of
 // podtail_file_refused_total.
@@ -109,11 +109,30 @@ func (e *refusedError) Error() string {
 // openDir opens dir for listing without following a symlink in any
 // component of its path (an error wrapping *refusedError names the first
 // that is one).
+//
+// openat2(2) with RESOLVE_NO_SYMLINKS does that in one system call, the
+// kernel refusing a symlink anywhere on the path: walking the path one
+// component at a time (an openat and a close each) was 4 % of podtail's
+// CPU with 500 directories. When it fails (a symlink, a missing component,
+// or a kernel older than 5.6 or a seccomp filter without openat2), the
+// walk runs, and names what is wrong.
 func openDir(dir string) (*os.File, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
+	how := unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS,
+	}
+	if fd, err := unix.Openat2(unix.AT_FDCWD, dir, &how); err == nil {
+		return os.NewFile(uintptr(fd), dir), nil
+	}
+	return walkDir(dir)
+}
+
+// walkDir is openDir one component at a time from /; dir is absolute.
+func walkDir(dir string) (*os.File, error) {
 	var parts []string
 	if rest := strings.TrimPrefix(dir, "/"); rest != "" {
 		parts = strings.Split(rest, "/")
