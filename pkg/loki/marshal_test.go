@@ -44,6 +44,8 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 			en := push.Entry{Timestamp: times[rng.Intn(len(times))], Line: str(200)}
 			if big {
 				en.Line = str(40 << 10)
+			} else if rng.Intn(20) == 0 {
+				en.Line = str(3000) // larger than a first chunk: one of its own, then odd sizes
 			}
 			if rng.Intn(3) == 0 {
 				en.Timestamp = time.Unix(rng.Int63n(1<<34)-1<<33, rng.Int63n(1e9))
@@ -114,6 +116,19 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 		if got := decodeBody(t, b.encode()); !bytes.Equal(got, want) {
 			t.Fatalf("round %d: filtered batch differs from Marshal:\n got %x\nwant %x", round, got, want)
 		}
+		b.release() // later rounds write into its chunks, as they come back dirty from the pools
+	}
+}
+
+// Chunk sizes: the pooled ones are firstChunk to maxChunk, doubling.
+func TestChunkClass(t *testing.T) {
+	for c, want := range map[int]int{512: -1, 1 << 10: 0, 1536: -1, 2 << 10: 1, 16 << 10: 4, 32 << 10: 5, 64 << 10: -1, 3000: -1} {
+		if got := chunkClass(c); got != want {
+			t.Errorf("chunkClass(%d) = %d, want %d", c, got, want)
+		}
+	}
+	if c := getChunk(3000); cap(c) != 3000 || len(c) != 0 {
+		t.Errorf("getChunk(3000): len %d cap %d", len(c), cap(c))
 	}
 }
 
