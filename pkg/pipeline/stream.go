@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"hash/fnv"
+	"math/bits"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,9 +65,12 @@ type Stream struct {
 	borrowed bool // see BorrowLines
 	detached bool // the entries in out no longer borrow their lines
 
-	onAck   func(pos int64, last map[string]int64)
-	mu      sync.Mutex
-	pending []inflight       // sent, not yet acknowledged, in order
+	onAck func(pos int64, last map[string]int64)
+	mu    sync.Mutex
+	// pending[head:] is what was sent and not acknowledged yet, in order
+	// (see addPending).
+	pending []inflight
+	head    int
 	acked   map[string]int64 // stream key -> time of its last acknowledged entry
 }
 
@@ -83,9 +87,71 @@ type lokiStream struct {
 }
 
 type inflight struct {
-	pos int64
-	key string
-	ns  int64
+	pos, ns int64
+	ls      *lokiStream
+}
+
+// Pending arrays of pendingFirst << k entries, k < pendingClasses, are
+// pooled.
+const (
+	pendingFirst   = 64
+	pendingClasses = 12
+)
+
+// pendings holds pending arrays no Stream uses, by size (see pendingClass).
+// A file's lines are in flight by the thousand (a file read at once is
+// acknowledged a batch later), and growing fresh arrays for them, let go
+// once all was acknowledged, was 30 % of what podtail allocated over 1,000
+// files.
+var pendings [pendingClasses]sync.Pool
+
+func pendingClass(c int) int {
+	if c < pendingFirst || c&(c-1) != 0 {
+		return -1
+	}
+	if k := bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(pendingFirst)); k < pendingClasses {
+		return k
+	}
+	return -1
+}
+
+// putPending gives p's array back to its pool, cleared: its lokiStream
+// pointers would keep streams alive.
+func putPending(p []inflight) {
+	if k := pendingClass(cap(p)); k >= 0 {
+		p = p[:cap(p)]
+		clear(p)
+		p = p[:0]
+		pendings[k].Put(&p)
+	}
+}
+
+// addPending appends f to pending. A full array is compacted when at least
+// half of it was acknowledged already, and otherwise moved to a pooled one
+// twice as large. s.mu must be held.
+func (s *Stream) addPending(f inflight) {
+	if len(s.pending) == cap(s.pending) {
+		if s.head > 0 && s.head >= len(s.pending)/2 {
+			n := copy(s.pending, s.pending[s.head:])
+			clear(s.pending[n:])
+			s.pending, s.head = s.pending[:n], 0
+		} else {
+			size := max(pendingFirst, 2*cap(s.pending))
+			var grown []inflight
+			if k := pendingClass(size); k >= 0 {
+				if p, ok := pendings[k].Get().(*[]inflight); ok {
+					grown = *p
+				}
+			}
+			if grown == nil {
+				grown = make([]inflight, 0, size)
+			}
+			grown = append(grown, s.pending[s.head:]...)
+			putPending(s.pending)
+			s.pending, s.head = grown, 0
+		}
+	}
+	s.pending = append(s.pending, f)
 }
 
 var _ CumulativeAcker = (*Stream)(nil)
@@ -261,15 +327,16 @@ func (s *Stream) ReplayTo(pos int64) { s.replayTo = pos }
 func (s *Stream) Ack(pos int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := 0
+	i := s.head
 	for ; i < len(s.pending) && s.pending[i].pos <= pos; i++ {
-		s.acked[s.pending[i].key] = s.pending[i].ns
+		s.acked[s.pending[i].ls.key] = s.pending[i].ns
 	}
-	s.pending = s.pending[i:]
-	if len(s.pending) == 0 {
-		// Let the array go: sliced from the front, it would stay as large as
-		// the longest run ever in flight, for every file podtail has open.
-		s.pending = nil
+	s.head = i
+	if s.head == len(s.pending) {
+		// Give the array back: kept, it would stay as large as the longest
+		// run ever in flight, for every file podtail has open.
+		putPending(s.pending)
+		s.pending, s.head = nil, 0
 	}
 	if s.onAck != nil {
 		s.onAck(pos, s.acked)
@@ -284,7 +351,7 @@ func (s *Stream) AcksCumulative() bool { return true }
 // it was dropped by stages): with nothing in flight, the position moves.
 func (s *Stream) Skip(pos int64) {
 	s.mu.Lock()
-	idle := len(s.pending) == 0
+	idle := len(s.pending) == s.head
 	s.mu.Unlock()
 	if idle {
 		s.Ack(pos)
@@ -379,7 +446,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	// or for borrowed lines from the outbox's room, valid until Flush.
 	md := r.Metadata
 	s.mu.Lock()
-	s.pending = append(s.pending, inflight{pos: pos, key: ls.key, ns: ns})
+	s.addPending(inflight{pos: pos, ns: ns, ls: ls})
 	s.mu.Unlock()
 	e := Entry{
 		Tenant: s.tenant, Labels: ls.rendered, Time: time.Unix(0, ns), Line: r.Line, Metadata: md,
@@ -397,6 +464,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		// Not handed over: forget it, and the time it took, so a retry or a
 		// restart produces the same entry.
 		s.mu.Lock()
+		s.pending[len(s.pending)-1] = inflight{}
 		s.pending = s.pending[:len(s.pending)-1]
 		s.mu.Unlock()
 		ls.last, ls.hasLast = prev, hadPrev

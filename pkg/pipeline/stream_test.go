@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"maps"
+	"math/rand"
 	"slices"
 	"strconv"
 	"sync"
@@ -117,5 +119,66 @@ func TestBufferedStreamHandsOverAtFlush(t *testing.T) {
 	s.Ack(int64(next))
 	if !slices.Equal(acked, []int64{int64(next)}) {
 		t.Fatalf("acks %v", acked)
+	}
+}
+
+// Entries in flight by the thousand, acknowledged in runs of any length
+// while more are sent (the pending array compacts, grows into pooled
+// arrays and is given back when all is acknowledged): each Ack moves the
+// position to exactly its pos and the stream's last acknowledged time to
+// that of the entry at pos, and a refused Send is forgotten.
+func TestPendingAcrossGrowthAndCompaction(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	sink := &batchSink{}
+	var gotPos int64
+	var gotLast map[string]int64
+	s := NewStream(StreamConfig{Tenant: "t", Labels: map[string]string{"tenant": "t"},
+		OnAck: func(pos int64, last map[string]int64) { gotPos, gotLast = pos, maps.Clone(last) }}, nil, sink)
+	t0 := time.Unix(1_700_000_000, 0)
+	sent, acked := 0, 0
+	for round := 0; round < 200; round++ {
+		for n := rng.Intn(3000); n > 0; n-- {
+			sent++
+			if err := s.Send(context.Background(), t0.Add(time.Duration(sent)), "l", int64(sent)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round%17 == 0 {
+			// Refused: not in flight afterwards.
+			sink.mu.Lock()
+			sink.full = true
+			sink.mu.Unlock()
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := s.Send(ctx, t0.Add(time.Duration(sent+1)), "refused", int64(sent+1)); err == nil {
+				t.Fatal("a refused Send returned nil")
+			}
+			sink.mu.Lock()
+			sink.full = false
+			sink.mu.Unlock()
+		}
+		if acked == sent {
+			continue
+		}
+		to := acked + 1 + rng.Intn(sent-acked)
+		if round%5 == 0 {
+			to = sent // everything: the array goes back to its pool
+		}
+		s.Ack(int64(to))
+		acked = to
+		if gotPos != int64(to) || len(gotLast) != 1 {
+			t.Fatalf("round %d: Ack(%d) reported %d, %v", round, to, gotPos, gotLast)
+		}
+		for _, ns := range gotLast {
+			if ns != t0.Add(time.Duration(to)).UnixNano() {
+				t.Fatalf("round %d: last time after Ack(%d) is %d, want the entry at %d's", round, to, ns, to)
+			}
+		}
+		s.mu.Lock()
+		inFlight := len(s.pending) - s.head
+		s.mu.Unlock()
+		if inFlight != sent-acked {
+			t.Fatalf("round %d: %d in flight, want %d", round, inFlight, sent-acked)
+		}
 	}
 }
