@@ -275,7 +275,7 @@ func cumulative(a pipeline.Acker) bool {
 
 // encode renders the batch as Loki's default push body: snappy block format
 // around the protobuf PushRequest.
-func (b *batch) encode() []byte { return encodeStreams(b.streams) }
+func (b *batch) encode() []byte { return encodeStreams(nil, b.streams) }
 
 // encodeStreams renders streams (those with entries) as a push body: the
 // snappy block format around the protobuf PushRequest, which Loki expects.
@@ -290,7 +290,9 @@ func (b *batch) encode() []byte { return encodeStreams(b.streams) }
 // of podtail's idle heap. s2's Snappy-compatible encoder writes the
 // elements; on the bench's zap lines it is as fast as golang/snappy here
 // and its output 1 % smaller with 64 KiB pieces (3.5 % whole).
-func encodeStreams(streams []stream) []byte {
+//
+// The body is written to dst's array (see pushBody), grown if need be.
+func encodeStreams(dst []byte, streams []stream) []byte {
 	total := 0
 	for i := range streams {
 		if streams[i].n > 0 {
@@ -299,7 +301,7 @@ func encodeStreams(streams []stream) []byte {
 		}
 	}
 	// Zap lines compress about 3.5:1; room for a quarter, grown if needed.
-	body := make([]byte, 0, binary.MaxVarintLen64+total/4+s2.MaxEncodedLen(stageSize))
+	body := slices.Grow(dst[:0], binary.MaxVarintLen64+total/4+s2.MaxEncodedLen(stageSize))
 	body = binary.AppendUvarint(body, uint64(total))
 	st := getStage()
 	defer putStage(st)

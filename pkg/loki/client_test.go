@@ -3,6 +3,7 @@ package loki
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -602,4 +603,36 @@ func TestConsumeBatchTakesWhatFits(t *testing.T) {
 	if got := f2.recorded("t"); len(got) != 0 {
 		t.Errorf("tenant t got %v", got)
 	}
+}
+
+// A push body goes back to the pool only when the push and every request
+// reading it are done with it: a request's reader still sees the bytes
+// after the push gave the body up, a second Close changes nothing, and
+// releasing more often than held panics rather than let two pushes share
+// an array.
+func TestPushBodyReferences(t *testing.T) {
+	pb := newPushBody()
+	pb.buf = append(pb.buf, "push body bytes"...)
+	r := pb.reader()
+	pb.release() // the push is done; the transport still reads
+	if n := pb.refs.Load(); n != 1 {
+		t.Fatalf("refs = %d after the push let go with a request open, want 1", n)
+	}
+	other := newPushBody() // cannot be pb: pb is not in the pool
+	other.buf = append(other.buf, "another push"...)
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "push body bytes" {
+		t.Fatalf("request read %q, %v", got, err)
+	}
+	_ = r.Close()
+	_ = r.Close()
+	if n := pb.refs.Load(); n != 0 {
+		t.Fatalf("refs = %d after the request closed (twice), want 0", n)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("a release beyond the references did not panic")
+		}
+	}()
+	pb.release()
 }

@@ -158,7 +158,7 @@ func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, bo
 		return body
 	}
 	c.m.uncertain.WithLabelValues(tenant, "partly_stored").Inc()
-	return encodeStreams(missing)
+	return encodeStreams(nil, missing)
 }
 
 // isUncertain reports whether err is a push that may have been stored.
