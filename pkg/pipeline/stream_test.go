@@ -182,3 +182,37 @@ func TestPendingAcrossGrowthAndCompaction(t *testing.T) {
 		}
 	}
 }
+
+// The render cache's key: the same label set however its map was filled
+// gives the same key, and sets that differ never share one, whatever bytes
+// (NULs, shifted boundaries) their names and values hold.
+func TestAppendSignature(t *testing.T) {
+	sets := []map[string]string{
+		{},
+		{"a": "b"},
+		{"a": "b", "c": "d"},
+		{"a": "b\x00c\x00d"},
+		{"a": "b\x00", "c": "d"},
+		{"a\x00b": ""},
+		{"a": "\x00b"},
+		{"ab": ""},
+		{"a": "b", "c": "d", "e": "f", "g": "h", "i": "j", "k": "l", "m": "n", "o": "p", "q": "r"},
+	}
+	seen := map[string]int{}
+	for i, m := range sets {
+		k := string(appendSignature(nil, m))
+		if j, dup := seen[k]; dup {
+			t.Errorf("sets %v and %v share the key %q", sets[j], m, k)
+		}
+		seen[k] = i
+		again := map[string]string{}
+		keys := slices.Sorted(maps.Keys(m))
+		slices.Reverse(keys)
+		for _, name := range keys {
+			again[name] = m[name]
+		}
+		if k2 := string(appendSignature([]byte("junk"), again)[4:]); k2 != k {
+			t.Errorf("%v: key %q, filled in another order %q", m, k, k2)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
@@ -49,7 +50,10 @@ type ContainerOutput struct {
 	next    pipeline.Consumer
 	log     *zap.Logger
 	metrics *Metrics
-	fromEnd bool
+	// linesN and bytesN are metrics' counters of this target's tenant:
+	// looked up per line, they were a tenth of the reader's time.
+	linesN, bytesN prometheus.Counter
+	fromEnd        bool
 
 	draining atomic.Bool
 	wake     chan struct{}
@@ -90,6 +94,7 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.
 		log:  log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
 		wake: make(chan struct{}, 1),
 	}
+	c.linesN, c.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
 	c.stream = c.newStream()
 	return c
 }
@@ -421,7 +426,7 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 		p := partial[l.Stream]
 		if p != nil && p.skipping {
 			consumed += nl + 1
-			c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))
+			c.bytesN.Add(float64(nl + 1))
 			if !l.Partial {
 				delete(partial, l.Stream)
 				c.stream.Skip(end)
@@ -467,7 +472,7 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 			partial[l.Stream] = &partialLine{start: end, skipping: true}
 		}
 		consumed += nl + 1
-		c.metrics.bytes.WithLabelValues(c.target.Tenant).Add(float64(nl + 1))
+		c.bytesN.Add(float64(nl + 1))
 	}
 }
 
@@ -479,7 +484,7 @@ func (c *ContainerOutput) send(ctx context.Context, t time.Time, stream, line st
 		}
 		return fmt.Errorf("container %s: %w", c.target.Name, err)
 	}
-	c.metrics.lines.WithLabelValues(c.target.Tenant).Inc()
+	c.linesN.Inc()
 	return nil
 }
 

@@ -175,6 +175,8 @@ func openStore(t *testing.T, dir string) *positions.Store {
 	return s
 }
 
+func openStoreErr(dir string) (*positions.Store, error) { return positions.Open(dir) }
+
 // reader is a ContainerOutput running in a goroutine.
 type reader struct {
 	t      *testing.T
