@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -54,6 +55,9 @@ type ContainerOutput struct {
 	// looked up per line, they were a tenth of the reader's time.
 	linesN, bytesN prometheus.Counter
 	fromEnd        bool
+	// borrow: lines go to the stream as views of the read buffer, valid
+	// until its Flush (see newStream).
+	borrow bool
 
 	draining atomic.Bool
 	wake     chan struct{}
@@ -100,9 +104,13 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.
 }
 
 // newStream starts a pipeline stream for the current log file.
+//
+// The stream hands entries over a read at a time (Flush after lines), as
+// views of the read buffer when the sink copies lines: one hand-over per
+// line and a copy of each were a fifth of the reader's time.
 func (c *ContainerOutput) newStream() *pipeline.Stream {
 	gen := c.gen.Add(1)
-	return pipeline.NewStream(pipeline.StreamConfig{
+	s := pipeline.NewStream(pipeline.StreamConfig{
 		Tenant: c.target.Tenant,
 		Labels: c.target.StreamLabels(),
 		// conmon's times never go backwards within a stream, so every
@@ -116,6 +124,13 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 			}
 		},
 	}, c.pipe, c.next)
+	c.borrow = pipeline.CopiesLines(c.next)
+	if c.borrow {
+		s.BorrowLines()
+	} else {
+		s.Buffer()
+	}
+	return s
 }
 
 // SetDraining tells the reader whether the container has stopped: a
@@ -264,6 +279,11 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		buf = buf[:len(buf)+n]
 		if n > 0 {
 			consumed, err := c.lines(ctx, buf, off, partial)
+			if err == nil {
+				// Before buf moves: the entries may be views of it. (An
+				// entry a failed Flush keeps is copied out by the stream.)
+				err = c.flush(ctx)
+			}
 			off += int64(consumed)
 			buf = buf[:copy(buf, buf[consumed:])]
 			if err != nil {
@@ -299,7 +319,7 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 					_ = c.stream.Send(ctx, p.time, string(p.content), off, labels.Stream, name)
 				}
 			}
-			return nil
+			return c.flush(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -449,7 +469,13 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 			consumed += nl + 1
 			continue
 		}
-		line := string(l.Content)
+		var line string
+		switch {
+		case c.borrow && len(l.Content) > 0:
+			line = unsafe.String(&l.Content[0], len(l.Content)) // until c.flush
+		default:
+			line = string(l.Content)
+		}
 		if p != nil {
 			line = string(p.content) + line
 			delete(partial, l.Stream)
@@ -474,6 +500,18 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 		consumed += nl + 1
 		c.bytesN.Add(float64(nl + 1))
 	}
+}
+
+// flush hands what the stream holds to the sink. Once ctx has ended what
+// was not taken is read again after a restart.
+func (c *ContainerOutput) flush(ctx context.Context) error {
+	if err := c.stream.Flush(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("container %s: %w", c.target.Name, err)
+	}
+	return nil
 }
 
 // send hands one line on.

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -684,5 +685,55 @@ func TestContainerOutputStopsReadingOnCancel(t *testing.T) {
 				t.Errorf("Consume called %d times for a %d-line backlog after ctx was cancelled at the first; want at most %d", calls, n, limit)
 			}
 		})
+	}
+}
+
+// copyingSink copies each line it keeps (pipeline.LineCopier), as the Loki
+// client does: the reader then hands it views of its read buffer.
+type copyingSink struct{ s *sink }
+
+func (c copyingSink) CopiesLines() bool { return true }
+
+func (c copyingSink) Consume(ctx context.Context, e pipeline.Entry) error {
+	e.Line = strings.Clone(e.Line)
+	return c.s.consumer().Consume(ctx, e)
+}
+
+// With a sink that copies lines, the reader lends it views of its buffer:
+// across many reads, lines split into parts by conmon, and both streams,
+// every line arrives once, whole and unchanged. (Reads that end with a
+// long partial line catch a hand-over after the buffer moved.)
+func TestContainerOutputLendsLinesToACopyingSink(t *testing.T) {
+	var all []string
+	var want []string
+	for i := 0; i < 20000; i++ {
+		stream := Stdout
+		if i%7 == 0 {
+			stream = Stderr
+		}
+		n := i % 300
+		if i%3 == 0 {
+			n = 5000 + i%2000 // a few lines per read, and a long partial one left after them
+		}
+		content := fmt.Sprintf(`{"level":"info","seq":%d,"msg":"%s"}`, i, strings.Repeat(string(rune('a'+i%26)), n))
+		if i%50 == 0 {
+			// Split by conmon into parts.
+			all = append(all, cri(int64(i)*1000, stream, "P", content[:10]), cri(int64(i)*1000+1, stream, "F", content[10:]))
+		} else {
+			all = append(all, cri(int64(i)*1000, stream, "F", content))
+		}
+		want = append(want, content)
+	}
+	lf := newLogFile(t, all...)
+	s := newSink(t)
+	runReader(t, newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), copyingSink{s}, false, nil))
+	got := lines(s.wait(len(want)))
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("line %d = %q, want %q (%d lines)", i, got[i], want[i], len(got))
+			}
+		}
+		t.Fatalf("%d lines, want %d", len(got), len(want))
 	}
 }
