@@ -113,3 +113,39 @@ func FuzzParseCRI(f *testing.F) {
 		}
 	})
 }
+
+// parseConmonTime agrees with time.Parse wherever it answers: the same instant,
+// and nothing time.Parse refuses.
+func FuzzParseConmonTime(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-25T00:06:14.404991023+00:00", "2024-02-29T23:59:59.999999999-12:30", "2023-02-29T00:00:00.000000000+00:00",
+		"0000-01-01T00:00:00.000000000+00:00", "9999-12-31T23:59:59.999999999+23:59", "1969-12-31T23:59:59.000000001+01:00",
+		"2026-13-01T00:00:00.000000000+00:00", "2026-11-25T24:00:00.000000000+00:00", "2026-11-25T00:06:14.4049910a3+00:00",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, ok := parseConmonTime(in)
+		if !ok {
+			return
+		}
+		want, err := time.Parse(time.RFC3339Nano, string(in))
+		if err != nil {
+			t.Fatalf("parseConmonTime(%q) = %v, but time.Parse refuses it: %v", in, got, err)
+		}
+		if !got.Equal(want) {
+			t.Fatalf("parseConmonTime(%q) = %v, time.Parse %v", in, got, want)
+		}
+	})
+}
+
+// conmon's own format takes the fast path.
+func TestParseConmonTimeReadsConmonsFormat(t *testing.T) {
+	for _, s := range []string{"2026-11-25T00:06:14.404991023+00:00", "2026-11-25T01:06:14.404991023+01:00", "1999-01-01T00:00:00.000000000-05:30"} {
+		got, ok := parseConmonTime([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if !ok || err != nil || !got.Equal(want) {
+			t.Errorf("parseConmonTime(%s) = %v, %v; time.Parse %v, %v", s, got, ok, want, err)
+		}
+	}
+}
