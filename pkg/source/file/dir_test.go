@@ -450,14 +450,16 @@ func numbered(from, to int) []byte {
 }
 
 // gate refuses entries (waiting out the caller's ctx, as a full queue does)
-// until it opens, then passes them on.
+// until it opens, then passes them on; with a prefix, it refuses only the
+// entries that start with it.
 type gate struct {
-	open time.Time
-	next *sink
+	open   time.Time
+	next   *sink
+	prefix string
 }
 
 func (g *gate) Consume(ctx context.Context, e pipeline.Entry) error {
-	if time.Now().Before(g.open) {
+	if strings.HasPrefix(e.Line, g.prefix) && time.Now().Before(g.open) {
 		<-ctx.Done()
 		return ctx.Err()
 	}
@@ -602,22 +604,6 @@ func TestReadSlotWaitStillOpensRotatedFile(t *testing.T) {
 	exactlyOnce(t, sB, 1, 4000)
 }
 
-// holdPrefix refuses entries starting with prefix (waiting out the caller's
-// ctx, as a full queue does) until open, and passes every other on.
-type holdPrefix struct {
-	prefix string
-	open   time.Time
-	next   *sink
-}
-
-func (h *holdPrefix) Consume(ctx context.Context, e pipeline.Entry) error {
-	if strings.HasPrefix(e.Line, h.prefix) && time.Now().Before(h.open) {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return h.next.Consume(ctx, e)
-}
-
 // A file renamed away while its last joined (multi-line) entry is still
 // open: finishing the file completes that entry, and if the sink does not
 // take it then, the file stays open until it does. (Finishing ignored the
@@ -626,7 +612,7 @@ func TestRenamedFileJoinedEntryPushedBack(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	startDir(t, dir, store, &holdPrefix{prefix: "panic", open: time.Now().Add(2500 * time.Millisecond), next: s},
+	startDir(t, dir, store, &gate{prefix: "panic", open: time.Now().Add(2500 * time.Millisecond), next: s},
 		NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
 			c.Multiline = func() *pipeline.Multiline {
 				m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "30s"})
