@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/sizepool"
 )
 
 // batch is one push request in the making: a tenant's entries grouped into
@@ -88,46 +89,24 @@ func (s *stream) room(n int) []byte {
 	return c
 }
 
-// chunkClasses is the number of chunk sizes: firstChunk to maxChunk,
-// doubling.
-const chunkClasses = 6
-
-// chunks holds chunks of settled batches, by size (chunks[i] has chunks of
-// firstChunk<<i bytes): zeroing and collecting fresh ones was a twentieth
-// of podtail's CPU with full-size chunks, and with 4,000 streams (1,000
+// chunks holds chunks of settled batches, by size, firstChunk to maxChunk
+// (6 sizes): zeroing and collecting fresh ones was a twentieth of
+// podtail's CPU with full-size chunks, and with 4,000 streams (1,000
 // files), whose few kilobytes per batch stay in the small sizes, the small
-// ones were 38 % of all it allocated.
-var chunks [chunkClasses]sync.Pool
-
-// chunkClass is the index in chunks of a chunk of capacity c, or -1 when c
-// is not one of the sizes.
-func chunkClass(c int) int {
-	if c < firstChunk || c > maxChunk || c&(c-1) != 0 {
-		return -1
-	}
-	return bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(firstChunk))
-}
+// ones were 38 % of all it allocated. Bytes need no clearing.
+var chunks = sizepool.New[byte](firstChunk, 6, false)
 
 // getChunk returns an empty chunk of size bytes (pooled when size is one
 // of the sizes: it is not after a chunk made for an entry larger than the
 // chunk it would have gone to).
-func getChunk(size int) []byte {
-	if k := chunkClass(size); k >= 0 {
-		if p, ok := chunks[k].Get().(*[]byte); ok {
-			return (*p)[:0]
-		}
-	}
-	return make([]byte, 0, size)
-}
+func getChunk(size int) []byte { return chunks.Get(size) }
 
 // release gives b's chunks back for later batches. Nothing may read b's
 // entries afterwards.
 func (b *batch) release() {
 	for i := range b.streams {
 		for _, c := range b.streams[i].chunks {
-			if k := chunkClass(cap(c)); k >= 0 {
-				chunks[k].Put(&c)
-			}
+			chunks.Put(c)
 		}
 		b.streams[i].chunks = nil
 	}

@@ -123,8 +123,8 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 // Chunk sizes: the pooled ones are firstChunk to maxChunk, doubling.
 func TestChunkClass(t *testing.T) {
 	for c, want := range map[int]int{512: -1, 1 << 10: 0, 1536: -1, 2 << 10: 1, 16 << 10: 4, 32 << 10: 5, 64 << 10: -1, 3000: -1} {
-		if got := chunkClass(c); got != want {
-			t.Errorf("chunkClass(%d) = %d, want %d", c, got, want)
+		if got := chunks.Class(c); got != want {
+			t.Errorf("chunks.Class(%d) = %d, want %d", c, got, want)
 		}
 	}
 	if c := getChunk(3000); cap(c) != 3000 || len(c) != 0 {

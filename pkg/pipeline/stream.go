@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/fnv"
-	"math/bits"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/labels"
+	"github.com/podtail/podtail/pkg/sizepool"
 )
 
 // Stream runs a pipeline for one source (one file, one container's log) and
@@ -94,40 +94,17 @@ type inflight struct {
 	ls      *lokiStream
 }
 
-// Pending arrays of pendingFirst << k entries, k < pendingClasses, are
-// pooled.
-const (
-	pendingFirst   = 64
-	pendingClasses = 12
-)
+// pendingFirst is the smallest pending array; pooled ones double from it.
+const pendingFirst = 64
 
-// pendings holds pending arrays no Stream uses, by size (see pendingClass).
-// A file's lines are in flight by the thousand (a file read at once is
-// acknowledged a batch later), and growing fresh arrays for them, let go
-// once all was acknowledged, was 30 % of what podtail allocated over 1,000
-// files.
-var pendings [pendingClasses]sync.Pool
-
-func pendingClass(c int) int {
-	if c < pendingFirst || c&(c-1) != 0 {
-		return -1
-	}
-	if k := bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(pendingFirst)); k < pendingClasses {
-		return k
-	}
-	return -1
-}
-
-// putPending gives p's array back to its pool, cleared: its lokiStream
-// pointers would keep streams alive.
-func putPending(p []inflight) {
-	if k := pendingClass(cap(p)); k >= 0 {
-		p = p[:cap(p)]
-		clear(p)
-		p = p[:0]
-		pendings[k].Put(&p)
-	}
-}
+// pendings holds pending arrays no Stream uses, by size, 64 to 128 Ki
+// entries. A file's lines are in flight by the thousand (a file read at
+// once is acknowledged a batch later), and growing fresh arrays for them,
+// let go once all was acknowledged, was 30 % of what podtail allocated
+// over 1,000 files. Cleared when put back: their lokiStream pointers would
+// keep streams alive. (Past len an array is always zero: compaction and a
+// refused Send clear what they give up.)
+var pendings = sizepool.New[inflight](pendingFirst, 12, true)
 
 // addPending appends f to pending. A full array is compacted when at least
 // half of it was acknowledged already, and otherwise moved to a pooled one
@@ -139,18 +116,9 @@ func (s *Stream) addPending(f inflight) {
 			clear(s.pending[n:])
 			s.pending, s.head = s.pending[:n], 0
 		} else {
-			size := max(pendingFirst, 2*cap(s.pending))
-			var grown []inflight
-			if k := pendingClass(size); k >= 0 {
-				if p, ok := pendings[k].Get().(*[]inflight); ok {
-					grown = *p
-				}
-			}
-			if grown == nil {
-				grown = make([]inflight, 0, size)
-			}
+			grown := pendings.Get(max(pendingFirst, 2*cap(s.pending)))
 			grown = append(grown, s.pending[s.head:]...)
-			putPending(s.pending)
+			pendings.Put(s.pending)
 			s.pending, s.head = grown, 0
 		}
 	}
@@ -338,7 +306,7 @@ func (s *Stream) Ack(pos int64) {
 	if s.head == len(s.pending) {
 		// Give the array back: kept, it would stay as large as the longest
 		// run ever in flight, for every file podtail has open.
-		putPending(s.pending)
+		pendings.Put(s.pending)
 		s.pending, s.head = nil, 0
 	}
 	if s.onAck != nil {
