@@ -112,7 +112,7 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	defer func() { _ = log.Sync() }()
 	started := time.Now()
 	if cfg.MemoryLimit > 0 {
-		setMemoryLimit(int64(cfg.MemoryLimit), log)
+		setMemoryLimit(int64(cfg.MemoryLimit), int64(cfg.Loki.QueueBytes), log)
 	}
 
 	store, err := positions.Open(cfg.DataDir)
@@ -373,14 +373,16 @@ func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
 // setMemoryLimit makes Go's runtime keep podtail's resident memory under
 // limit. The runtime's soft limit covers only the memory it manages; about
 // 15 MiB of podtail's RSS (measured idle: 17.8 MiB, of which 15.2 MiB
-// file-backed) are the binary's own pages, mapped from disk. So the runtime
-// gets what is left after those, measured now, and 2 MiB for the pages still
-// to be touched; but never less than a quarter of limit.
-func setMemoryLimit(limit int64, log *zap.Logger) {
+// file-backed) are the binary's own pages, mapped from disk, and the Loki
+// queue's entries are held outside the heap (up to queueBytes). So the
+// runtime gets what is left after those, the pages measured now, and 2 MiB
+// for the pages still to be touched; but never less than a quarter of limit.
+func setMemoryLimit(limit, queueBytes int64, log *zap.Logger) {
 	mapped := rssFile()
-	goLimit := max(limit-mapped-2<<20, limit/4)
+	goLimit := max(limit-mapped-queueBytes-2<<20, limit/4)
 	debug.SetMemoryLimit(goLimit)
-	log.Info("memory limit set", zap.Int64("memory_limit", limit), zap.Int64("file_backed_rss", mapped), zap.Int64("go_memory_limit", goLimit))
+	log.Info("memory limit set", zap.Int64("memory_limit", limit), zap.Int64("file_backed_rss", mapped),
+		zap.Int64("queue_bytes", queueBytes), zap.Int64("go_memory_limit", goLimit))
 }
 
 // rssFile is this process's resident file-backed memory (0 if unknown).

@@ -349,10 +349,16 @@ func (c *Client) Run(ctx context.Context) error {
 	c.state = stateRunning
 	c.mu.Unlock()
 
+	// The queue's idle memory goes back to the kernel as chunks come back;
+	// this is for when none come back any more (the queue emptied).
+	trim := time.NewTicker(chunkKeep)
+	defer trim.Stop()
 	for {
 		c.startWorkers(ctx)
 		select {
 		case <-c.spawn:
+		case <-trim.C:
+			chunks.Trim()
 		case <-ctx.Done():
 			c.stop()
 			return nil

@@ -278,6 +278,7 @@ func startClient(t *testing.T, cfg Config) (c *Client, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	chunksBefore[c], _ = chunks.Stats()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -302,7 +303,17 @@ func flush(t *testing.T, c *Client) {
 	if err := c.Flush(ctx); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
+	// Everything is settled: every chunk must be back, since the garbage
+	// collector never frees them (tests run one at a time).
+	if before, ok := chunksBefore[c]; ok {
+		if now, _ := chunks.Stats(); now > before {
+			t.Errorf("after Flush, %d bytes of queue chunks are still out (%d before the client started)", now, before)
+		}
+	}
 }
+
+// chunksBefore: the queue chunks out when each client started.
+var chunksBefore = map[*Client]int64{}
 
 // blockUntil returns a hook that holds every request until release is closed
 // (or the client goes away).

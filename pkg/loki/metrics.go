@@ -106,6 +106,9 @@ var (
 	oldestAgeDesc = prometheus.NewDesc("podtail_loki_oldest_unacked_age_seconds",
 		"Age of a tenant's oldest entry accepted and not yet acknowledged or dropped (0 when none): how far delivery lags.",
 		[]string{"tenant"}, nil)
+	queueMemoryDesc = prometheus.NewDesc("podtail_loki_queue_memory_bytes",
+		"Memory holding queued entries, outside the Go heap (not in go_memstats_*): in_use, or resident (in use, and idle for less than 10 s).",
+		[]string{"state"}, nil)
 )
 
 // stateCollector exports the per-tenant gauges of a Client.
@@ -114,9 +117,13 @@ type stateCollector struct{ c *Client }
 func (s stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- tenantQueuedDesc
 	ch <- oldestAgeDesc
+	ch <- queueMemoryDesc
 }
 
 func (s stateCollector) Collect(ch chan<- prometheus.Metric) {
+	inUse, resident := chunks.Stats()
+	ch <- prometheus.MustNewConstMetric(queueMemoryDesc, prometheus.GaugeValue, float64(inUse), "in_use")
+	ch <- prometheus.MustNewConstMetric(queueMemoryDesc, prometheus.GaugeValue, float64(resident), "resident")
 	now := time.Now()
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()

@@ -1,7 +1,7 @@
-// Package sizepool keeps slices for reuse by capacity: one sync.Pool per
-// power-of-two capacity, from a first size up. The Loki client's batch
-// chunks and a Stream's in-flight arrays both grow by doubling and are
-// given back whole, and were each pooled this way by code of their own.
+// Package sizepool keeps slices for reuse by capacity, from a first size
+// up, doubling: Pool in one sync.Pool per capacity (a Stream's in-flight
+// arrays), Bytes in memory outside the Go heap (the Loki client's batch
+// chunks, which it gives back exactly when acknowledged).
 package sizepool
 
 import (
