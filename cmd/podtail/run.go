@@ -374,12 +374,13 @@ func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
 // limit. The runtime's soft limit covers only the memory it manages; about
 // 15 MiB of podtail's RSS (measured idle: 17.8 MiB, of which 15.2 MiB
 // file-backed) are the binary's own pages, mapped from disk, and the Loki
-// queue's entries are held outside the heap (up to queueBytes). So the
-// runtime gets what is left after those, the pages measured now, and 2 MiB
-// for the pages still to be touched; but never less than a quarter of limit.
+// queue's entries (up to queueBytes) and push bodies (compressed: under a
+// quarter of that with zap lines) are held outside the heap. So the runtime
+// gets what is left after those, the pages measured now, and 2 MiB for the
+// pages still to be touched; but never less than a quarter of limit.
 func setMemoryLimit(limit, queueBytes int64, log *zap.Logger) {
 	mapped := rssFile()
-	goLimit := max(limit-mapped-queueBytes-2<<20, limit/4)
+	goLimit := max(limit-mapped-queueBytes*5/4-2<<20, limit/4)
 	debug.SetMemoryLimit(goLimit)
 	log.Info("memory limit set", zap.Int64("memory_limit", limit), zap.Int64("file_backed_rss", mapped),
 		zap.Int64("queue_bytes", queueBytes), zap.Int64("go_memory_limit", goLimit))

@@ -107,7 +107,7 @@ var (
 		"Age of a tenant's oldest entry accepted and not yet acknowledged or dropped (0 when none): how far delivery lags.",
 		[]string{"tenant"}, nil)
 	queueMemoryDesc = prometheus.NewDesc("podtail_loki_queue_memory_bytes",
-		"Memory holding queued entries, outside the Go heap (not in go_memstats_*): in_use, or resident (in use, and idle for less than 10 s).",
+		"Memory holding queued entries and push bodies, outside the Go heap (not in go_memstats_*): in_use, or resident (in use, and idle for less than 10 s).",
 		[]string{"state"}, nil)
 )
 

@@ -137,7 +137,7 @@ func (c *Client) queryStream(ctx context.Context, tenant, labels string, from, t
 // stored and returns the body to send next, or nil when Loki already has
 // everything. first: the first such check for b (later ones, as during an
 // outage behind a gateway that answers 502, log at debug level).
-func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, body []byte, first bool, log *zap.Logger) []byte {
+func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, body *pushBody, first bool, log *zap.Logger) *pushBody {
 	missing, err := c.unconfirmed(ctx, tenant, b)
 	switch {
 	case err != nil:
@@ -158,7 +158,9 @@ func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, bo
 		return body
 	}
 	c.m.uncertain.WithLabelValues(tenant, "partly_stored").Inc()
-	return encodeStreams(nil, missing)
+	pb := newPushBody()
+	encodeBody(pb, missing)
+	return pb
 }
 
 // isUncertain reports whether err is a push that may have been stored.
