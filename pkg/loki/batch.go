@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grafana/loki/pkg/push"
 	"github.com/klauspost/compress/s2"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -190,7 +189,7 @@ func (b *batch) add(e *pipeline.Entry) {
 
 // add appends one entry as field 2 of push.Stream: what the generated code
 // writes for a push.Entry.
-func (s *stream) add(sec, nsec int64, line string, md push.LabelsAdapter) {
+func (s *stream) add(sec, nsec int64, line string, md []pipeline.Label) {
 	ts := timestampSize(sec, nsec)
 	es := 1 + uvarintLen(uint64(ts)) + ts
 	if len(line) > 0 {

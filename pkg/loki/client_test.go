@@ -15,7 +15,6 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
@@ -41,7 +40,7 @@ func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
 
 	out, errs := `{app="shop", stream="stdout"}`, `{app="shop", stream="stderr"}`
 	withMeta := entry("a", out, base, "a1", ackA, 1)
-	withMeta.Metadata = push.LabelsAdapter{{Name: "request_id", Value: "r-42"}}
+	withMeta.Metadata = []pipeline.Label{{Name: "request_id", Value: "r-42"}}
 	mustConsume(t, c, withMeta)
 	mustConsume(t, c, entry("a", errs, base+1, "a2", ackA, 2))
 	mustConsume(t, c, entry("a", out, base+2, "a3", ackA, 3))

@@ -54,7 +54,7 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 				en.StructuredMetadata = append(en.StructuredMetadata, push.LabelAdapter{Name: str(20), Value: str(150)})
 			}
 			l := labels[rng.Intn(len(labels))]
-			b.add(&pipeline.Entry{Labels: l, Time: en.Timestamp, Line: en.Line, Metadata: en.StructuredMetadata})
+			b.add(&pipeline.Entry{Labels: l, Time: en.Timestamp, Line: en.Line, Metadata: metadata(en.StructuredMetadata)})
 			i := slices.IndexFunc(streams, func(s push.Stream) bool { return s.Labels == l })
 			if i < 0 {
 				i = len(streams)
@@ -75,7 +75,7 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 			j := 0
 			err := s.each(func(e wireEntry) bool {
 				w := streams[i].Entries[j]
-				size := (&pipeline.Entry{Line: w.Line, Metadata: w.StructuredMetadata}).Size()
+				size := (&pipeline.Entry{Line: w.Line, Metadata: metadata(w.StructuredMetadata)}).Size()
 				if e.ns != w.Timestamp.UnixNano() || e.line != w.Line || e.size != size {
 					t.Fatalf("round %d: entry %d of stream %d read back as %d %q (%d bytes), added %d %q (%d)",
 						round, j, i, e.ns, e.line, e.size, w.Timestamp.UnixNano(), w.Line, size)
@@ -148,4 +148,13 @@ func TestBatchLeavesOutTimesProtobufCannotHold(t *testing.T) {
 			t.Errorf("%v: entries %d, unencodable %d (%d bytes), in the stream %d", ts, b.entries, b.unencodable, b.unencodableBytes, b.streams[0].n)
 		}
 	}
+}
+
+// metadata is Loki's structured metadata as podtail's.
+func metadata(l push.LabelsAdapter) []pipeline.Label {
+	var out []pipeline.Label
+	for _, a := range l {
+		out = append(out, pipeline.Label{Name: a.Name, Value: a.Value})
+	}
+	return out
 }

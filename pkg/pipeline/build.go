@@ -11,7 +11,6 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/grafana/loki/pkg/push"
 
 	"github.com/podtail/podtail/pkg/labels"
 )
@@ -320,11 +319,11 @@ func setMetadata(r *Record, name, value string) {
 		// writes into its neighbour's. (Each Stream keeps its slab: 1 KiB,
 		// not more, as a thousand files have a thousand Streams.)
 		if len(r.mdSlab) < 2 {
-			r.mdSlab = make(push.LabelsAdapter, 2*16)
+			r.mdSlab = make([]Label, 2*16)
 		}
 		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
 	}
-	r.Metadata = append(r.Metadata, push.LabelAdapter{Name: name, Value: value})
+	r.Metadata = append(r.Metadata, Label{Name: name, Value: value})
 }
 
 // reservedLabels come only from trusted metadata (the source), never from

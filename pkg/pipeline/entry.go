@@ -10,9 +10,14 @@ package pipeline
 import (
 	"context"
 	"time"
-
-	"github.com/grafana/loki/pkg/push"
 )
+
+// Label is one pair of structured metadata. The sink writes it as Loki's
+// push.LabelAdapter (the tests hold the encoding to Loki's generated code);
+// a type of podtail's own keeps Loki's push package, and the gRPC and gogo
+// protobuf code it brings, out of the binary: 4.8 MB of its 28, 2.5 MiB of
+// its resident memory.
+type Label struct{ Name, Value string }
 
 // Entry is one log line on its way to Loki.
 type Entry struct {
@@ -30,7 +35,7 @@ type Entry struct {
 	Line string
 	// Metadata is Loki structured metadata: high-cardinality facts that must
 	// not become labels.
-	Metadata push.LabelsAdapter
+	Metadata []Label
 	// Replay says a podtail that ran before this one may already have sent
 	// this entry: its source read it from data that was there when the
 	// source started, past the position Loki had acknowledged. Loki drops

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"time"
-
-	"github.com/grafana/loki/pkg/push"
 )
 
 // Record is what stages see and change: one log line between its source and
@@ -18,9 +16,9 @@ type Record struct {
 	// Labels are stream labels added by stages.
 	Labels map[string]string
 	// Metadata is Loki structured metadata (caller, request ids, file name).
-	Metadata push.LabelsAdapter
+	Metadata []Label
 
-	mdSlab push.LabelsAdapter // room for the Metadata of records to come (setMetadata)
+	mdSlab []Label // room for the Metadata of records to come (setMetadata)
 }
 
 // Stage is one processing step. Process changes r in place and returns

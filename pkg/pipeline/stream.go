@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/grafana/loki/pkg/push"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -171,14 +170,14 @@ const outboxSize = 64
 // the sink copies it: a slab per 16 lines was 2 % of podtail's CPU).
 type outbox struct {
 	es []Entry
-	md push.LabelsAdapter
+	md []Label
 }
 
 // outboxes holds outboxes while no Stream uses them: a Stream holds one only
 // between a read and its Flush, and with a thousand files one each was 16
 // MB.
 var outboxes = sync.Pool{New: func() any {
-	return &outbox{es: make([]Entry, 0, outboxSize), md: make(push.LabelsAdapter, 2*outboxSize)}
+	return &outbox{es: make([]Entry, 0, outboxSize), md: make([]Label, 2*outboxSize)}
 }}
 
 // takeOutbox gives s an outbox, and the record its metadata room when the
