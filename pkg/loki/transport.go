@@ -1,10 +1,13 @@
 package loki
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -198,6 +201,14 @@ func (s Security) transport(log *zap.Logger) (http.RoundTripper, error) {
 	// were closed after each push and dialled again for the next (a TLS
 	// handshake each, over https).
 	base.MaxIdleConnsPerHost = base.MaxIdleConns
+	dial := base.DialContext
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return copyConn{c}, nil
+	}
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         s.TLS.ServerName,
@@ -239,6 +250,22 @@ func (s Security) transport(log *zap.Logger) (http.RoundTripper, error) {
 		return base, nil
 	}
 	return a, nil
+}
+
+// copyConn writes a request body through a pooled buffer. The transport
+// hands a body with a length to the connection's ReadFrom behind an
+// io.LimitReader, and a TCP connection that cannot splice or sendfile from
+// it copies through a new 32 KiB buffer: per push, 45 % of what podtail
+// allocated over 100 files. (Over https the TLS connection does the same
+// copy, and this one only sees encrypted writes.)
+type copyConn struct{ net.Conn }
+
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (c copyConn) ReadFrom(r io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, buf[:])
 }
 
 // authTransport adds headers and credentials to each request on its way to

@@ -3,6 +3,7 @@ package positions_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -365,5 +366,37 @@ func TestIncrementalSyncWritesTheWholeStore(t *testing.T) {
 	}
 	if err := json.Unmarshal(b2, &f2); err != nil || len(f2.Positions) != len(want) {
 		t.Errorf("reopened store wrote %d positions (%v), want %d", len(f2.Positions), err, len(want))
+	}
+}
+
+// A sync after only a new key came, or only a key went, writes exactly the
+// keys there are: the file's key order is kept between syncs and must
+// follow both.
+func TestSyncFollowsKeysComingAndGoing(t *testing.T) {
+	s := open(t, t.TempDir())
+	read := func() []string {
+		t.Helper()
+		mustSync(t, s)
+		b, err := os.ReadFile(s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct{ Positions map[string]positions.Position }
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("the file is not JSON: %v\n%s", err, b)
+		}
+		return slices.Sorted(maps.Keys(f.Positions))
+	}
+	s.Put("file:/d#b", positions.Position{Offset: 1})
+	if got := read(); !slices.Equal(got, []string{"file:/d#b"}) {
+		t.Fatalf("keys %q", got)
+	}
+	s.Put("file:/d#a", positions.Position{Offset: 2})
+	if got := read(); !slices.Equal(got, []string{"file:/d#a", "file:/d#b"}) {
+		t.Fatalf("after a new key: keys %q", got)
+	}
+	s.Delete("file:/d#b")
+	if got := read(); !slices.Equal(got, []string{"file:/d#a"}) {
+		t.Fatalf("after a key went: keys %q", got)
 	}
 }
