@@ -111,6 +111,9 @@ func supervise(ctx context.Context, cfg *config.Config, reload <-chan os.Signal,
 func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	defer func() { _ = log.Sync() }()
 	started := time.Now()
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	if cfg.MemoryLimit > 0 {
 		setMemoryLimit(int64(cfg.MemoryLimit), int64(cfg.Loki.QueueBytes), log)
 	}
@@ -369,6 +372,16 @@ func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
 		return m
 	}
 }
+
+// gcPercent is podtail's GOGC unless the environment sets one. With the
+// queue and push bodies outside the heap, what is left on it is mostly
+// state that lives as long as its file (streams, readers, positions), and
+// little is allocated per line, so letting the heap grow by half what is
+// live rather than all of it costs few more collections: over 1,000 files
+// 8 -> 18 per million lines, 0-5 % of podtail's CPU (within this machine's
+// noise in make bench), for 3-4 MiB less peak RSS (make bench: 52.8-53.2 ->
+// 49.1-50.2 MiB over 1,000 files, 39.7-39.9 -> 36.2-36.3 over 100).
+const gcPercent = 50
 
 // setMemoryLimit makes Go's runtime keep podtail's resident memory under
 // limit. The runtime's soft limit covers only the memory it manages; about
