@@ -57,7 +57,6 @@ type stream struct {
 	chunks [][]byte
 	size   int // bytes in chunks
 	n      int // entries
-	lastAt int // offset of the last entry in the last chunk
 }
 
 const (
@@ -201,7 +200,6 @@ func (s *stream) add(sec, nsec int64, line string, md []pipeline.Label) {
 	}
 	total := 1 + uvarintLen(uint64(es)) + es
 	out := s.room(total)
-	s.lastAt = len(out)
 	out = append(out, 0x12)
 	out = binary.AppendUvarint(out, uint64(es))
 	out = append(out, 0xa)
@@ -316,6 +314,75 @@ func encodeBody(pb *pushBody, streams []stream) {
 	st.flush(pb)
 }
 
+// encodeMsgs writes a push body of the given push.Stream messages (as
+// bodyStreams read them back).
+func encodeMsgs(pb *pushBody, msgs [][]byte) {
+	total := 0
+	for _, m := range msgs {
+		total += 1 + uvarintLen(uint64(len(m))) + len(m)
+	}
+	var hdr [binary.MaxVarintLen64 + 1]byte
+	pb.write(binary.AppendUvarint(hdr[:0], uint64(total)))
+	st := getStage()
+	defer putStage(st)
+	for _, m := range msgs {
+		stageWrite(st, pb, binary.AppendUvarint(append(hdr[:0], 0xa), uint64(len(m))))
+		stageWrite(st, pb, m)
+	}
+	st.flush(pb)
+}
+
+// bodyStream is one stream of a push body, read back.
+type bodyStream struct {
+	labels string
+	msg    []byte // the push.Stream message
+	last   []byte // its last entry (as readEntry reads it)
+}
+
+// bodyStreams reads the streams of a push body back: for the rare paths
+// (an uncertain push), after the batch gave its entries' memory back.
+func bodyStreams(pb *pushBody) ([]bodyStream, error) {
+	raw, err := s2.Decode(nil, pb.bytes())
+	if err != nil {
+		return nil, fmt.Errorf("push body: %w", err)
+	}
+	var out []bodyStream
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			return nil, errors.New("push body: not a stream")
+		}
+		msg, m := protowire.ConsumeBytes(raw[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("push body: %w", protowire.ParseError(m))
+		}
+		raw = raw[n+m:]
+		bs := bodyStream{msg: msg}
+		for rest := msg; len(rest) > 0; {
+			num, typ, k := protowire.ConsumeTag(rest)
+			if k < 0 || typ != protowire.BytesType {
+				return nil, errors.New("push body: bad stream field")
+			}
+			v, l := protowire.ConsumeBytes(rest[k:])
+			if l < 0 {
+				return nil, fmt.Errorf("push body: %w", protowire.ParseError(l))
+			}
+			switch num {
+			case 1:
+				bs.labels = string(v)
+			case 2:
+				bs.last = rest[:k+l]
+			}
+			rest = rest[k+l:]
+		}
+		if bs.last == nil {
+			return nil, fmt.Errorf("push body: stream %s without entries", bs.labels)
+		}
+		out = append(out, bs)
+	}
+	return out, nil
+}
+
 const stageSize = 64 << 10
 
 // stage is encodeBody's 64 KiB of request bytes not compressed yet, and
@@ -392,12 +459,6 @@ func (s *stream) each(fn func(e wireEntry) bool) error {
 	return nil
 }
 
-// lastEntry is the stream's last entry.
-func (s *stream) lastEntry() (wireEntry, error) {
-	e, _, err := readEntry(s.chunks[len(s.chunks)-1][s.lastAt:])
-	return e, err
-}
-
 // filter keeps the entries for which keep returns true, in new chunks.
 func (s *stream) filter(keep func(e wireEntry) bool) error {
 	var out stream
@@ -405,7 +466,6 @@ func (s *stream) filter(keep func(e wireEntry) bool) error {
 	err := s.each(func(e wireEntry) bool {
 		if keep(e) {
 			c := out.room(len(e.raw))
-			out.lastAt = len(c)
 			out.chunks[len(out.chunks)-1] = append(c, e.raw...)
 			out.size += len(e.raw)
 			out.n++

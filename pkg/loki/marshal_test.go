@@ -86,11 +86,25 @@ func TestBatchMarshalMatchesGenerated(t *testing.T) {
 			if err != nil || j != len(streams[i].Entries) || s.n != j {
 				t.Fatalf("round %d: stream %d: read %d entries of %d (n %d): %v", round, i, j, len(streams[i].Entries), s.n, err)
 			}
-			last, err := s.lastEntry()
-			if w := streams[i].Entries[j-1]; err != nil || last.line != w.Line || last.ns != w.Timestamp.UnixNano() {
-				t.Fatalf("round %d: stream %d: last entry %v %v", round, i, last, err)
+		}
+		// Read back from the body (as an uncertain push is), each stream
+		// is there with its last entry, and its message is Marshal's.
+		pb := newPushBody()
+		encodeBody(pb, b.streams)
+		bs, err := bodyStreams(pb)
+		if err != nil || len(bs) != len(streams) {
+			t.Fatalf("round %d: %d streams read back from the body, want %d: %v", round, len(bs), len(streams), err)
+		}
+		for i, s := range bs {
+			last, _, err := readEntry(s.last)
+			if w := streams[i].Entries[len(streams[i].Entries)-1]; err != nil || s.labels != streams[i].Labels || last.line != w.Line || last.ns != w.Timestamp.UnixNano() {
+				t.Fatalf("round %d: stream %d read back as %s, last entry %v %v", round, i, s.labels, last, err)
+			}
+			if want, _ := streams[i].Marshal(); !bytes.Equal(s.msg, want) {
+				t.Fatalf("round %d: stream %d's message read back differs from Marshal", round, i)
 			}
 		}
+		pb.release()
 		// Filtered (as a replay check does), every other entry goes.
 		var kept []push.Stream
 		for i := range b.streams {

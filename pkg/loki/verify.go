@@ -48,17 +48,14 @@ func (e *uncertainError) Error() string {
 }
 func (e *uncertainError) Unwrap() error { return e.err }
 
-// unconfirmed returns the streams of b whose last entry Loki does not hold,
-// or an error when Loki could not be asked.
-func (c *Client) unconfirmed(ctx context.Context, tenant string, b *batch) ([]stream, error) {
-	var missing []stream
-	for _, s := range b.streams {
-		if s.n == 0 {
-			continue
-		}
-		last, err := s.lastEntry()
+// unconfirmed returns the streams whose last entry Loki does not hold, or
+// an error when Loki could not be asked.
+func (c *Client) unconfirmed(ctx context.Context, tenant string, streams []bodyStream) ([]bodyStream, error) {
+	var missing []bodyStream
+	for _, s := range streams {
+		last, _, err := readEntry(s.last)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("stream %s of a push body: %w", s.labels, err)
 		}
 		found, err := c.holds(ctx, tenant, s.labels, last.ns, last.line)
 		if err != nil {
@@ -133,12 +130,20 @@ func (c *Client) queryStream(ctx context.Context, tenant, labels string, from, t
 	return out, nil
 }
 
-// afterUncertain decides what to resend after a push of b that may have been
-// stored and returns the body to send next, or nil when Loki already has
-// everything. first: the first such check for b (later ones, as during an
-// outage behind a gateway that answers 502, log at debug level).
-func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, body *pushBody, first bool, log *zap.Logger) *pushBody {
-	missing, err := c.unconfirmed(ctx, tenant, b)
+// afterUncertain decides what to resend after a push of body that may have
+// been stored and returns the body to send next, or nil when Loki already
+// has everything. It reads the streams back from body (the batch's entries
+// were given back once it was encoded). first: the first such check for
+// the batch (later ones, as during an outage behind a gateway that answers
+// 502, log at debug level).
+func (c *Client) afterUncertain(ctx context.Context, tenant string, body *pushBody, first bool, log *zap.Logger) *pushBody {
+	streams, err := bodyStreams(body)
+	if err != nil { // not a body this package wrote
+		log.Error("Cannot read back a push body; sending it again as it is", zap.Error(err))
+		c.m.uncertain.WithLabelValues(tenant, "unverified").Inc()
+		return body
+	}
+	missing, err := c.unconfirmed(ctx, tenant, streams)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil {
@@ -153,13 +158,17 @@ func (c *Client) afterUncertain(ctx context.Context, tenant string, b *batch, bo
 	case len(missing) == 0:
 		c.m.uncertain.WithLabelValues(tenant, "stored").Inc()
 		return nil
-	case len(missing) == len(b.streams):
+	case len(missing) == len(streams):
 		c.m.uncertain.WithLabelValues(tenant, "not_stored").Inc()
 		return body
 	}
 	c.m.uncertain.WithLabelValues(tenant, "partly_stored").Inc()
+	msgs := make([][]byte, len(missing))
+	for i, s := range missing {
+		msgs[i] = s.msg
+	}
 	pb := newPushBody()
-	encodeBody(pb, missing)
+	encodeMsgs(pb, msgs)
 	return pb
 }
 
