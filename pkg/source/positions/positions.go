@@ -8,6 +8,7 @@
 package positions
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,13 +59,16 @@ type Store struct {
 	// position at each sync was 6.5 % of podtail's CPU (make bench).
 	enc   map[string][]byte
 	stale map[string]struct{}
-	// keys are enc's keys in order, nil when a key came or went; out is
-	// the last file's array, reused: a new one per sync (the whole file,
-	// ~50 times a second at full speed) was a seventh of what podtail
-	// allocated over 1,000 files. wmu keeps one Sync at a time on it.
-	keys []string
-	out  []byte
-	wmu  sync.Mutex
+	// keys are enc's keys in order, nil when a key came or went. A sync
+	// writes the file from enc's values as they are (pieces: references to
+	// them, taken under mu; a value is replaced, never changed), through
+	// bw: the file laid out in a new array per sync (~50 a second at full
+	// speed) was a seventh of what podtail allocated over 1,000 files, and
+	// one kept was as large as enc again. wmu keeps one Sync at a time.
+	keys   []string
+	pieces [][]byte
+	bw     *bufio.Writer
+	wmu    sync.Mutex
 	// changed (1-buffered) tells Run that there is something to sync.
 	changed chan struct{}
 	// resumed: the file was there when opened, so a podtail ran with this
@@ -199,12 +203,26 @@ func (s *Store) Sync() error {
 		return nil
 	}
 	gen := s.dirty
-	b, err := s.encode()
+	pieces, err := s.encode()
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("positions %s: %w", s.path, err)
 	}
-	if err := WriteFile(s.path, b); err != nil {
+	if s.bw == nil {
+		s.bw = bufio.NewWriterSize(nil, 32<<10)
+	}
+	err = writeFile(s.path, func(f *os.File) error {
+		s.bw.Reset(f)
+		for _, p := range pieces {
+			if _, err := s.bw.Write(p); err != nil {
+				return err
+			}
+		}
+		return s.bw.Flush()
+	})
+	s.bw.Reset(nil)
+	clear(pieces)
+	if err != nil {
 		return fmt.Errorf("positions: %w", err)
 	}
 	s.mu.Lock()
@@ -213,10 +231,10 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// encode renders the file (fileFormat, with keys in order), re-encoding
-// only the positions changed since the last call, into the array of the
-// last one (valid until the next). s.mu and s.wmu must be held.
-func (s *Store) encode() ([]byte, error) {
+// encode renders the file (fileFormat, with keys in order) as pieces to
+// write one after the other, re-encoding only the positions changed since
+// the last call. s.mu and s.wmu must be held.
+func (s *Store) encode() ([][]byte, error) {
 	for k := range s.stale {
 		p, ok := s.m[k]
 		if !ok {
@@ -243,16 +261,16 @@ func (s *Store) encode() ([]byte, error) {
 	if s.keys == nil {
 		s.keys = slices.Sorted(maps.Keys(s.enc))
 	}
-	b := append(s.out[:0], `{"version":1,"positions":{`...)
+	p := append(s.pieces[:0], fileHead)
 	for i, k := range s.keys {
 		if i > 0 {
-			b = append(b, ',')
+			p = append(p, comma)
 		}
-		b = append(b, s.enc[k]...)
+		p = append(p, s.enc[k])
 	}
-	b = append(b, "}}"...)
-	s.out = b
-	return b, nil
+	p = append(p, fileTail)
+	s.pieces = p
+	return p, nil
 }
 
 // syncGap is the least time between two syncs. Back to back, syncs took
@@ -307,6 +325,20 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error))
 // same directory, fsync, rename, fsync of the directory. A crash or power
 // loss leaves the old content or the new, never part of either.
 func WriteFile(path string, b []byte) error {
+	return writeFile(path, func(f *os.File) error {
+		_, err := f.Write(b)
+		return err
+	})
+}
+
+var (
+	fileHead = []byte(`{"version":1,"positions":{`)
+	comma    = []byte(",")
+	fileTail = []byte("}}")
+)
+
+// writeFile is WriteFile with the content written by write.
+func writeFile(path string, write func(f *os.File) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
 	if err != nil {
@@ -314,7 +346,7 @@ func WriteFile(path string, b []byte) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // no-op once renamed
-	if _, err := f.Write(b); err != nil {
+	if err := write(f); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
