@@ -246,26 +246,36 @@ func (s *Scheduler) start(key string, w *wanted) {
 	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer cancel()
-		defer s.metrics.targets.Dec()
-		if err := src.Run(ctx); err != nil {
-			s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
+	go s.runSource(ctx, cancel, key, r)
+}
+
+// runSource is a source's goroutine. What follows Run is a function of its
+// own, so that this frame, on the goroutine's stack for as long as the
+// source runs, stays small (see file.Dir.Run).
+func (s *Scheduler) runSource(ctx context.Context, cancel context.CancelFunc, key string, r *run) {
+	s.ended(ctx, cancel, key, r, r.src.Run(ctx))
+}
+
+//go:noinline
+func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key string, r *run, err error) {
+	defer s.wg.Done()
+	defer cancel()
+	defer s.metrics.targets.Dec()
+	if err != nil {
+		s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
+	}
+	if id, ok := strings.CutPrefix(key, Key("")); ok && s.cfg.Spool != nil && ctx.Err() == nil {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.release(s.ctx, id) }()
+	}
+	s.mu.Lock()
+	if s.running[key] == r {
+		delete(s.running, key)
+		if ctx.Err() == nil {
+			s.finished[key] = r.startedAt
 		}
-		if id, ok := strings.CutPrefix(key, Key("")); ok && s.cfg.Spool != nil && ctx.Err() == nil {
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.release(s.ctx, id) }()
-		}
-		s.mu.Lock()
-		if s.running[key] == r {
-			delete(s.running, key)
-			if ctx.Err() == nil {
-				s.finished[key] = r.startedAt
-			}
-		}
-		s.mu.Unlock()
-	}()
+	}
+	s.mu.Unlock()
 }
 
 // release lets the spool's link of a container that was read to its end

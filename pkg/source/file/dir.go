@@ -141,19 +141,39 @@ func NewReaders(n int) *Readers {
 	return &Readers{n: max(n, 1), slots: map[string]chan struct{}{}}
 }
 
+// tryAcquire takes one of tenant's slots if one is free; release gives it
+// back. Nil Readers: no bound.
+func (rs *Readers) tryAcquire(tenant string) (release func(), ok bool) {
+	if rs == nil {
+		return func() {}, true
+	}
+	ch := rs.of(tenant)
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, true
+	default:
+		return nil, false
+	}
+}
+
+func (rs *Readers) of(tenant string) chan struct{} {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	ch := rs.slots[tenant]
+	if ch == nil {
+		ch = make(chan struct{}, rs.n)
+		rs.slots[tenant] = ch
+	}
+	return ch
+}
+
 // acquire waits for one of tenant's slots, or until ctx ends; release
 // gives it back. Nil Readers: no bound.
 func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
 	if rs == nil {
 		return func() {}, nil
 	}
-	rs.mu.Lock()
-	ch := rs.slots[tenant]
-	if ch == nil {
-		ch = make(chan struct{}, rs.n)
-		rs.slots[tenant] = ch
-	}
-	rs.mu.Unlock()
+	ch := rs.of(tenant)
 	select {
 	case ch <- struct{}{}:
 		return func() { <-ch }, nil
@@ -178,6 +198,10 @@ type Dir struct {
 	wake     chan struct{}
 
 	readers map[uint64]*reader // open files, by inode
+	// slot: a read slot waitSlot took for the next cycle (nil: none);
+	// needSlot: the last cycle found none free and left reading to it.
+	slot     func()
+	needSlot bool
 	// seen holds inodes finished or not ours, with their size and mtime then:
 	// a finished file never changes, so a change means the inode was freed
 	// and reused by a new file (lumberjack deletes a backup and creates the
@@ -261,33 +285,30 @@ func (d *Dir) interrupt() {
 }
 
 // Run tails until ctx ends or, once draining, until everything is read.
+//
+// A directory's goroutine waits here most of its life, for a change or for
+// one of its tenant's read slots (waitSlot), and its stack is then kept
+// small: Go shrinks a parked goroutine's stack to 4 KiB only while it uses
+// under a quarter of 8 KiB (counting 800 bytes more), so the slot is
+// waited for here rather than deep in a cycle, and the setting up and the
+// logging are in functions of their own. With 500 directories waiting in a
+// cycle their stacks were 5-6 MB.
 func (d *Dir) Run(ctx context.Context) error {
 	defer d.closeAll()
-	var events <-chan struct{}
-	w := d.cfg.Watch
-	if w == nil {
-		own, err := NewWatcher(d.log)
-		if err != nil {
-			d.log.Warn("inotify unavailable; polling", zap.Error(err), zap.Duration("every", d.cfg.Poll))
-		} else {
-			defer own.Close()
-			w = own
-		}
-	}
-	if w != nil {
-		wt, stop, err := w.Watch(d.cfg.Dir, d.interrupt)
-		if err != nil {
-			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
-		} else {
-			defer stop()
-			events, d.watched = wt.Changed, true
-		}
-	}
+	defer d.dropSlot()
+	events, stop := d.watch()
+	defer stop()
 	var idleSince time.Time
 	for {
 		progressed, err := d.cycle(ctx)
+		d.dropSlot() // not used: no file was left to read
 		if err != nil || ctx.Err() != nil {
 			return err
+		}
+		if d.needSlot {
+			d.needSlot = false
+			d.waitSlot(ctx)
+			continue
 		}
 		if progressed {
 			idleSince = time.Time{}
@@ -307,6 +328,61 @@ func (d *Dir) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// waitSlot waits for one of the tenant's read slots, for the next cycle to
+// read with, like a wait on the sink (sinkWait): it also ends when a name
+// in the directory changes, or after heldBackRelist, and the next cycle
+// then lists the directory first, so a rotated file is opened at once
+// however long the tenant's other directories read.
+//
+//go:noinline
+func (d *Dir) waitSlot(ctx context.Context) {
+	wctx, stop := d.sinkWait(ctx)
+	defer stop()
+	if release, err := d.cfg.Readers.acquire(wctx, d.cfg.Tenant); err == nil {
+		d.slot = release
+	}
+}
+
+// dropSlot gives back a slot waitSlot took and no cycle used.
+func (d *Dir) dropSlot() {
+	if d.slot != nil {
+		d.slot()
+		d.slot = nil
+	}
+}
+
+// watch sets up inotify for the directory: events says a name changed (nil:
+// polling only); stop ends the watch.
+//
+//go:noinline
+func (d *Dir) watch() (events <-chan struct{}, stop func()) {
+	w := d.cfg.Watch
+	var closeOwn func() error
+	if w == nil {
+		own, err := NewWatcher(d.log)
+		if err != nil {
+			d.log.Warn("inotify unavailable; polling", zap.Error(err), zap.Duration("every", d.cfg.Poll))
+		} else {
+			closeOwn, w = own.Close, own
+		}
+	}
+	stopWatch := func() {}
+	if w != nil {
+		wt, stopW, err := w.Watch(d.cfg.Dir, d.interrupt)
+		if err != nil {
+			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
+		} else {
+			events, d.watched, stopWatch = wt.Changed, true, stopW
+		}
+	}
+	return events, func() {
+		stopWatch()
+		if closeOwn != nil {
+			_ = closeOwn()
+		}
 	}
 }
 
@@ -669,11 +745,16 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 	wctx, stopWait := d.sinkWait(ctx)
 	defer stopWait()
 	if len(rs) > 0 {
-		release, err := d.cfg.Readers.acquire(wctx, d.cfg.Tenant)
-		if err != nil {
-			// ctx ended, or the directory changed while the tenant's other
-			// directories read: scan, then wait again.
-			return ctx.Err() == nil, nil
+		release := d.slot
+		d.slot = nil
+		if release == nil {
+			var ok bool
+			if release, ok = d.cfg.Readers.tryAcquire(d.cfg.Tenant); !ok {
+				// The tenant's other directories are reading: Run waits for
+				// a slot (waitSlot), then the next cycle goes on here.
+				d.needSlot = true
+				return ctx.Err() == nil, nil
+			}
 		}
 		defer release()
 	}
