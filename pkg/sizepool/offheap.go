@@ -67,15 +67,7 @@ func NewBytes(first, classes int, keep time.Duration) *Bytes {
 
 // Class is the index of capacity c among the pool's sizes, or -1 when c is
 // not one of them.
-func (p *Bytes) Class(c int) int {
-	if c < p.first || c&(c-1) != 0 {
-		return -1
-	}
-	if k := bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(p.first)); k < p.classes {
-		return k
-	}
-	return -1
-}
+func (p *Bytes) Class(c int) int { return class(p.first, p.classes, c) }
 
 // Get returns an empty slice of capacity size: a chunk when size is one of
 // the sizes, else one made on the heap (which Put then ignores). It panics

@@ -25,11 +25,15 @@ func New[T any](first, classes int, clear bool) *Pool[T] {
 
 // Class is the index of capacity c among the pool's sizes, or -1 when c is
 // not one of them.
-func (p *Pool[T]) Class(c int) int {
-	if c < p.first || c&(c-1) != 0 {
+func (p *Pool[T]) Class(c int) int { return class(p.first, len(p.pools), c) }
+
+// class is the index of capacity c among classes capacities doubling from
+// first, or -1.
+func class(first, classes, c int) int {
+	if c < first || c&(c-1) != 0 {
 		return -1
 	}
-	if k := bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(p.first)); k < len(p.pools) {
+	if k := bits.TrailingZeros(uint(c)) - bits.TrailingZeros(uint(first)); k < classes {
 		return k
 	}
 	return -1
