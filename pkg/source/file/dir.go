@@ -738,12 +738,6 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].seq < rs[j].seq })
 	progressed := false
-	// A bounded wait on the sink: while Loki pushes back, the loop must still
-	// list the directory and open new files, or a fast rotator could rename,
-	// compress and delete a file never opened. An open descriptor keeps a
-	// file's data after it is deleted.
-	wctx, stopWait := d.sinkWait(ctx)
-	defer stopWait()
 	if len(rs) > 0 {
 		release := d.slot
 		d.slot = nil
@@ -758,6 +752,12 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 		}
 		defer release()
 	}
+	// A bounded wait on the sink: while Loki pushes back, the loop must still
+	// list the directory and open new files, or a fast rotator could rename,
+	// compress and delete a file never opened. An open descriptor keeps a
+	// file's data after it is deleted.
+	wctx, stopWait := d.sinkWait(ctx)
+	defer stopWait()
 	for _, r := range rs {
 		n, eof, err := r.read(wctx, d, time.Now().Add(readSlice))
 		d.readTo[r.key] = r.off
