@@ -505,22 +505,22 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 // flush hands what the stream holds to the sink. Once ctx has ended what
 // was not taken is read again after a restart.
 func (c *ContainerOutput) flush(ctx context.Context) error {
-	if err := c.stream.Flush(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("container %s: %w", c.target.Name, err)
+	return c.handOver(ctx, c.stream.Flush(ctx))
+}
+
+// handOver is the outcome of handing entries to the stream: nil once ctx
+// has ended (what was not handed over is read again after a restart).
+func (c *ContainerOutput) handOver(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("container %s: %w", c.target.Name, err)
 }
 
 // send hands one line on.
 func (c *ContainerOutput) send(ctx context.Context, t time.Time, stream, line string, end int64) error {
 	if err := c.stream.Send(ctx, t, line, end, labels.Stream, stream); err != nil {
-		if ctx.Err() != nil {
-			return nil // not handed over: read again after a restart
-		}
-		return fmt.Errorf("container %s: %w", c.target.Name, err)
+		return c.handOver(ctx, err)
 	}
 	c.linesN.Inc()
 	return nil
