@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -41,19 +42,18 @@ type Stream struct {
 	repaired *prometheus.CounterVec
 	// collide is how far behind the previous entry of its Loki stream an
 	// entry's time may be and still be moved just past it (see Send).
-	collide  time.Duration
-	limits   *Limits                // nil: Loki's defaults, no stream bound
-	rendered map[string]*lokiStream // added-label signature -> the Loki stream
-	sig      []byte                 // render's buffer for the signature
-	// rendered1 is rendered for one added label (log_level, usually), by
-	// name and value: no signature string to build per line.
-	rendered1 map[[2]string]*lokiStream
-	recent1   [8]recent // the last rendered1 entries used (see render)
-	recentAt  int
+	collide time.Duration
+	limits  *Limits // nil: Loki's defaults, no stream bound
+	// cache leads from the labels stages added to their Loki stream: one
+	// added label (log_level, usually) by name and value, no signature
+	// string to build per line; more by signature (sig is the buffer it is
+	// built in).
+	cache small[[2]string, *lokiStream]
+	sig   []byte
 	// admitCalls counts admit's cache hits: the clock is read on one in
 	// admitClockEvery of them only.
 	admitCalls int
-	streams    map[string]*lokiStream // by key
+	streams    small[string, *lokiStream] // by key
 	rec        Record
 	// replayTo: entries whose position is at most this may have been sent
 	// by a podtail that ran before (see Entry.Replay); 0: none.
@@ -73,7 +73,6 @@ type Stream struct {
 	// (see addPending).
 	pending []inflight
 	head    int
-	acked   map[string]int64 // stream key -> time of its last acknowledged entry
 }
 
 // lokiStream is what a Stream knows of one of the Loki streams its lines
@@ -86,6 +85,10 @@ type lokiStream struct {
 	// admitted: Limits admitted it, last told it is in use at admittedAt.
 	admitted   bool
 	admittedAt time.Time
+	// acked is the time of its last acknowledged entry, if hasAcked
+	// (Stream.mu).
+	acked    int64
+	hasAcked bool
 }
 
 type inflight struct {
@@ -140,7 +143,7 @@ type StreamConfig struct {
 	Repaired *prometheus.CounterVec
 	// OnAck is called (from the sink's goroutine; it must not block) with the
 	// position up to which everything was delivered and the last times per
-	// Loki stream at that point. last is only valid during the call.
+	// Loki stream at that point, by stream key (the callee's to keep).
 	OnAck func(pos int64, last map[string]int64)
 }
 
@@ -152,7 +155,6 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	p.fieldsUnread()
 	s := &Stream{
 		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
-		rendered: map[string]*lokiStream{}, rendered1: map[[2]string]*lokiStream{}, streams: map[string]*lokiStream{}, acked: map[string]int64{},
 		onAck: cfg.OnAck,
 	}
 	if g, ok := next.(*guarded); ok {
@@ -284,7 +286,7 @@ func (s *Stream) Restore(last map[string]int64) {
 	for k, v := range last {
 		ls := s.stream(k)
 		ls.last, ls.hasLast = v, true
-		s.acked[k] = v
+		ls.acked, ls.hasAcked = v, true
 	}
 }
 
@@ -299,7 +301,8 @@ func (s *Stream) Ack(pos int64) {
 	defer s.mu.Unlock()
 	i := s.head
 	for ; i < len(s.pending) && s.pending[i].pos <= pos; i++ {
-		s.acked[s.pending[i].ls.key] = s.pending[i].ns
+		ls := s.pending[i].ls
+		ls.acked, ls.hasAcked = s.pending[i].ns, true
 	}
 	s.head = i
 	if s.head == len(s.pending) {
@@ -309,7 +312,16 @@ func (s *Stream) Ack(pos int64) {
 		s.pending, s.head = nil, 0
 	}
 	if s.onAck != nil {
-		s.onAck(pos, s.acked)
+		// A map per call rather than one kept per Stream: the sources
+		// store it with the position (and copied it before), and a small
+		// map kept for each of a thousand files was a quarter of a MB.
+		last := make(map[string]int64, s.streams.len())
+		for _, ls := range s.streams.all() {
+			if ls.hasAcked {
+				last[ls.key] = ls.acked
+			}
+		}
+		s.onAck(pos, last)
 	}
 }
 
@@ -399,7 +411,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		if !ls.hasLast {
 			// Never used: not kept (a render cache may still lead to it),
 			// so refused label sets cannot grow the map without bound.
-			delete(s.streams, ls.key)
+			s.mu.Lock() // Ack reads streams
+			s.streams.del(ls.key)
+			s.mu.Unlock()
 		}
 		s.drop(DropStreamLimit, pos)
 		return nil
@@ -475,11 +489,12 @@ func (s *Stream) admit(ls *lokiStream) bool {
 }
 
 // stream returns the Loki stream of key, made on first use.
+// s.mu must be held: Ack reads streams.
 func (s *Stream) stream(key string) *lokiStream {
-	ls := s.streams[key]
+	ls, _ := s.streams.get(key)
 	if ls == nil {
 		ls = &lokiStream{key: key}
-		s.streams[key] = ls
+		s.streams.put(key, ls)
 	}
 	return ls
 }
@@ -490,61 +505,34 @@ func (s *Stream) stream(key string) *lokiStream {
 // stage's value for one of them is discarded. Values are bounded by
 // limits.max_label_value_bytes (Loki's 2048 without Limits).
 func (s *Stream) render(added map[string]string, src []string) *lokiStream {
+	var key [2]string
 	if len(added) == 1 && len(src) == 0 {
 		// log_level, usually: a lookup, cheaper than starting a map walk.
-		var one [2]string
 		if v, ok := added[LabelLogLevel]; ok {
-			one = [2]string{LabelLogLevel, v}
+			key = [2]string{LabelLogLevel, v}
 		} else {
 			for k, v := range added {
-				one = [2]string{k, v}
+				key = [2]string{k, v}
 			}
 		}
-		// A few recent ones by comparison first: zap's level values are
-		// the same strings every time, so this beats hashing the pair.
-		for i := range s.recent1 {
-			if c := &s.recent1[i]; c.ls != nil && c.k == one[0] && c.v == one[1] {
-				return c.ls
-			}
-		}
-		if ls, ok := s.rendered1[one]; ok {
-			s.remember1([2]string{strings.Clone(one[0]), strings.Clone(one[1])}, ls) // owned: see below
-			return ls
-		}
-		ls := s.renderNew(added, src)
-		// The key outlives the line it may point into (BorrowLines).
-		one = [2]string{strings.Clone(one[0]), strings.Clone(one[1])}
-		if len(s.rendered1) < 1024 {
-			s.rendered1[one] = ls
-		}
-		s.remember1(one, ls)
-		return ls
 	}
-	// The signature is built in a buffer the stream keeps, and looked up
-	// without a string of its own (Go does not copy for that): a string
-	// per line was a quarter of what container output allocated.
-	s.sig = appendSignature(s.sig[:0], added)
-	if ls, ok := s.rendered[string(s.sig)]; ok {
+	if key[0] == "" {
+		// The signature is built in a buffer the stream keeps, and looked
+		// up without a string of its own: a string per line was a quarter
+		// of what container output allocated. (No label is named "".)
+		s.sig = appendSignature(s.sig[:0], added)
+		key = [2]string{"", unsafe.String(unsafe.SliceData(s.sig), len(s.sig))}
+	}
+	if ls, ok := s.cache.get(key); ok {
 		return ls
 	}
 	ls := s.renderNew(added, src)
-	if len(s.rendered) < 1024 { // added labels are bounded; this is a backstop
-		s.rendered[string(s.sig)] = ls
+	if s.cache.len() < 1024 { // added labels are bounded; this is a backstop
+		// The key outlives the line it may point into (BorrowLines), and
+		// the signature buffer.
+		s.cache.put([2]string{strings.Clone(key[0]), strings.Clone(key[1])}, ls)
 	}
 	return ls
-}
-
-// remember1 puts a rendered1 entry (its key owned) among the recent ones,
-// round robin.
-func (s *Stream) remember1(one [2]string, ls *lokiStream) {
-	s.recent1[s.recentAt] = recent{k: one[0], v: one[1], ls: ls}
-	s.recentAt = (s.recentAt + 1) % len(s.recent1)
-}
-
-// recent is one of Stream.recent1.
-type recent struct {
-	k, v string
-	ls   *lokiStream
 }
 
 // renderNew renders a label set render has not cached.
@@ -566,7 +554,9 @@ func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
 		s.limits.countLabelsCut(s.tenant)
 	}
 	rendered := RenderLabels(all)
+	s.mu.Lock()
 	ls := s.stream(streamKey(rendered))
+	s.mu.Unlock()
 	ls.rendered = rendered
 	return ls
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -169,7 +168,7 @@ func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
 	// Still under c.mu: SpoolCopy moves the position to another inode, and
 	// a Put of the old one must not come after it.
 	defer c.mu.Unlock()
-	p := positions.Position{Path: c.target.LogPath, Inode: c.inode.Load(), Offset: resume, Last: maps.Clone(last)}
+	p := positions.Position{Path: c.target.LogPath, Inode: c.inode.Load(), Offset: resume, Last: last}
 	if resume < pos {
 		p.Delivered = pos
 	}

@@ -726,7 +726,7 @@ func (d *Dir) lookup(head []byte) (key string, fp Fingerprint, start int64, foun
 func (d *Dir) acked(r *reader) func(int64, map[string]int64) {
 	path, key, ino, fp := filepath.Join(d.cfg.Dir, r.name), r.key, r.ino, r.fp.String()
 	return func(pos int64, last map[string]int64) {
-		d.store.Put(key, positions.Position{Path: path, Inode: ino, Offset: pos, Fingerprint: fp, Last: maps.Clone(last)})
+		d.store.Put(key, positions.Position{Path: path, Inode: ino, Offset: pos, Fingerprint: fp, Last: last})
 	}
 }
 
