@@ -130,7 +130,30 @@ func (s *Store) Get(key string) (Position, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.m[key]
+	if ok && p.Last == nil {
+		if _, stale := s.stale[key]; !stale {
+			p.Last = s.lastOf(key)
+		}
+	}
 	return p, ok
+}
+
+// lastOf decodes key's Last from its encoded form: once a position is
+// encoded, only that holds it (see encode). s.mu must be held.
+func (s *Store) lastOf(key string) map[string]int64 {
+	e := s.enc[key]
+	if e == nil {
+		return nil
+	}
+	var p struct {
+		Last map[string]int64 `json:"last"`
+	}
+	// e is `"key":{...}`: the value starts after the encoded key.
+	kb, err := json.Marshal(key)
+	if err != nil || len(e) <= len(kb) || json.Unmarshal(e[len(kb)+1:], &p) != nil {
+		return nil // unreachable: encode wrote it from a Position
+	}
+	return p.Last
 }
 
 // Put records the position for key.
@@ -259,6 +282,13 @@ func (s *Store) encode() ([][]byte, error) {
 		// spare capacity was a third of the cache.
 		e := make([]byte, 0, len(kb)+1+len(pb))
 		s.enc[k] = append(append(append(e, kb...), ':'), pb...)
+		// The per-stream times are read back only when a file is opened
+		// (Get): kept as a map for each of a thousand files as well as
+		// encoded, they were a third of a MB.
+		if p.Last != nil {
+			p.Last = nil
+			s.m[k] = p
+		}
 	}
 	clear(s.stale)
 	if s.keys == nil {

@@ -74,7 +74,16 @@ func TestRoundTripThroughOpen(t *testing.T) {
 	if before.Updated.IsZero() || time.Since(before.Updated) > time.Minute {
 		t.Errorf("Put set Updated = %v, want about now", before.Updated)
 	}
+	odd := `file:/x/"y"#a:b` // quotes and colons in the key
+	s.Put(odd, positions.Position{Offset: 5, Last: map[string]int64{"s": 3}})
 	mustSync(t, s)
+	// Once encoded, Last lives only in the encoded form: Get reads it back.
+	if after, _ := s.Get("container:a"); len(after.Last) != 2 || after.Last["stdout"] != want.Last["stdout"] {
+		t.Errorf("after Sync, Get's Last = %v, want %v", after.Last, want.Last)
+	}
+	if p, _ := s.Get(odd); p.Last["s"] != 3 || p.Offset != 5 {
+		t.Errorf("after Sync, %s = %+v, want offset 5 and last s=3", odd, p)
+	}
 
 	r := open(t, dir)
 	got, ok := r.Get("container:a")
