@@ -34,7 +34,7 @@ import (
 // Send is called by one goroutine; Ack by the sink, concurrently.
 type Stream struct {
 	tenant string
-	base   map[string]string
+	base   []string // the source's labels: name, value, name, value...
 	pipe   *Pipeline
 	next   Consumer
 	drops  *prometheus.CounterVec
@@ -154,7 +154,7 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	}
 	p.fieldsUnread()
 	s := &Stream{
-		tenant: cfg.Tenant, base: cfg.Labels, pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
+		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
 		onAck: cfg.OnAck,
 	}
 	if g, ok := next.(*guarded); ok {
@@ -163,23 +163,38 @@ func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
 	return s
 }
 
+// pairs flattens m to name, value, name, value...: read only when a new
+// label set is rendered, and a map kept by every Stream was three times
+// the size.
+func pairs(m map[string]string) []string {
+	out := make([]string, 0, 2*len(m))
+	for k, v := range m {
+		out = append(out, k, v)
+	}
+	return out
+}
+
 // outboxSize is how many entries a buffered Stream hands over at once at
 // most: about a read(2) of zap lines (16 KiB).
 const outboxSize = 64
 
 // outbox is where a buffered Stream keeps entries until Flush: their array,
 // and for a Stream that borrows lines, room for their metadata (reused, as
-// the sink copies it: a slab per 16 lines was 2 % of podtail's CPU).
+// the sink copies it: a slab per 16 lines was 2 % of podtail's CPU). Its
+// maps are the record's while the Stream holds it: kept by every Stream,
+// they were a quarter of a MB over a thousand files.
 type outbox struct {
-	es []Entry
-	md []Label
+	es             []Entry
+	md             []Label
+	fields, labels map[string]string
 }
 
 // outboxes holds outboxes while no Stream uses them: a Stream holds one only
 // between a read and its Flush, and with a thousand files one each was 16
 // MB.
 var outboxes = sync.Pool{New: func() any {
-	return &outbox{es: make([]Entry, 0, outboxSize), md: make([]Label, 2*outboxSize)}
+	return &outbox{es: make([]Entry, 0, outboxSize), md: make([]Label, 2*outboxSize),
+		fields: map[string]string{}, labels: map[string]string{}}
 }}
 
 // takeOutbox gives s an outbox, and the record its metadata room when the
@@ -187,6 +202,7 @@ var outboxes = sync.Pool{New: func() any {
 func (s *Stream) takeOutbox() {
 	s.ob = outboxes.Get().(*outbox)
 	s.out = s.ob.es[:0]
+	s.rec.Fields, s.rec.Labels = s.ob.fields, s.ob.labels
 	if s.borrowed {
 		s.rec.mdSlab = s.ob.md
 	}
@@ -198,6 +214,9 @@ func (s *Stream) returnOutbox() {
 		clear(s.ob.md)
 		s.rec.mdSlab, s.rec.Metadata = nil, nil
 	}
+	clear(s.ob.fields)
+	clear(s.ob.labels)
+	s.rec.Fields, s.rec.Labels = nil, nil
 	s.ob.es = s.out[:0]
 	outboxes.Put(s.ob)
 	s.ob, s.out = nil, nil
@@ -537,7 +556,7 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 
 // renderNew renders a label set render has not cached.
 func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
-	all := make(map[string]string, len(s.base)+len(added))
+	all := make(map[string]string, len(s.base)/2+len(added))
 	for k, v := range added {
 		if !reservedLabels[k] {
 			all[k] = v
@@ -546,8 +565,8 @@ func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
 	for i := 0; i+1 < len(src); i += 2 {
 		all[src[i]] = src[i+1]
 	}
-	for k, v := range s.base { // source labels win over stage labels
-		all[k] = v
+	for i := 0; i+1 < len(s.base); i += 2 { // source labels win over stage labels
+		all[s.base[i]] = s.base[i+1]
 	}
 	all, cut, _ := labels.Sanitize(all, s.limits.maxLabelValue())
 	if cut > 0 {
