@@ -246,17 +246,19 @@ func (s *Scheduler) start(key string, w *wanted) {
 	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
-	go s.runSource(ctx, cancel, key, r)
+	if st, ok := src.(starter); ok {
+		st.Start(ctx, func(err error) { s.ended(ctx, cancel, key, r, err) })
+		return
+	}
+	go func() { s.ended(ctx, cancel, key, r, src.Run(ctx)) }()
 }
 
-// runSource is a source's goroutine. What follows Run is a function of its
-// own, so that this frame, on the goroutine's stack for as long as the
-// source runs, stays small (see file.Dir.Run).
-func (s *Scheduler) runSource(ctx context.Context, cancel context.CancelFunc, key string, r *run) {
-	s.ended(ctx, cancel, key, r, r.src.Run(ctx))
+// starter is a source that runs without a goroutine of its own while it
+// waits (file.Dir): done is called once when it ends.
+type starter interface {
+	Start(ctx context.Context, done func(error))
 }
 
-//go:noinline
 func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key string, r *run, err error) {
 	defer s.wg.Done()
 	defer cancel()

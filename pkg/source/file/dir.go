@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -129,16 +130,26 @@ func (l *Limiter) release() {
 // files in 500 directories all held back, that was 14 MB of a 44 MB live
 // heap, for no gain, as the tenant's queue takes no more than a few
 // readers' worth at a time. Per tenant, so a tenant Loki holds back keeps
-// no other tenant from reading.
+// no other tenant from reading. A directory waiting for a slot is queued,
+// and a slot given back goes to the first in line: no goroutine waits.
 type Readers struct {
-	n     int
-	mu    sync.Mutex
-	slots map[string]chan struct{}
+	n       int
+	mu      sync.Mutex
+	tenants map[string]*slots
 }
+
+type slots struct {
+	used  int
+	queue []*slotWaiter
+}
+
+// slotWaiter is one wait for a slot: grant is called with the slot (under
+// Readers' lock: it must not block) when one is free.
+type slotWaiter struct{ grant func(release func()) }
 
 // NewReaders lets n directories of each tenant read at once.
 func NewReaders(n int) *Readers {
-	return &Readers{n: max(n, 1), slots: map[string]chan struct{}{}}
+	return &Readers{n: max(n, 1), tenants: map[string]*slots{}}
 }
 
 // tryAcquire takes one of tenant's slots if one is free; release gives it
@@ -147,43 +158,99 @@ func (rs *Readers) tryAcquire(tenant string) (release func(), ok bool) {
 	if rs == nil {
 		return func() {}, true
 	}
-	ch := rs.of(tenant)
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, true
-	default:
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	t := rs.of(tenant)
+	if t.used == rs.n {
 		return nil, false
+	}
+	t.used++
+	return rs.releaser(tenant), true
+}
+
+// of returns tenant's slots. rs.mu must be held.
+func (rs *Readers) of(tenant string) *slots {
+	t := rs.tenants[tenant]
+	if t == nil {
+		t = &slots{}
+		rs.tenants[tenant] = t
+	}
+	return t
+}
+
+// releaser returns the function that gives a slot of tenant back, to the
+// first waiter if any.
+func (rs *Readers) releaser(tenant string) func() {
+	return func() {
+		rs.mu.Lock()
+		defer rs.mu.Unlock()
+		t := rs.of(tenant)
+		if len(t.queue) > 0 {
+			w := t.queue[0]
+			t.queue[0] = nil
+			t.queue = t.queue[1:]
+			w.grant(rs.releaser(tenant)) // the slot changes hands
+			return
+		}
+		t.used--
 	}
 }
 
-func (rs *Readers) of(tenant string) chan struct{} {
+// wait queues w for one of tenant's slots; w.grant gets it, at once if one
+// is free. Nil Readers: granted at once.
+func (rs *Readers) wait(tenant string, w *slotWaiter) {
+	if rs == nil {
+		w.grant(func() {})
+		return
+	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	ch := rs.slots[tenant]
-	if ch == nil {
-		ch = make(chan struct{}, rs.n)
-		rs.slots[tenant] = ch
+	t := rs.of(tenant)
+	if t.used < rs.n {
+		t.used++
+		w.grant(rs.releaser(tenant))
+		return
 	}
-	return ch
+	t.queue = append(t.queue, w)
+}
+
+// cancel takes w out of tenant's queue. It reports false when w is not in
+// it: granted already (or never queued).
+func (rs *Readers) cancel(tenant string, w *slotWaiter) bool {
+	if rs == nil {
+		return false
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	t := rs.of(tenant)
+	for i, q := range t.queue {
+		if q == w {
+			t.queue = slices.Delete(t.queue, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // acquire waits for one of tenant's slots, or until ctx ends; release
-// gives it back. Nil Readers: no bound.
+// gives it back.
 func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
-	if rs == nil {
-		return func() {}, nil
-	}
-	ch := rs.of(tenant)
+	got := make(chan func(), 1)
+	w := &slotWaiter{grant: func(r func()) { got <- r }}
+	rs.wait(tenant, w)
 	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
+	case r := <-got:
+		return r, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if rs.cancel(tenant, w) {
+			return nil, ctx.Err()
+		}
+		return <-got, nil // granted meanwhile
 	}
 }
 
 // Dir tails the *.log files of one directory and reads *.log.gz backups
-// that hold lines not yet delivered. One goroutine reads all of a
+// that hold lines not yet delivered. One step at a time reads all of a
 // directory's files, older files first, so a stream's lines stay in order
 // across a rotation.
 type Dir struct {
@@ -195,11 +262,29 @@ type Dir struct {
 	prefix  string
 
 	draining atomic.Bool
-	wake     chan struct{}
+
+	// A tailer has no goroutine while it waits (see Start): ctx and done
+	// are Start's; kicks counts the kicks no step has answered yet (see
+	// kick); timer ends the wait for a change (poll) or, while the tailer
+	// is queued for a read slot (waiter, queued), the held-back relist
+	// (slotWait); given holds a slot granted while queued until a step
+	// takes it.
+	ctx       context.Context
+	done      func(error)
+	kicks     atomic.Int32
+	timer     *time.Timer
+	stopCtx   func() bool
+	stopWatch func()
+	started   bool
+	idleSince time.Time
+	waiter    *slotWaiter
+	queued    bool
+	slotWait  atomic.Bool
+	given     atomic.Pointer[func()]
 
 	readers map[uint64]*reader // open files, by inode
-	// slot: a read slot waitSlot took for the next cycle (nil: none);
-	// needSlot: the last cycle found none free and left reading to it.
+	// slot: a read slot granted for the next cycle (nil: none); needSlot:
+	// the last cycle found none free and left reading to it.
 	slot     func()
 	needSlot bool
 	// seen holds inodes finished or not ours, with their size and mtime then:
@@ -247,15 +332,16 @@ func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metri
 	if cfg.Poll <= 0 {
 		cfg.Poll = defaultPoll
 	}
-	return &Dir{
+	d := &Dir{
 		cfg: cfg, store: store, next: next, metrics: m,
 		log:     log.WithLazy(zap.String("dir", cfg.Dir), zap.String("tenant", cfg.Tenant)), // lazy: 500 eager clones were 1 MB
 		prefix:  positionsPrefix + filepath.Clean(cfg.Dir) + "#",
-		wake:    make(chan struct{}, 1),
 		readers: map[uint64]*reader{}, seen: map[uint64]stamp{}, keyOf: map[uint64]string{},
 		known: map[string]Fingerprint{}, readTo: map[string]int64{}, warned: map[string]bool{},
 		refused: map[uint64]string{}, dirfd: -1,
 	}
+	d.kicks.Store(1) // until Start: kicks before it are answered by its first step
+	return d
 }
 
 // SetDraining tells the tailer its container has stopped: a draining tailer
@@ -268,11 +354,8 @@ func (d *Dir) SetDraining(v bool) {
 
 // Wake makes the tailer look at its directory now.
 func (d *Dir) Wake() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
 	d.interrupt()
+	d.kick()
 }
 
 // interrupt ends a reader's wait on the sink, if one waits, so that the
@@ -284,69 +367,144 @@ func (d *Dir) interrupt() {
 	}
 }
 
-// Run tails until ctx ends or, once draining, until everything is read.
-//
-// A directory's goroutine waits here most of its life, for a change or for
-// one of its tenant's read slots (waitSlot), and its stack is then kept
-// small: Go shrinks a parked goroutine's stack to 4 KiB only while it uses
-// under a quarter of 8 KiB (counting 800 bytes more), so the slot is
-// waited for here rather than deep in a cycle, and the setting up and the
-// logging are in functions of their own. With 500 directories waiting in a
-// cycle their stacks were 5-6 MB.
+// Start tails until ctx ends or, once draining, until everything is read,
+// then calls done with what ended it (nil, or a read error). The tailer
+// has no goroutine of its own: what wakes it (a change inotify reports,
+// Wake, the poll timer, a read slot given, ctx's end) kicks it, and a kick
+// starts a goroutine for the step it asks for unless one is stepping. With
+// a goroutine each, 500 directories waiting held 2-3 MiB of stacks: Go
+// shrinks a waiting goroutine's stack to no less than 4 KiB once a cycle
+// has grown it.
+func (d *Dir) Start(ctx context.Context, done func(error)) {
+	d.ctx, d.done = ctx, done
+	d.waiter = &slotWaiter{grant: d.granted}
+	d.timer = time.AfterFunc(time.Hour, d.onTimer)
+	d.timer.Stop()
+	d.stopCtx = context.AfterFunc(ctx, d.kick)
+	d.kicks.Store(0)
+	d.kick()
+}
+
+// Run is Start, waiting for the end.
 func (d *Dir) Run(ctx context.Context) error {
-	defer d.closeAll()
-	defer d.dropSlot()
-	events, stop := d.watch()
-	defer stop()
-	var idleSince time.Time
+	ended := make(chan error, 1)
+	d.Start(ctx, func(err error) { ended <- err })
+	return <-ended
+}
+
+// kick asks for a step: on a goroutine started for it, unless a step is
+// under way, which then takes one more.
+func (d *Dir) kick() {
+	if d.kicks.Add(1) == 1 {
+		go d.steps()
+	}
+}
+
+// steps takes steps until no kick is left unanswered, or the tailer ends
+// (kicks then stay counted, and start nothing more).
+func (d *Dir) steps() {
 	for {
-		progressed, err := d.cycle(ctx)
+		d.kicks.Store(1) // the kicks so far: this step answers them all
+		if d.step() {
+			return
+		}
+		if d.kicks.CompareAndSwap(1, 0) {
+			return
+		}
+	}
+}
+
+// step cycles until there is nothing to do now, then sets up what wakes
+// it: the poll timer, or its place in the tenant's queue for a read slot.
+// It reports whether the tailer ended.
+func (d *Dir) step() bool {
+	if !d.started {
+		d.started = true
+		d.stopWatch = d.watch()
+	}
+	for {
+		if g := d.given.Swap(nil); g != nil {
+			d.slot, d.queued = *g, false
+			d.slotWait.Store(false)
+		}
+		progressed, err := d.cycle(d.ctx)
 		d.dropSlot() // not used: no file was left to read
-		if err != nil || ctx.Err() != nil {
-			return err
+		if err != nil || d.ctx.Err() != nil {
+			d.end(err)
+			return true
 		}
 		if d.needSlot {
 			d.needSlot = false
-			d.waitSlot(ctx)
-			continue
+			d.waitSlot()
+			return false
 		}
 		if progressed {
-			idleSince = time.Time{}
+			d.idleSince = time.Time{}
 			continue
 		}
-		if idleSince.IsZero() {
-			idleSince = time.Now()
+		if d.idleSince.IsZero() {
+			d.idleSince = time.Now()
 		}
-		if d.draining.Load() && time.Since(idleSince) >= drainSettle {
-			return nil
+		if d.draining.Load() && time.Since(d.idleSince) >= drainSettle {
+			d.end(nil)
+			return true
 		}
-		t := time.NewTimer(d.cfg.Poll)
-		select {
-		case <-ctx.Done():
-		case <-d.wake:
-		case <-events: // 1-buffered: one cycle answers a burst of events
-		case <-t.C:
-		}
-		t.Stop()
+		d.timer.Reset(d.cfg.Poll)
+		return false
 	}
 }
 
-// waitSlot waits for one of the tenant's read slots, for the next cycle to
-// read with, like a wait on the sink (sinkWait): it also ends when a name
-// in the directory changes, or after heldBackRelist, and the next cycle
-// then lists the directory first, so a rotated file is opened at once
-// however long the tenant's other directories read.
-//
-//go:noinline
-func (d *Dir) waitSlot(ctx context.Context) {
-	wctx, stop := d.sinkWait(ctx)
-	defer stop()
-	if release, err := d.cfg.Readers.acquire(wctx, d.cfg.Tenant); err == nil {
-		d.slot = release
+// waitSlot queues the tailer for one of its tenant's read slots, for the
+// next cycle to read with. Like a wait on the sink (sinkWait), the wait
+// also ends when a name in the directory changes, or after
+// heldBackRelist, and the next cycle then lists the directory first (it
+// stays in line), so a rotated file is opened at once however long the
+// tenant's other directories read.
+func (d *Dir) waitSlot() {
+	every := heldBackRelist
+	if !d.watched || d.unopened {
+		every = readSlice
+	}
+	d.slotWait.Store(true)
+	d.timer.Reset(every)
+	if !d.queued {
+		d.queued = true
+		d.cfg.Readers.wait(d.cfg.Tenant, d.waiter)
 	}
 }
 
-// dropSlot gives back a slot waitSlot took and no cycle used.
+// granted is the read slot a queued tailer waited for (called under
+// Readers' lock).
+func (d *Dir) granted(release func()) {
+	d.given.Store(&release)
+	d.kick()
+}
+
+func (d *Dir) onTimer() {
+	if d.slotWait.Load() {
+		d.relist.Store(true)
+	}
+	d.kick()
+}
+
+// end undoes Start and says why the tailer ended.
+func (d *Dir) end(err error) {
+	d.timer.Stop()
+	d.stopCtx()
+	d.stopWatch()
+	if d.queued {
+		d.cfg.Readers.cancel(d.cfg.Tenant, d.waiter) // false: granted, and given holds it
+		d.queued = false
+	}
+	if g := d.given.Swap(nil); g != nil {
+		(*g)()
+	}
+	d.dropSlot()
+	d.closeAll()
+	d.done(err)
+}
+
+// dropSlot gives back a slot granted and no cycle used.
 func (d *Dir) dropSlot() {
 	if d.slot != nil {
 		d.slot()
@@ -354,11 +512,9 @@ func (d *Dir) dropSlot() {
 	}
 }
 
-// watch sets up inotify for the directory: events says a name changed (nil:
-// polling only); stop ends the watch.
-//
-//go:noinline
-func (d *Dir) watch() (events <-chan struct{}, stop func()) {
+// watch sets up inotify for the directory: a change kicks the tailer (nil
+// Watch and no inotify: polling only). It returns what stops the watch.
+func (d *Dir) watch() (stop func()) {
 	w := d.cfg.Watch
 	var closeOwn func() error
 	if w == nil {
@@ -371,19 +527,29 @@ func (d *Dir) watch() (events <-chan struct{}, stop func()) {
 	}
 	stopWatch := func() {}
 	if w != nil {
-		wt, stopW, err := w.Watch(d.cfg.Dir, d.interrupt)
+		stopW, err := w.Watch(d.cfg.Dir, d.changed)
 		if err != nil {
 			d.log.Info("cannot watch the directory (yet); polling", zap.Error(err))
 		} else {
-			events, d.watched, stopWatch = wt.Changed, true, stopW
+			d.watched, stopWatch = true, stopW
 		}
 	}
-	return events, func() {
+	return func() {
 		stopWatch()
 		if closeOwn != nil {
 			_ = closeOwn()
 		}
 	}
+}
+
+// changed is inotify's word that something in the directory changed:
+// renamed, a name came, went or moved (a rotation, which a reader held
+// back by the sink must not miss).
+func (d *Dir) changed(renamed bool) {
+	if renamed {
+		d.interrupt()
+	}
+	d.kick()
 }
 
 // cycle looks for new files, then reads every open file as far as it goes
@@ -744,8 +910,8 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 		if release == nil {
 			var ok bool
 			if release, ok = d.cfg.Readers.tryAcquire(d.cfg.Tenant); !ok {
-				// The tenant's other directories are reading: Run waits for
-				// a slot (waitSlot), then the next cycle goes on here.
+				// The tenant's other directories are reading: the step
+				// queues for a slot (waitSlot); the next cycle goes on here.
 				d.needSlot = true
 				return ctx.Err() == nil, nil
 			}

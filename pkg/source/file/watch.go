@@ -20,19 +20,12 @@ type Watcher struct {
 	log *zap.Logger
 
 	mu   sync.Mutex
-	subs map[string]map[*Watch]struct{} // directory -> its tailers' watches
+	subs map[string]map[*watch]struct{} // directory -> its tailers' watches
 	done chan struct{}
 }
 
-// Watch is one tailer's subscription to its directory.
-type Watch struct {
-	// Changed is poked on any change: a write, a new name, a removal. It is
-	// 1-buffered, so a burst of events is one poke.
-	Changed <-chan struct{}
-
-	changed  chan struct{}
-	onRename func()
-}
+// watch is one tailer's subscription to its directory.
+type watch struct{ onChange func(renamed bool) }
 
 // NewWatcher starts the shared watcher. When inotify is unavailable it
 // returns the error, and tailers poll.
@@ -44,12 +37,12 @@ func NewWatcher(log *zap.Logger) (*Watcher, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	x := &Watcher{w: w, log: log, subs: map[string]map[*Watch]struct{}{}, done: make(chan struct{})}
+	x := &Watcher{w: w, log: log, subs: map[string]map[*watch]struct{}{}, done: make(chan struct{})}
 	go x.run()
 	return x, nil
 }
 
-// Close stops the watcher; channels handed out get no more pokes.
+// Close stops the watcher; no callback is called after it returns.
 func (x *Watcher) Close() error {
 	err := x.w.Close()
 	<-x.done
@@ -57,22 +50,21 @@ func (x *Watcher) Close() error {
 }
 
 // Watch subscribes to changes in dir and returns the function that stops
-// it. onRename, if not nil, is called (on the watcher's goroutine: it must
-// not block) when a name of the directory comes, goes or moves (create,
-// rename, remove): a rotation, which a tailer held back by the sink must
-// not miss, while it need not hear of every write. Watch fails when dir
-// cannot be watched (it does not exist yet, say): the tailer polls.
-func (x *Watcher) Watch(dir string, onRename func()) (*Watch, func(), error) {
+// it. onChange is called (on the watcher's goroutine: it must not block)
+// on any change: a write, or with renamed true when a name of the
+// directory comes, goes or moves (create, rename, remove: a rotation,
+// which a tailer held back by the sink must not miss). Watch fails when
+// dir cannot be watched (it does not exist yet, say): the tailer polls.
+func (x *Watcher) Watch(dir string, onChange func(renamed bool)) (func(), error) {
 	dir = filepath.Clean(dir)
-	w := &Watch{changed: make(chan struct{}, 1), onRename: onRename}
-	w.Changed = w.changed
+	w := &watch{onChange: onChange}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if len(x.subs[dir]) == 0 {
 		if err := x.w.Add(dir); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		x.subs[dir] = map[*Watch]struct{}{}
+		x.subs[dir] = map[*watch]struct{}{}
 	}
 	x.subs[dir][w] = struct{}{}
 	stop := func() {
@@ -88,7 +80,7 @@ func (x *Watcher) Watch(dir string, onRename func()) (*Watch, func(), error) {
 			_ = x.w.Remove(dir) // fails when dir is gone, and then inotify has dropped it already
 		}
 	}
-	return w, stop, nil
+	return stop, nil
 }
 
 func (x *Watcher) run() {
@@ -105,7 +97,7 @@ func (x *Watcher) run() {
 			renamed := ev.Op&(fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0
 			for _, d := range []string{filepath.Dir(ev.Name), filepath.Clean(ev.Name)} {
 				for w := range x.subs[d] {
-					w.poke(renamed)
+					w.onChange(renamed)
 				}
 			}
 			x.mu.Unlock()
@@ -118,7 +110,7 @@ func (x *Watcher) run() {
 				x.mu.Lock()
 				for _, subs := range x.subs {
 					for w := range subs {
-						w.poke(true)
+						w.onChange(true)
 					}
 				}
 				x.mu.Unlock()
@@ -126,19 +118,5 @@ func (x *Watcher) run() {
 			}
 			x.log.Warn("inotify", zap.Error(err))
 		}
-	}
-}
-
-func (w *Watch) poke(renamed bool) {
-	poke(w.changed)
-	if renamed && w.onRename != nil {
-		w.onRename()
-	}
-}
-
-func poke(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
 	}
 }

@@ -17,20 +17,19 @@ func TestWatcherPokesTheDirectoryChanged(t *testing.T) {
 	}
 	defer w.Close()
 	a, b := t.TempDir(), t.TempDir()
-	wA, stopA, err := w.Watch(a, nil)
+	chA, _, stopA, err := pokes(w, a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wA2, stopA2, err := w.Watch(a, nil) // a second tailer of the same directory
+	chA2, _, stopA2, err := pokes(w, a) // a second tailer of the same directory
 	if err != nil {
 		t.Fatal(err)
 	}
-	wB, stopB, err := w.Watch(b, nil)
+	chB, _, stopB, err := pokes(w, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stopB()
-	chA, chA2, chB := wA.Changed, wA2.Changed, wB.Changed
 	poked := func(ch <-chan struct{}) bool {
 		select {
 		case <-ch:
@@ -68,14 +67,14 @@ func TestWatcherPokesTheDirectoryChanged(t *testing.T) {
 	if !poked(chB) {
 		t.Error("a write in b did not poke b's tailer")
 	}
-	if _, _, err := w.Watch(filepath.Join(a, "missing"), nil); err == nil {
+	if _, err := w.Watch(filepath.Join(a, "missing"), func(bool) {}); err == nil {
 		t.Error("watching a directory that does not exist succeeded")
 	}
 }
 
-// A write pokes Changed only; a new name, a rename and a removal (what a
-// rotation does) call onRename too, which ends the wait of a tailer held
-// back by the sink.
+// A write is a change; a new name, a rename and a removal (what a rotation
+// does) are renames too, which end the wait of a tailer held back by the
+// sink.
 func TestWatcherTellsRenamesFromWrites(t *testing.T) {
 	w, err := NewWatcher(nil)
 	if err != nil {
@@ -87,8 +86,7 @@ func TestWatcherTellsRenamesFromWrites(t *testing.T) {
 	if err := os.WriteFile(f, []byte("a\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	renamed := make(chan struct{}, 100)
-	wt, stop, err := w.Watch(dir, func() { renamed <- struct{}{} })
+	changed, renamed, stop, err := pokes(w, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +101,9 @@ func TestWatcherTellsRenamesFromWrites(t *testing.T) {
 	}
 	drain := func() {
 		time.Sleep(50 * time.Millisecond)
-		for len(wt.Changed) > 0 || len(renamed) > 0 {
+		for len(changed) > 0 || len(renamed) > 0 {
 			select {
-			case <-wt.Changed:
+			case <-changed:
 			case <-renamed:
 			}
 		}
@@ -118,11 +116,11 @@ func TestWatcherTellsRenamesFromWrites(t *testing.T) {
 	if _, err := out.WriteString("b\n"); err != nil {
 		t.Fatal(err)
 	}
-	if !poked(wt.Changed, time.Second) {
-		t.Fatal("a write did not poke Changed")
+	if !poked(changed, time.Second) {
+		t.Fatal("a write was not a change")
 	}
 	if poked(renamed, 100*time.Millisecond) {
-		t.Error("a write called onRename")
+		t.Error("a write was a rename")
 	}
 	for _, step := range []struct {
 		what string
@@ -137,7 +135,23 @@ func TestWatcherTellsRenamesFromWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !poked(renamed, time.Second) {
-			t.Errorf("a %s did not call onRename", step.what)
+			t.Errorf("a %s was not a rename", step.what)
 		}
 	}
+}
+
+// pokes watches dir with channels: changed (1-buffered) is poked on any
+// change, renamed on each rename.
+func pokes(w *Watcher, dir string) (changed, renamed chan struct{}, stop func(), err error) {
+	changed, renamed = make(chan struct{}, 1), make(chan struct{}, 100)
+	stop, err = w.Watch(dir, func(r bool) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+		if r {
+			renamed <- struct{}{}
+		}
+	})
+	return changed, renamed, stop, err
 }
