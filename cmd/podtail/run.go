@@ -376,12 +376,14 @@ func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
 // gcPercent is podtail's GOGC unless the environment sets one. With the
 // queue and push bodies outside the heap, what is left on it is mostly
 // state that lives as long as its file (streams, readers, positions), and
-// little is allocated per line, so letting the heap grow by half what is
-// live rather than all of it costs few more collections: over 1,000 files
-// 8 -> 18 per million lines, 0-5 % of podtail's CPU (within this machine's
-// noise in make bench), for 3-4 MiB less peak RSS (make bench: 52.8-53.2 ->
-// 49.1-50.2 MiB over 1,000 files, 39.7-39.9 -> 36.2-36.3 over 100).
-const gcPercent = 50
+// little is allocated per line (~35 bytes), so letting the heap grow by
+// 40 % of what is live rather than all of it costs few more collections.
+// 50 rather than Go's 100, over 1,000 files: 8 -> 18 collections per
+// million lines, 0-5 % of podtail's CPU, for 3-4 MiB less peak RSS (make
+// bench: 52.8-53.2 -> 49.1-50.2 MiB); 40 rather than 50, with
+// loki.queue_bytes 6 MiB rather than 8: 38.7-39.0 -> 36.7-36.9 MiB, for
+// 6-7 % more CPU.
+const gcPercent = 40
 
 // setMemoryLimit makes Go's runtime keep podtail's resident memory under
 // limit. The runtime's soft limit covers only the memory it manages; about

@@ -295,7 +295,7 @@ func Default() Config {
 			Timeout:    10 * time.Second,
 			MinBackoff: 100 * time.Millisecond,
 			MaxBackoff: 10 * time.Second,
-			QueueBytes: 8 << 20,
+			QueueBytes: 6 << 20,
 			Headers:    map[string]Secret{},
 		},
 		DataDir:         "/var/lib/podtail",
