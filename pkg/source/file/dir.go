@@ -544,10 +544,13 @@ func (d *Dir) watch() (stop func()) {
 
 // changed is inotify's word that something in the directory changed:
 // renamed, a name came, went or moved (a rotation, which a reader held
-// back by the sink must not miss).
+// back by the sink must not miss). A write to a tailer queued for a read
+// slot waits for the slot: a cycle per write would only find none free.
 func (d *Dir) changed(renamed bool) {
 	if renamed {
 		d.interrupt()
+	} else if d.slotWait.Load() {
+		return
 	}
 	d.kick()
 }
