@@ -215,6 +215,41 @@ func TestStreamLimit(t *testing.T) {
 	}
 }
 
+// A stream refused at the tenant's bound, and admitted once the others
+// went idle, has its acknowledged time stored with the position like any
+// other (a restart then stamps a resend as before).
+func TestStreamAdmittedAfterRefusalReportsItsTime(t *testing.T) {
+	lim := mustLimits(t, LimitsConfig{MaxStreamsPerTenant: 1})
+	var last map[string]int64
+	s := NewStream(StreamConfig{
+		Tenant: "real",
+		Labels: map[string]string{labels.Tenant: "real", labels.Application: "shop", labels.Version: "v1"},
+		OnAck:  func(_ int64, l map[string]int64) { last = l },
+	}, mustBuild(t, map[string]any{"type": "json_auto"}), lim.Wrap(&entries{}))
+	send := func(level string, pos int64) {
+		t.Helper()
+		if err := s.Send(context.Background(), t0.Add(time.Duration(pos)), fmt.Sprintf(`{"level":%q}`, level), pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("info", 1)
+	send("error", 2) // a second stream: refused
+	if len(last) != 1 {
+		t.Fatalf("after one stream, last times %v", last)
+	}
+	lim.mu.Lock()
+	ts := lim.tenants["real"]
+	for k := range ts.last {
+		ts.last[k] = time.Now().Add(-2 * streamIdle)
+	}
+	ts.swept = time.Time{}
+	lim.mu.Unlock()
+	send("error", 3) // info is idle: admitted now
+	if len(last) != 2 {
+		t.Errorf("last times %v, want info's and error's", last)
+	}
+}
+
 // limits.tenants: a tenant not on the list is dropped, counted, and its
 // position moves; an allowed one passes.
 func TestTenantAllowList(t *testing.T) {

@@ -89,6 +89,9 @@ type lokiStream struct {
 	// (Stream.mu).
 	acked    int64
 	hasAcked bool
+	// listed: in Stream.streams, whose times Ack reports. A stream refused
+	// at the tenant's bound leaves it (a render cache may still lead to it).
+	listed bool
 }
 
 type inflight struct {
@@ -427,15 +430,19 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	}
 	ls := s.render(r.Labels, labels)
 	if !s.admit(ls) {
-		if !ls.hasLast {
+		if !ls.hasLast && ls.listed {
 			// Never used: not kept (a render cache may still lead to it),
-			// so refused label sets cannot grow the map without bound.
+			// so refused label sets cannot grow streams without bound.
 			s.mu.Lock() // Ack reads streams
 			s.streams.del(ls.key)
+			ls.listed = false
 			s.mu.Unlock()
 		}
 		s.drop(DropStreamLimit, pos)
 		return nil
+	}
+	if !ls.listed {
+		s.relist(ls)
 	}
 	ns := r.Time.UnixNano()
 	prev, hadPrev := ls.last, ls.hasLast
@@ -512,10 +519,23 @@ func (s *Stream) admit(ls *lokiStream) bool {
 func (s *Stream) stream(key string) *lokiStream {
 	ls, _ := s.streams.get(key)
 	if ls == nil {
-		ls = &lokiStream{key: key}
+		ls = &lokiStream{key: key, listed: true}
 		s.streams.put(key, ls)
 	}
 	return ls
+}
+
+// relist puts back in streams a Loki stream admitted after it was refused
+// and taken out, so that Ack reports its times. (Should another have
+// taken its key meanwhile, rendered from other added labels, that one
+// stays: the times it reports are its own.)
+func (s *Stream) relist(ls *lokiStream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.streams.get(ls.key); !ok {
+		s.streams.put(ls.key, ls)
+	}
+	ls.listed = true
 }
 
 // render returns the Loki stream of a line, cached by the added labels.
