@@ -160,7 +160,11 @@ func (rs *Readers) tryAcquire(tenant string) (release func(), ok bool) {
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	t := rs.of(tenant)
+	return rs.free(tenant, rs.of(tenant))
+}
+
+// free takes one of t's slots (tenant's) if one is free. rs.mu must be held.
+func (rs *Readers) free(tenant string, t *slots) (release func(), ok bool) {
 	if t.used == rs.n {
 		return nil, false
 	}
@@ -206,9 +210,8 @@ func (rs *Readers) wait(tenant string, w *slotWaiter) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	t := rs.of(tenant)
-	if t.used < rs.n {
-		t.used++
-		w.grant(rs.releaser(tenant))
+	if release, ok := rs.free(tenant, t); ok {
+		w.grant(release)
 		return
 	}
 	t.queue = append(t.queue, w)
@@ -232,23 +235,6 @@ func (rs *Readers) cancel(tenant string, w *slotWaiter) bool {
 	return false
 }
 
-// acquire waits for one of tenant's slots, or until ctx ends; release
-// gives it back.
-func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
-	got := make(chan func(), 1)
-	w := &slotWaiter{grant: func(r func()) { got <- r }}
-	rs.wait(tenant, w)
-	select {
-	case r := <-got:
-		return r, nil
-	case <-ctx.Done():
-		if rs.cancel(tenant, w) {
-			return nil, ctx.Err()
-		}
-		return <-got, nil // granted meanwhile
-	}
-}
-
 // Dir tails the *.log files of one directory and reads *.log.gz backups
 // that hold lines not yet delivered. One step at a time reads all of a
 // directory's files, older files first, so a stream's lines stay in order
@@ -266,9 +252,8 @@ type Dir struct {
 	// A tailer has no goroutine while it waits (see Start): ctx and done
 	// are Start's; kicks counts the kicks no step has answered yet (see
 	// kick); timer ends the wait for a change (poll) or, while the tailer
-	// is queued for a read slot (waiter, queued), the held-back relist
-	// (slotWait); given holds a slot granted while queued until a step
-	// takes it.
+	// is queued for a read slot (waiter, slotWait), the held-back relist;
+	// given holds a slot granted while queued until a step takes it.
 	ctx       context.Context
 	done      func(error)
 	kicks     atomic.Int32
@@ -278,7 +263,6 @@ type Dir struct {
 	started   bool
 	idleSince time.Time
 	waiter    *slotWaiter
-	queued    bool
 	slotWait  atomic.Bool
 	given     atomic.Pointer[func()]
 
@@ -424,7 +408,7 @@ func (d *Dir) step() bool {
 	}
 	for {
 		if g := d.given.Swap(nil); g != nil {
-			d.slot, d.queued = *g, false
+			d.slot = *g
 			d.slotWait.Store(false)
 		}
 		progressed, err := d.cycle(d.ctx)
@@ -465,10 +449,9 @@ func (d *Dir) waitSlot() {
 	if !d.watched || d.unopened {
 		every = readSlice
 	}
-	d.slotWait.Store(true)
+	queued := d.slotWait.Swap(true)
 	d.timer.Reset(every)
-	if !d.queued {
-		d.queued = true
+	if !queued {
 		d.cfg.Readers.wait(d.cfg.Tenant, d.waiter)
 	}
 }
@@ -492,9 +475,8 @@ func (d *Dir) end(err error) {
 	d.timer.Stop()
 	d.stopCtx()
 	d.stopWatch()
-	if d.queued {
+	if d.slotWait.Swap(false) {
 		d.cfg.Readers.cancel(d.cfg.Tenant, d.waiter) // false: granted, and given holds it
-		d.queued = false
 	}
 	if g := d.given.Swap(nil); g != nil {
 		(*g)()

@@ -537,6 +537,23 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 	}
 }
 
+// acquire (for tests) waits for one of tenant's slots, or until ctx ends; release
+// gives it back.
+func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
+	got := make(chan func(), 1)
+	w := &slotWaiter{grant: func(r func()) { got <- r }}
+	rs.wait(tenant, w)
+	select {
+	case r := <-got:
+		return r, nil
+	case <-ctx.Done():
+		if rs.cancel(tenant, w) {
+			return nil, ctx.Err()
+		}
+		return <-got, nil // granted meanwhile
+	}
+}
+
 // A tenant's read slots: a tenant with all of its slots taken waits (until
 // its context ends), another tenant does not, and a slot given back is
 // taken again.
