@@ -226,8 +226,9 @@ func TestRestartNoLossNoDuplicates(t *testing.T) {
 	t.Logf("first run delivered %d, second %d: %d lines, each once", delivered, n-delivered, n)
 }
 
-// linesBeforeOffset counts the log lines of container id before the offset
-// podtail stored for it.
+// linesBeforeOffset counts the lines of container id that podtail's stored
+// position says were delivered: before its offset in the k8s-file log, or up
+// to its cursor in the journal.
 func linesBeforeOffset(t *testing.T, id, dataDir string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dataDir, "positions.json"))
@@ -238,6 +239,7 @@ func linesBeforeOffset(t *testing.T, id, dataDir string) int {
 		Positions map[string]struct {
 			Path   string `json:"path"`
 			Offset int64  `json:"offset"`
+			Cursor string `json:"cursor"`
 		} `json:"positions"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -246,6 +248,9 @@ func linesBeforeOffset(t *testing.T, id, dataDir string) int {
 	pos, ok := f.Positions["container:"+id]
 	if !ok {
 		t.Fatalf("no position for container %s in %s", id, b)
+	}
+	if pos.Cursor != "" {
+		return entriesUpToCursor(t, id, pos.Cursor)
 	}
 	log, err := os.ReadFile(pos.Path)
 	if err != nil {
@@ -258,6 +263,32 @@ func linesBeforeOffset(t *testing.T, id, dataDir string) int {
 		t.Fatalf("offset %d is not at a line boundary", pos.Offset)
 	}
 	return strings.Count(string(log[:pos.Offset]), "\n")
+}
+
+// entriesUpToCursor counts container id's journal entries up to and
+// including the one at cursor, as journalctl reads them: podtail's cursor
+// must name an entry journalctl knows, by the same string.
+func entriesUpToCursor(t *testing.T, id, cursor string) int {
+	t.Helper()
+	out, err := exec.Command("journalctl", "--no-pager", "-o", "json", "--output-fields=__CURSOR", "CONTAINER_ID_FULL="+id).Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	n := 0
+	for line := range strings.Lines(string(out)) {
+		var e struct {
+			Cursor string `json:"__CURSOR"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("journalctl: %q: %v", line, err)
+		}
+		n++
+		if e.Cursor == cursor {
+			return n
+		}
+	}
+	t.Fatalf("podtail's stored cursor %q is none of the container's %d journal entries", cursor, n)
+	return 0
 }
 
 // `podtail events` shows a start and a died event, with the mapping, for a
@@ -279,9 +310,14 @@ func TestEventsCLI(t *testing.T) {
 	id := runContainer(t, name("evt"), tenant, "evapp", "v7", "echo hi; sleep 1")
 	anon := podman(t, "run", "-d", "--name", name("anon"), bed.image, "sh", "-c", "sleep 1")
 	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", name("anon")).Run() })
+	// Labelled, but Podman keeps none of its output: podtail says why.
+	mute := podman(t, "run", "-d", "--log-driver", "none", "--name", name("mute"), "--label", "tenant="+tenant, bed.image, "sh", "-c", "sleep 1")
+	t.Cleanup(func() { _ = exec.Command("podman", "rm", "-f", name("mute")).Run() })
 
 	type decision struct {
 		Action, ID, Tenant, Application, Version, Reason string
+		LogDriver                                        string `json:"log_driver"`
+		Output                                           string
 		Collect                                          bool
 		Sources                                          []string
 	}
@@ -289,7 +325,7 @@ func TestEventsCLI(t *testing.T) {
 	sc := bufio.NewScanner(out)
 	deadline := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
 	defer deadline.Stop()
-	for sc.Scan() && (seen[id+"start"].ID == "" || seen[id+"died"].ID == "" || seen[anon+"start"].ID == "") {
+	for sc.Scan() && (seen[id+"start"].ID == "" || seen[id+"died"].ID == "" || seen[anon+"start"].ID == "" || seen[mute+"start"].ID == "") {
 		var d decision
 		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
 			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
@@ -304,6 +340,17 @@ func TestEventsCLI(t *testing.T) {
 		if !d.Collect || d.Tenant != tenant || d.Application != "evapp" || d.Version != "v7" || len(d.Sources) == 0 {
 			t.Errorf("%s: decision %+v", action, d)
 		}
+		// Where its output is read from, by the host's log driver.
+		wantOutput := "journal CONTAINER_ID_FULL=" + id
+		if bedLogDriver(t) == "k8s-file" {
+			wantOutput = "/ctr.log"
+		}
+		if d.LogDriver != bedLogDriver(t) || !strings.Contains(d.Output, wantOutput) {
+			t.Errorf("%s: log driver %q, output %q; want %q and %q", action, d.LogDriver, d.Output, bedLogDriver(t), wantOutput)
+		}
+	}
+	if d := seen[mute+"start"]; d.Collect || d.LogDriver != "none" || !strings.Contains(d.Reason, "keeps no output") {
+		t.Errorf("log driver none: decision %+v, want not collected, saying Podman keeps no output", d)
 	}
 	if d := seen[anon+"start"]; d.Collect || !strings.Contains(d.Reason, `no "tenant" label`) {
 		t.Errorf("unlabelled container: decision %+v, want not collected for lack of a tenant label", d)
@@ -314,7 +361,8 @@ func TestEventsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("podtail targets: %v\n%s", err, table)
 	}
-	for _, want := range []string{name("evt"), "collect tenant=" + tenant + " application=evapp version=v7", name("anon"), `skip: no "tenant" label`} {
+	for _, want := range []string{name("evt"), "collect tenant=" + tenant + " application=evapp version=v7", name("anon"), `skip: no "tenant" label`,
+		"LOG DRIVER", bedLogDriver(t) + "  ", `skip: log driver "none"`} {
 		if !strings.Contains(string(table), want) {
 			t.Errorf("podtail targets lacks %q:\n%s", want, table)
 		}

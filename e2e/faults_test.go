@@ -109,6 +109,7 @@ func rssBelow(t *testing.T, p *podtailProc, limit int64) int64 {
 // lines waited on disk, and in files lumberjack rotated meanwhile).
 func TestLokiDownTwoMinutes(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "Loki outages are the sink's; TestKilledTenTimes covers journal positions")
 	const queue, limit = 8 << 20, 64 << 20
 	p := startPodtail(t, podtailOpts{queueBytes: "8MiB", extra: "memory_limit: 64MiB\n"})
 	outage := span(2 * time.Minute)
@@ -210,6 +211,7 @@ func TestLokiDownTwoMinutes(t *testing.T) {
 // while it is in the stream's head block).
 func TestLokiRefusingAndFlaky(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "refusals are the sink's")
 	proxy, err := testbed.StartFaultProxy(bed.lokiURL)
 	if err != nil {
 		t.Fatal(err)
@@ -296,6 +298,7 @@ func TestKilledTenTimes(t *testing.T) {
 // others of the batch are stored, and later lines keep flowing.
 func TestRefusedEntryDropsOnlyItself(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "refusals are the sink's")
 	p := startPodtail(t, podtailOpts{})
 	tenant, app := name("refuse"), "old"
 	logs := appDir(t, tenant, app)
@@ -373,6 +376,7 @@ func (d *deliveries) latencies() []time.Duration {
 // flooding tenant's pushes with 429 (its queue share full and stuck).
 func TestQuietTenantNotHeldBackByFlood(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "fairness between tenants is the sink's")
 	proxy, err := testbed.StartFaultProxy(bed.lokiURL)
 	if err != nil {
 		t.Fatal(err)

@@ -126,6 +126,7 @@ func checkZapLines(t *testing.T, ss []testbed.Stream, want int, labels map[strin
 // version within 2 s.
 func TestZapLumberjackAppFiles(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "app log files are read the same whatever the log driver")
 	p := startPodtail(t, podtailOpts{})
 	tenant, app := name("beiluo"), "test777"
 	logs := appDir(t, tenant, app)
@@ -189,6 +190,7 @@ func TestZapLumberjackAppFiles(t *testing.T) {
 // gzipped while podtail was down.
 func TestFilesKilledAndRestarted(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "app log files are read the same whatever the log driver")
 	dataDir := t.TempDir()
 	p1 := startPodtail(t, podtailOpts{dataDir: dataDir})
 	tenant, app := name("killed"), "orders"
@@ -221,6 +223,7 @@ func TestFilesKilledAndRestarted(t *testing.T) {
 // stalls, and the next good line arrives.
 func TestMalformedFileInput(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "app log files are read the same whatever the log driver")
 	p := startPodtail(t, podtailOpts{})
 	tenant, app := name("messy"), "legacy"
 	logs := appDir(t, tenant, app)
@@ -272,6 +275,7 @@ func TestMalformedFileInput(t *testing.T) {
 // no file goes unseen once it knows of the container.
 func TestBurstAtContainerStart(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "app log files are read the same whatever the log driver")
 	p := startPodtail(t, podtailOpts{})
 	tenant := name("burst")
 	const n = 30000

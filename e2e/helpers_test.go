@@ -199,6 +199,31 @@ func podman(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// sameInBothProfiles skips a test in the Podman 5 + journald profile: what
+// it tests does not depend on where Podman writes container output (the file
+// tailer, the sink, the configuration), and CI runs it in the default
+// profile. why says so in the skip.
+func sameInBothProfiles(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("PODTAIL_PROFILE") == "podman5-journald" {
+		t.Skip("run in the podman4-file profile only: " + why)
+	}
+}
+
+// bedLogDriver is the host profile's default log driver (k8s-file with
+// Debian's Podman 4.3.1, journald in the Podman 5 + journald profile), as
+// the service reports it.
+func bedLogDriver(t *testing.T) string {
+	t.Helper()
+	logDriverOnce.Do(func() { logDriver = podman(t, "info", "--format", "{{.Host.LogDriver}}") })
+	return logDriver
+}
+
+var (
+	logDriverOnce sync.Once
+	logDriver     string
+)
+
 // runContainer starts a detached container of tenant/app/version running a
 // shell script, removed when the test ends.
 func runContainer(t *testing.T, cname, tenant, app, version, script string, extra ...string) string {

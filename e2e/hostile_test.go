@@ -64,6 +64,7 @@ func (w *pushWatch) observe(tenant string, req *push.PushRequest, at time.Time) 
 // tenant's lines all arrive, each within 2 s of being written.
 func TestHostileTenant(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "a tenant's hostile log directory is read the same whatever the log driver")
 	quiet, evil, sneaky := name("quiet"), name("evil"), name("sneaky")
 
 	shadowBytes, err := os.ReadFile("/etc/shadow")

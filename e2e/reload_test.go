@@ -18,6 +18,7 @@ import (
 // throughout.
 func TestReloadOnSIGHUP(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "configuration reloads do not depend on the log driver")
 	p := startPodtail(t, podtailOpts{})
 	w := startWriters(t, name("reload"), 2, 600, 50)
 	time.Sleep(3 * time.Second)

@@ -84,13 +84,13 @@ func runSidecar(t *testing.T, img, cname string, o sidecarOpts) *sidecar {
 	if o.socket == "" {
 		o.socket = strings.TrimPrefix(bed.socket, "unix://")
 	}
-	storage := podman(t, "info", "--format", "{{.Store.GraphRoot}}")
+	storage := podman(t, "info", "--format", "{{.Store.GraphRoot}}/{{.Store.GraphDriverName}}-containers")
 	s := &sidecar{t: t, cname: cname, listen: fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())}
 	args := []string{"run", "-d", "--name", cname, "--network", "host",
 		"--cap-drop", "all", "--cap-add", "DAC_READ_SEARCH", "--read-only",
 		"--security-opt", "no-new-privileges", "--security-opt", "label=disable",
 		"-v", o.socket + ":/run/podman/podman.sock:ro",
-		"-v", filepath.Join(storage, "overlay-containers") + ":" + filepath.Join(storage, "overlay-containers") + ":ro",
+		"-v", storage + ":" + storage + ":ro",
 		"-v", o.dataDir + ":/var/lib/podtail",
 		"-e", "PODTAIL_PODMAN_SOCKET=unix:///run/podman/podman.sock",
 		"-e", "PODTAIL_PODMAN_RECONCILE_INTERVAL=2s",
@@ -100,6 +100,13 @@ func runSidecar(t *testing.T, img, cname string, o sidecarOpts) *sidecar {
 	}
 	for _, d := range o.logDirs {
 		args = append(args, "-v", d+":"+d+":ro")
+	}
+	// The journal, read-only, as contrib's units mount it: journald
+	// containers' output is only there.
+	for _, d := range []string{"/var/log/journal", "/run/log/journal"} {
+		if _, err := os.Stat(d); err == nil {
+			args = append(args, "-v", d+":"+d+":ro")
+		}
 	}
 	args = append(args, o.args...)
 	args = append(args, img)
@@ -291,8 +298,16 @@ func testSidecarNonRoot(t *testing.T, img string) {
 	if refused := sc.metric("podtail_file_refused_total", "tenant", tenant); refused != 0 {
 		t.Errorf("%.0f files refused", refused)
 	}
-	// What uid 65534 could not read without the capability.
+	// What uid 65534 could not read without the capability: the container's
+	// log, or the journal file its output went to (journald: no log path).
 	ctrLog := podman(t, "inspect", "--format", "{{.HostConfig.LogConfig.Path}}", name("sidenr", "out"))
+	if ctrLog == "" {
+		journals, _ := filepath.Glob("/run/log/journal/*/system.journal")
+		if len(journals) == 0 {
+			t.Fatal("the container has no log path, and there is no /run/log/journal/*/system.journal")
+		}
+		ctrLog = journals[0]
+	}
 	var modes []string
 	for _, f := range []string{ctrLog, filepath.Join(logs, tenant+"_billing_v7.log")} {
 		fi, err := os.Stat(f)

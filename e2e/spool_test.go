@@ -20,6 +20,7 @@ import (
 // undelivered part when the container is removed).
 func TestSpoolKeepsRemovedContainerAcrossRestart(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "the spool keeps removed containers' ctr.log; the journal keeps a journald container's lines itself")
 	t.Run("link", func(t *testing.T) { spoolAcrossRestart(t, t.TempDir(), "link") })
 	t.Run("copy", func(t *testing.T) {
 		dir := t.TempDir()

@@ -199,6 +199,7 @@ func logEntries(p *podtailProc, msg string) []map[string]any {
 // arrives in Loki under its own tenant.
 func TestLokiTLSClientCertificate(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "the Loki client does not depend on the log driver")
 	ca := newPKI(t, "podtail test CA")
 	proxy := startLokiProxy(t, ca, ca)
 	certFile, keyFile := ca.issue(t, "podtail-client", "")
@@ -231,6 +232,7 @@ func TestLokiTLSClientCertificate(t *testing.T) {
 // 4xx but 429: final); and the token never appears in podtail's log.
 func TestLokiBearerToken(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "the Loki client does not depend on the log driver")
 	ca := newPKI(t, "podtail test CA")
 	proxy := startLokiProxy(t, ca, nil)
 	const tok1, tok2, wrong = "tok-1-Sup3rSecret", "tok-2-Sup3rSecret", "tok-wrong-Sup3rSecret"
@@ -323,6 +325,7 @@ bearer_token_file: %s`, ca.caFile(), serverName, tokFile)})
 // CA is fixed and podtail restarted, every line arrives.
 func TestLokiWrongCA(t *testing.T) {
 	needBed(t)
+	sameInBothProfiles(t, "the Loki client does not depend on the log driver")
 	ca := newPKI(t, "podtail test CA")
 	other := newPKI(t, "some other CA")
 	proxy := startLokiProxy(t, ca, nil)

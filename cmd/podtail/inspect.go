@@ -22,11 +22,15 @@ import (
 
 // decision is what podtail makes of one container, for people and for --json.
 type decision struct {
-	Time       string            `json:"time,omitempty"`
-	Action     string            `json:"action,omitempty"`
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	State      string            `json:"state,omitempty"`
+	Time      string `json:"time,omitempty"`
+	Action    string `json:"action,omitempty"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	State     string `json:"state,omitempty"`
+	LogDriver string `json:"log_driver,omitempty"`
+	// Output is where the container's stdout and stderr are read from: its
+	// k8s-file log's path, or the journal.
+	Output     string            `json:"output,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"` // what the Podman API said
 	Collect    bool              `json:"collect"`
 	Tenant     string            `json:"tenant,omitempty"`
@@ -45,13 +49,14 @@ func decide(ctx context.Context, api *podman.Client, m *discovery.Mapper, id str
 		}
 		return d
 	}
-	d := decision{ID: c.ID, Name: c.Name, State: c.State}
+	d := decision{ID: c.ID, Name: c.Name, State: c.State, LogDriver: c.LogDriver}
 	t, err := m.Map(c)
 	if err != nil {
 		d.Reason = err.Error()
 		return d
 	}
 	d.Collect, d.Tenant, d.App, d.Version, d.Sources = true, t.Tenant, t.App, t.Version, t.Sources()
+	d.Output = t.OutputSource()
 	return d
 }
 
@@ -101,7 +106,7 @@ func newEventsCmd(load loader) *cobra.Command {
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {
-				fmt.Fprintf(tw, "TIME\tACTION\tCONTAINER\tID\tDECISION\n")
+				fmt.Fprintf(tw, "TIME\tACTION\tCONTAINER\tID\tLOG DRIVER\tDECISION\n")
 				tw.Flush()
 			}
 			events := make(chan podman.Event, 64)
@@ -126,7 +131,7 @@ func newEventsCmd(load loader) *cobra.Command {
 						}
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05.000"), ev.Action, d.Name, podman.Short(ev.ID), d.summary())
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.Time.Format("15:04:05.000"), ev.Action, d.Name, podman.Short(ev.ID), orDash(d.LogDriver), d.summary())
 					tw.Flush()
 				}
 			}
@@ -158,7 +163,7 @@ func newTargetsCmd(load loader) *cobra.Command {
 			out := cmd.OutOrStdout()
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {
-				fmt.Fprintf(tw, "CONTAINER\tID\tSTATE\tDECISION\n")
+				fmt.Fprintf(tw, "CONTAINER\tID\tSTATE\tLOG DRIVER\tDECISION\n")
 			}
 			for _, s := range list {
 				d := decide(ctx, api, m, s.ID)
@@ -168,7 +173,7 @@ func newTargetsCmd(load loader) *cobra.Command {
 					}
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, podman.Short(s.ID), s.State, d.summary())
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, podman.Short(s.ID), s.State, orDash(d.LogDriver), d.summary())
 			}
 			return tw.Flush()
 		},

@@ -23,6 +23,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/config"
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/journal"
 	"github.com/podtail/podtail/pkg/loki"
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/podman"
@@ -208,8 +209,12 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if api != nil {
 		if st, err := api.Storage(ctx); err == nil && st.DefaultLogPath("x") != "" {
 			catcher = source.NewCatcher(log.Named("catcher"))
-			catchDir = filepath.Join(cfg.Files.HostPrefix, st.GraphRoot, "overlay-containers")
+			catchDir = filepath.Join(cfg.Files.HostPrefix, st.ContainersDir())
 		}
+	}
+	jrnl := journalOf(cfg, log)
+	if jrnl.Watch != nil {
+		defer jrnl.Watch.Close()
 	}
 	var spool *source.Spool
 	if cfg.Spool.Enabled {
@@ -242,6 +247,7 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		ExistingFrom: cfg.Discovery.ExistingFrom,
 		Spool:        spool,
 		Catcher:      catcher,
+		Journal:      jrnl,
 		Pipeline:     pipelineOf(cfg.Pipeline.Container),
 		Files: &source.Files{
 			Rules:        rules,
@@ -445,4 +451,24 @@ func probeLoki(ctx context.Context, url string, sec loki.Security, log *zap.Logg
 	if resp.StatusCode != http.StatusOK {
 		log.Warn(fmt.Sprintf("loki.url %s/ready answered %s; delivery retries until it is ready", url, resp.Status))
 	}
+}
+
+// journalOf is where journald containers' output is read: the configured
+// journal directories as podtail sees them, and one watcher for all readers
+// (without it, each polls once a second).
+func journalOf(cfg *config.Config, log *zap.Logger) source.Journal {
+	var j source.Journal
+	if !cfg.Podman.Enabled {
+		return j
+	}
+	for _, d := range cfg.Podman.JournalDirs {
+		j.Dirs = append(j.Dirs, filepath.Join(cfg.Files.HostPrefix, d))
+	}
+	w, err := journal.NewWatcher(j.Dirs)
+	if err != nil {
+		log.Warn("cannot watch the journal; journald containers' output is polled once a second", zap.Strings("dirs", j.Dirs), zap.Error(err))
+		return j
+	}
+	j.Watch = w
+	return j
 }

@@ -125,7 +125,14 @@ func (l *Loki) Stop() { l.svc.Stop() }
 
 // StartPodmanService runs `podman system service` on the unix socket sock.
 func StartPodmanService(sock string) (*Service, error) {
-	s, err := start("podman", sock+".log", nil, "system", "service", "--time=0", "unix://"+sock)
+	return StartPodmanServiceArgs(sock)
+}
+
+// StartPodmanServiceArgs is StartPodmanService with podman's global options
+// first (--root, --runroot, --storage-driver: a second store).
+func StartPodmanServiceArgs(sock string, global ...string) (*Service, error) {
+	args := append(append([]string{}, global...), "system", "service", "--time=0", "unix://"+sock)
+	s, err := start("podman", sock+".log", nil, args...)
 	if err != nil {
 		return nil, err
 	}

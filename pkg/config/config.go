@@ -76,6 +76,10 @@ type Podman struct {
 	ReconcileInterval time.Duration `mapstructure:"reconcile_interval"`
 	// ReconnectBackoff caps the wait between reconnection attempts.
 	ReconnectBackoff time.Duration `mapstructure:"reconnect_backoff"`
+	// JournalDirs are where the systemd journal is read for containers of the
+	// journald log driver (the default on systemd hosts): each directory and
+	// its machine-id subdirectories, with files.host_prefix in front.
+	JournalDirs []string `mapstructure:"journal_dirs"`
 }
 
 // Discovery maps containers to tenants and Loki labels.
@@ -280,6 +284,7 @@ func Default() Config {
 			Enabled:           true,
 			ReconcileInterval: 10 * time.Second,
 			ReconnectBackoff:  5 * time.Second,
+			JournalDirs:       []string{"/var/log/journal", "/run/log/journal"},
 		},
 		Discovery: Discovery{
 			TenantLabel:   "tenant",
@@ -414,6 +419,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Podman.ReconcileInterval < 100*time.Millisecond {
 		bad("podman.reconcile_interval", "%s is below the minimum 100ms", c.Podman.ReconcileInterval)
+	}
+	for _, d := range c.Podman.JournalDirs {
+		if !filepath.IsAbs(d) {
+			bad("podman.journal_dirs", "%q is not an absolute path", d)
+		}
 	}
 	if c.Podman.ReconnectBackoff <= 0 {
 		bad("podman.reconnect_backoff", "must be positive, got %s", c.Podman.ReconnectBackoff)

@@ -182,14 +182,22 @@ func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Targ
 }
 
 // provisional maps a container from its create event alone, with the
-// default log path; the inspect that follows corrects or removes it.
+// service's default log driver (and its default k8s-file path); the inspect
+// that follows corrects it (a container created with --log-driver or
+// --log-opt path=) or removes it, and the scheduler moves the reader to
+// what inspect says.
 func (d *Discoverer) provisional(ev podman.Event) (Target, bool) {
-	path := d.storage.DefaultLogPath(ev.ID)
-	if path == "" {
+	c := podman.ContainerFromEvent(ev)
+	switch d.storage.LogDriver {
+	case podman.LogDriverFile:
+		if c.LogPath = d.storage.DefaultLogPath(ev.ID); c.LogPath == "" {
+			return Target{}, false
+		}
+	case podman.LogDriverJournal:
+	default:
 		return Target{}, false
 	}
-	c := podman.ContainerFromEvent(ev)
-	c.LogDriver, c.LogPath = "k8s-file", path
+	c.LogDriver = d.storage.LogDriver
 	t, err := d.mapper.Map(c)
 	return t, err == nil
 }

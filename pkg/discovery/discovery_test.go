@@ -303,7 +303,7 @@ func TestDiscovererPublishesFullStateFirst(t *testing.T) {
 	}
 	c1 := set[0]
 	want := discovery.Target{ID: "c1", Name: "name-c1", Tenant: "beta", App: "app-c1", Running: false,
-		StartedAt: before.UnixNano(), Existing: true, LogPath: "/logs/c1.log"}
+		StartedAt: before.UnixNano(), Existing: true, LogDriver: "k8s-file", LogPath: "/logs/c1.log"}
 	if !c1.Equal(want) {
 		t.Errorf("c1 = %+v, want %+v", c1, want)
 	}
@@ -559,6 +559,24 @@ func TestDiscovererProvisionalTargetFromCreateEvent(t *testing.T) {
 			t.Errorf("an untenanted container was published: %v", set)
 		}
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// On a journald host (vfs storage, say) the create event publishes a target
+// whose output is read from the journal, with no log path to guess.
+func TestDiscovererProvisionalJournalTarget(t *testing.T) {
+	api := newFakeAPI()
+	api.storage = podman.Storage{GraphRoot: "/var/lib/containers/storage", Driver: "vfs", LogDriver: "journald"}
+	inspected := make(chan struct{})
+	api.holds = map[string]chan struct{}{"j": inspected}
+	f := start(t, api, time.Hour)
+	f.next()
+	f.sess.sendEvent(t, podman.Event{Action: "create", ID: "j", Name: "j", Time: time.Now(),
+		Attributes: map[string]string{"podtail.tenant": "acme", "name": "j"}})
+	set := f.waitFor("the provisional target", func(m map[string]discovery.Target) bool { _, ok := m["j"]; return ok })
+	close(inspected)
+	if g := set["j"]; g.LogDriver != "journald" || g.LogPath != "" || !g.HasOutput() {
+		t.Errorf("provisional journald target %+v", g)
 	}
 }
 

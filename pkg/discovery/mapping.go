@@ -25,8 +25,12 @@ type Target struct {
 	// Existing is true for containers that were already started when podtail
 	// started (discovery.existing_from applies to them).
 	Existing bool
+	// LogDriver is where the container's output goes: podman.LogDriverFile
+	// (read from LogPath) or podman.LogDriverJournal (read from the journal
+	// by CONTAINER_ID_FULL); empty for a target of files only.
+	LogDriver string
 	// LogPath is the container's k8s-file log as podtail sees it (with
-	// files.host_prefix applied); empty for a target of files only.
+	// files.host_prefix applied); empty for journald and for files only.
 	LogPath string
 	// LogDirs are directories whose log files are tailed for the target:
 	// bind mounts matching the file rules, or a static directory.
@@ -56,6 +60,23 @@ func (t Target) Equal(o Target) bool {
 	return reflect.DeepEqual(a, b)
 }
 
+// HasOutput says whether the container's stdout and stderr are read.
+func (t Target) HasOutput() bool {
+	return t.LogPath != "" || t.LogDriver == podman.LogDriverJournal
+}
+
+// OutputSource says, for people, where the container's output is read from:
+// a file path or the journal.
+func (t Target) OutputSource() string {
+	switch {
+	case t.LogDriver == podman.LogDriverJournal:
+		return "journal CONTAINER_ID_FULL=" + t.ID
+	case t.LogPath != "":
+		return t.LogPath
+	}
+	return ""
+}
+
 // StreamLabels are the Loki labels every line of the target carries.
 func (t Target) StreamLabels() map[string]string {
 	ls := map[string]string{labels.Tenant: t.Tenant}
@@ -71,8 +92,8 @@ func (t Target) StreamLabels() map[string]string {
 // Sources describes, for people, what podtail reads for the target.
 func (t Target) Sources() []string {
 	var out []string
-	if t.LogPath != "" {
-		out = append(out, "stdout+stderr from "+t.LogPath)
+	if src := t.OutputSource(); src != "" {
+		out = append(out, "stdout+stderr ("+t.LogDriver+") from "+src)
 	}
 	for _, d := range t.LogDirs {
 		out = append(out, "files "+filepath.Join(d.Path, "*.log"))
@@ -130,15 +151,23 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 			return skip("label %q: %v", key, err)
 		}
 	}
-	if c.LogDriver != "k8s-file" {
-		return skip("log driver %q: podtail reads k8s-file logs (podman run --log-driver k8s-file)", c.LogDriver)
-	}
-	if c.LogPath == "" {
-		return skip("no log path in inspect")
-	}
-	t.LogPath = c.LogPath
-	if m.cfg.HostPrefix != "" {
-		t.LogPath = filepath.Join(m.cfg.HostPrefix, c.LogPath)
+	switch c.LogDriver {
+	case podman.LogDriverFile:
+		if c.LogPath == "" {
+			return skip("log driver k8s-file but no log path in inspect")
+		}
+		t.LogDriver, t.LogPath = c.LogDriver, c.LogPath
+		if m.cfg.HostPrefix != "" {
+			t.LogPath = filepath.Join(m.cfg.HostPrefix, c.LogPath)
+		}
+	case podman.LogDriverJournal:
+		t.LogDriver = c.LogDriver
+	case "passthrough", "passthrough-tty":
+		return skip("log driver %q: the output goes straight to the stdio of whoever started the container, nowhere podtail can read (use k8s-file or journald)", c.LogDriver)
+	case "none":
+		return skip("log driver \"none\": Podman keeps no output (use k8s-file or journald)")
+	default:
+		return skip("log driver %q: podtail reads k8s-file logs and the journal (journald)", c.LogDriver)
 	}
 	if m.cfg.Files != nil {
 		t.LogDirs = m.cfg.Files.Dirs(c.Mounts, m.cfg.HostPrefix)

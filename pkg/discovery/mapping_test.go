@@ -58,7 +58,7 @@ func TestMapLabelsToTarget(t *testing.T) {
 	tg := mustMap(t, discovery.NewMapper(mapCfg), c)
 	want := discovery.Target{
 		ID: c.ID, Name: "shop-1", Tenant: "acme", App: "shop", Version: "1.2.3", Running: true,
-		StartedAt: c.StartedAt.UnixNano(), LogPath: c.LogPath,
+		StartedAt: c.StartedAt.UnixNano(), LogDriver: "k8s-file", LogPath: c.LogPath,
 	}
 	if !tg.Equal(want) {
 		t.Errorf("Map =\n%+v\nwant\n%+v", tg, want)
@@ -117,18 +117,30 @@ func TestMapInvalidLabelValues(t *testing.T) {
 	mustMap(t, m, container(map[string]string{"tenant": "acme", "version": strings.Repeat("v", 2048)}))
 }
 
-// Only k8s-file logs are read: another log driver skips the container with
-// a reason naming the driver, and so does a missing log path.
+// k8s-file logs are read from their path and journald output from the
+// journal (no path); a driver whose output podtail cannot read skips the
+// container with a reason naming the driver and why, and so does a k8s-file
+// container without a log path.
 func TestMapLogDriver(t *testing.T) {
 	m := discovery.NewMapper(mapCfg)
-	for _, driver := range []string{"journald", "passthrough", "none", ""} {
+	for driver, why := range map[string]string{
+		"passthrough": "stdio of whoever started", "none": "keeps no output", "": "reads k8s-file logs and the journal",
+		"syslog": "reads k8s-file logs and the journal",
+	} {
 		c := container(map[string]string{"tenant": "acme"})
 		c.LogDriver = driver
-		skipped(t, m, c, `log driver "`+driver+`"`)
+		skipped(t, m, c, `log driver "`+driver+`"`, why)
 	}
 	c := container(map[string]string{"tenant": "acme"})
 	c.LogPath = ""
 	skipped(t, m, c, "no log path")
+
+	c = container(map[string]string{"tenant": "acme"})
+	c.LogDriver, c.LogPath = "journald", ""
+	tg := mustMap(t, m, c)
+	if !tg.HasOutput() || tg.LogPath != "" || tg.OutputSource() != "journal CONTAINER_ID_FULL="+c.ID {
+		t.Errorf("journald container mapped to %+v (output %q), want its output read from the journal", tg, tg.OutputSource())
+	}
 }
 
 // files.host_prefix is joined in front of the log path (podtail in a

@@ -13,7 +13,8 @@ type apiInfo struct {
 		LogDriver string `json:"logDriver"`
 	} `json:"host"`
 	Store struct {
-		GraphRoot string `json:"graphRoot"`
+		GraphRoot       string `json:"graphRoot"`
+		GraphDriverName string `json:"graphDriverName"`
 	} `json:"store"`
 }
 

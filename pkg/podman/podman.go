@@ -150,7 +150,10 @@ func (c *Client) get(ctx context.Context, endpoint string, params url.Values, ou
 // Storage is what podtail needs of the service's storage setup.
 type Storage struct {
 	GraphRoot string // e.g. /var/lib/containers/storage
-	LogDriver string // the default log driver, e.g. k8s-file
+	// Driver is the storage driver (overlay, vfs, ...): containers' own
+	// files are under <GraphRoot>/<Driver>-containers.
+	Driver    string
+	LogDriver string // the default log driver, e.g. k8s-file or journald
 }
 
 // Storage asks the service for its storage root and default log driver.
@@ -159,17 +162,38 @@ func (c *Client) Storage(ctx context.Context) (Storage, error) {
 	if err := c.get(ctx, "/info", nil, &info); err != nil {
 		return Storage{}, fmt.Errorf("podman %s: info: %w", c.uri, err)
 	}
-	return Storage{GraphRoot: info.Store.GraphRoot, LogDriver: info.Host.LogDriver}, nil
+	return Storage{GraphRoot: info.Store.GraphRoot, Driver: info.Store.GraphDriverName, LogDriver: info.Host.LogDriver}, nil
+}
+
+// ContainersDir is the directory holding each container's userdata
+// (overlay-containers for overlay, vfs-containers for vfs, ...), or "" when
+// the service did not say.
+func (s Storage) ContainersDir() string {
+	if s.GraphRoot == "" {
+		return ""
+	}
+	driver := s.Driver
+	if driver == "" {
+		driver = "overlay" // Podman 4.3 and 5 always report it; a guess only for a service that does not
+	}
+	return filepath.Join(s.GraphRoot, driver+"-containers")
 }
 
 // DefaultLogPath is where conmon writes a container's k8s-file log when no
-// path is configured: known from the ID alone, before any inspect.
+// path is configured: known from the ID alone, before any inspect, which
+// corrects it (a container created with --log-opt path=).
 func (s Storage) DefaultLogPath(id string) string {
-	if s.GraphRoot == "" || s.LogDriver != "k8s-file" {
+	if s.LogDriver != LogDriverFile || s.ContainersDir() == "" {
 		return ""
 	}
-	return filepath.Join(s.GraphRoot, "overlay-containers", id, "userdata", "ctr.log")
+	return filepath.Join(s.ContainersDir(), id, "userdata", "ctr.log")
 }
+
+// Log drivers podtail reads.
+const (
+	LogDriverFile    = "k8s-file"
+	LogDriverJournal = "journald"
+)
 
 // ContainerFromEvent is what an event tells of a container: its labels
 // (the event's attributes, less Podman's own) and names. Used before an

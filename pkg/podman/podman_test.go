@@ -123,7 +123,7 @@ func TestRecordedAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st != (Storage{GraphRoot: "/var/lib/containers/storage", LogDriver: "k8s-file"}) {
+	if st != (Storage{GraphRoot: "/var/lib/containers/storage", Driver: "overlay", LogDriver: "k8s-file"}) {
 		t.Errorf("Storage = %+v", st)
 	}
 	if got, want := st.DefaultLogPath(recordedID), "/var/lib/containers/storage/overlay-containers/"+recordedID+"/userdata/ctr.log"; got != want {
@@ -246,5 +246,25 @@ func TestConnectMissingSocket(t *testing.T) {
 	_, err := Connect(context.Background(), uri)
 	if err == nil || !strings.Contains(err.Error(), uri) || !strings.Contains(err.Error(), "podman system service") {
 		t.Errorf("Connect(%s) = %v", uri, err)
+	}
+}
+
+// Containers' userdata lives under <graphroot>/<driver>-containers: a vfs
+// store (common rootless) is not overlay's, and a journald default has no
+// default log path.
+func TestStorageDefaultLogPathByDriver(t *testing.T) {
+	for _, tc := range []struct {
+		st   Storage
+		want string
+	}{
+		{Storage{GraphRoot: "/g", Driver: "overlay", LogDriver: "k8s-file"}, "/g/overlay-containers/x/userdata/ctr.log"},
+		{Storage{GraphRoot: "/g", Driver: "vfs", LogDriver: "k8s-file"}, "/g/vfs-containers/x/userdata/ctr.log"},
+		{Storage{GraphRoot: "/g", LogDriver: "k8s-file"}, "/g/overlay-containers/x/userdata/ctr.log"},
+		{Storage{GraphRoot: "/g", Driver: "vfs", LogDriver: "journald"}, ""},
+		{Storage{Driver: "vfs", LogDriver: "k8s-file"}, ""},
+	} {
+		if got := tc.st.DefaultLogPath("x"); got != tc.want {
+			t.Errorf("%+v: DefaultLogPath = %q, want %q", tc.st, got, tc.want)
+		}
 	}
 }

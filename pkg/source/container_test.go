@@ -737,3 +737,31 @@ func TestContainerOutputLendsLinesToACopyingSink(t *testing.T) {
 		t.Fatalf("%d lines, want %d", len(got), len(want))
 	}
 }
+
+// conmon 2.2.0 wrote an F line with no space before an empty message, and a
+// container killed mid-line leaves a P part with no F after it: the empty
+// line is shipped as one, and the dangling part once the container is gone,
+// as the last line.
+func TestContainerOutputConmonEdgeCases(t *testing.T) {
+	lf := newLogFile(t,
+		cri(0, Stdout, "F", "before"),
+		base.Add(1).Format(conmonTime)+" stdout F\n", // conmon 2.2.0: no space, empty message
+		cri(2, Stdout, "F", "after"),
+		cri(3, Stderr, "P", "dangling "),
+		cri(4, Stderr, "P", "part"),
+	)
+	s := newSink(t)
+	co := newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), s.consumer(), false, nil)
+	r := runReader(t, co)
+	if got := lines(s.wait(3)); !slices.Equal(got, []string{"before", "", "after"}) {
+		t.Errorf("lines = %q, want [before \"\" after]", got)
+	}
+	co.SetDraining(true)
+	if err := r.wait(); err != nil {
+		t.Fatal(err)
+	}
+	got := s.entries()
+	if len(got) != 4 || got[3].Line != "dangling part" || got[3].Labels != labelsOf[Stderr] {
+		t.Errorf("after draining: %q, want the dangling part last, on stderr", lines(got))
+	}
+}

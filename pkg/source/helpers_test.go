@@ -191,7 +191,7 @@ func newReader(t *testing.T, tg discovery.Target, store *positions.Store, next p
 	return NewContainerOutput(tg, store, nil, next, fromEnd, m, zap.NewNop())
 }
 
-func runReader(t *testing.T, co *ContainerOutput) *reader {
+func runReader(t *testing.T, co interface{ Run(context.Context) error }) *reader {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &reader{t: t, cancel: cancel, done: make(chan error, 1)}

@@ -9,7 +9,9 @@ type Metrics struct {
 	malformed *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
 	repaired  *prometheus.CounterVec
-	targets   prometheus.Gauge
+	// journalLost counts journal entries gone before they were read.
+	journalLost *prometheus.CounterVec
+	targets     prometheus.Gauge
 }
 
 // Dropped is the pipeline-drop counter, shared with the file tailers.
@@ -36,12 +38,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podtail_pipeline_lines_utf8_repaired_total", Help: "Lines whose invalid UTF-8 was replaced with U+FFFD before shipping.",
 		}, []string{"tenant"}),
+		journalLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podtail_source_journal_entries_lost_total",
+			Help: "Journal entries rotated or vacuumed away before a container reader got to them (entries of the whole journal, not only the container's).",
+		}, []string{"tenant"}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "podtail_source_active", Help: "Sources currently reading.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lines, m.bytes, m.malformed, m.dropped, m.repaired, m.targets)
+		reg.MustRegister(m.lines, m.bytes, m.malformed, m.dropped, m.repaired, m.journalLost, m.targets)
 	}
 	return m
 }

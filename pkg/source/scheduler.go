@@ -14,6 +14,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
@@ -46,6 +47,7 @@ type Config struct {
 	Files        *Files                    // nil: no file tailing
 	Spool        *Spool                    // nil: removed containers' logs are not kept
 	Catcher      *Catcher                  // nil: logs are opened when their reader starts
+	Journal      Journal                   // for containers of the journald log driver
 }
 
 // Scheduler runs one reader per container log and one tailer per log
@@ -87,8 +89,10 @@ type run struct {
 	src       source
 	startedAt int64
 	tenant    string
-	logPath   string // a container's log file; "" for directories
+	logPath   string // a container's log file; "" for directories and the journal
+	output    string // where a container's output is read from (Target.OutputSource)
 	target    discovery.Target
+	cancel    context.CancelFunc // ends this run alone (nil for starters)
 }
 
 // NewScheduler returns a scheduler whose readers live under ctx.
@@ -105,6 +109,7 @@ type wanted struct {
 	startedAt int64
 	tenant    string
 	logPath   string
+	output    string
 	target    discovery.Target
 	make      func() source
 }
@@ -117,8 +122,9 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	containers := map[string]bool{}
 	for _, t := range targets {
 		containers[t.ID] = true
-		if t.LogPath != "" {
-			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, target: t, make: s.containerSource(t)}
+		if t.HasOutput() {
+			want[Key(t.ID)] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath,
+				output: t.OutputSource(), target: t, make: s.containerSource(t)}
 		}
 		if s.cfg.Files == nil {
 			continue
@@ -161,11 +167,21 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 				continue
 			}
 			if want[key] == nil {
-				want[key] = &wanted{startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, make: s.containerSource(t)}
+				want[key] = &wanted{startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, output: t.OutputSource(), make: s.containerSource(t)}
 			}
 		}
 	}
 	for key, w := range want {
+		if r, ok := s.running[key]; ok && r.output != w.output && r.cancel != nil {
+			// A reader started from the create event on the default path
+			// (or driver), and inspect says the output goes elsewhere
+			// (--log-opt path=, --log-driver): read it there instead. The
+			// old reader found nothing at a path conmon never wrote.
+			s.log.Info("container output is elsewhere than first assumed; reading it there",
+				zap.String("source", key), zap.String("was", r.output), zap.String("now", w.output))
+			r.cancel()
+			delete(s.running, key)
+		}
 		if r, ok := s.running[key]; ok {
 			if r.startedAt != w.startedAt {
 				r.startedAt = w.startedAt // a (re)start the reader goes on with
@@ -212,6 +228,9 @@ func (s *Scheduler) containerSource(t discovery.Target) func() source {
 			p = s.cfg.Pipeline()
 		}
 		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
+		if t.LogDriver == podman.LogDriverJournal {
+			return NewJournalOutput(t, s.cfg.Journal, s.store, p, s.next, fromEnd, s.metrics, s.log)
+		}
 		c := NewContainerOutput(t, s.store, p, s.next, fromEnd, s.metrics, s.log)
 		c.catch = s.cfg.Catcher
 		return c
@@ -241,7 +260,7 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 func (s *Scheduler) start(key string, w *wanted) {
 	src := w.make()
 	src.SetDraining(!w.running)
-	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath, target: w.target}
+	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath, output: w.output, target: w.target}
 	s.running[key] = r
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
@@ -253,6 +272,7 @@ func (s *Scheduler) start(key string, w *wanted) {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
+	r.cancel = cancel
 	go func() { s.ended(ctx, cancel, key, r, src.Run(ctx)) }()
 }
 
@@ -330,6 +350,9 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Unlock()
 	for _, x := range srcs {
 		var lag int64
+		if strings.HasPrefix(x.key, Key("")) && x.logPath == "" {
+			continue // read from the journal: no byte count to compare
+		}
 		if x.logPath != "" {
 			lag = unacked(x.logPath, s.store, x.key)
 		} else {

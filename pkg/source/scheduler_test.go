@@ -281,3 +281,24 @@ func TestSchedulerReportsUnackedBytes(t *testing.T) {
 		t.Errorf("unacked after more was written = %v, want > 0", l)
 	}
 }
+
+// A reader started on the provisional path (the create event's default) moves
+// to the path inspect reports: a container created with --log-opt path= was
+// never read while the reader kept polling the default path.
+func TestSchedulerFollowsTheLogPathInspectReports(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "at the real path"))
+	provisional := f.target(true, started1)
+	provisional.LogDriver = "k8s-file"
+	provisional.LogPath = filepath.Join(t.TempDir(), "ctr.log") // conmon never writes there
+	f.s.Sync([]discovery.Target{provisional})
+	if got := f.active(); got != 1 {
+		t.Fatalf("active readers after the provisional Sync = %v, want 1", got)
+	}
+	inspected := f.target(true, started1)
+	inspected.LogDriver = "k8s-file"
+	f.s.Sync([]discovery.Target{inspected})
+	if got := lines(f.sink.wait(1)); !slices.Equal(got, []string{"at the real path"}) {
+		t.Errorf("lines = %q, want the real log's", got)
+	}
+	eventually(t, "the provisional reader to end", func() bool { return f.active() == 1 })
+}

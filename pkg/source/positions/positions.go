@@ -34,6 +34,13 @@ type Position struct {
 	// although reading resumes at Offset (a line conmon split was still
 	// being joined there): complete lines ending by Delivered are skipped.
 	Delivered int64 `json:"delivered,omitempty"`
+	// Cursor is, for a source read from the systemd journal, the journal
+	// cursor of the entry reading resumes after (Offset is unused).
+	Cursor string `json:"cursor,omitempty"`
+	// DeliveredCursor, like Delivered: everything up to this entry was
+	// delivered, although reading resumes after Cursor (a line split into
+	// partial entries was still being joined there).
+	DeliveredCursor string `json:"delivered_cursor,omitempty"`
 	// Fingerprint identifies a file by its first bytes ("<length>:<hash>"),
 	// so a renamed, copied or gzipped file is recognised as the same file.
 	Fingerprint string `json:"fingerprint,omitempty"`

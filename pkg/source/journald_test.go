@@ -1,0 +1,169 @@
+package source
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/positions"
+)
+
+// The journal these tests read is pkg/journal's fixture written by a real
+// systemd-journald (252, Debian's defaults: compact, keyed hash, zstd) from
+// entries shaped like conmon's (pkg/journal/testdata/make-fixtures.sh):
+// containers "a", "b" and "c", with IDs fixtureID(name).
+const journalFixture = "../journal/testdata/compact-keyed-zstd.journal.zst"
+
+// fixtureID is the container ID the fixture's generator gives name.
+func fixtureID(name string) string {
+	sum := sha256.Sum256([]byte("podtail-fixture-" + name))
+	return hex.EncodeToString(sum[:])
+}
+
+// journalDir is a journal root holding the fixture, as a machine-id
+// directory of it.
+func journalDir(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "0123456789abcdef0123456789abcdef")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.Open(journalFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	zr, err := zstd.NewReader(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	out, err := os.Create(filepath.Join(dir, "system.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, zr); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func journalTarget(name string) discovery.Target {
+	return discovery.Target{ID: fixtureID(name), Name: name, Tenant: "t", App: "a", Version: "v1", Running: true, LogDriver: "journald"}
+}
+
+func newJournalReader(t *testing.T, root, name string, store *positions.Store, next pipeline.Consumer) *JournalOutput {
+	return NewJournalOutput(journalTarget(name), Journal{Dirs: []string{root}}, store, nil, next, false,
+		NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+}
+
+// A container's entries, and only its, in order: stdout and stderr told
+// apart by PRIORITY (6 stdout, 3 stderr; 4, a "<4>" prefix under conmon 2.2,
+// stdout), the partial entries conmon split a line into joined into one,
+// entry times from the journal.
+func TestJournalOutputReadsItsContainersEntries(t *testing.T) {
+	root := journalDir(t)
+	for name, want := range map[string][]string{
+		"b": {"stdout hello from b", "stdout partial start of a long line", "stdout grüße ✓ UTF-8"},
+		"c": {"stderr from c to stderr"},
+	} {
+		s := newSink(t)
+		o := newJournalReader(t, root, name, openStore(t, t.TempDir()), s.consumer())
+		o.SetDraining(true)
+		if err := runJournalToEnd(t, o); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range s.entries() {
+			stream := Stdout
+			if e.Labels == labelsOf[Stderr] {
+				stream = Stderr
+			}
+			got = append(got, stream+" "+e.Line)
+			if e.Time.IsZero() || e.Time.Year() < 2026 {
+				t.Errorf("%s: time %v, want the journal's", e.Line, e.Time)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("container %s: %q, want %q", name, got, want)
+		}
+	}
+}
+
+// Acknowledged entries are stored as a journal cursor; a reader started
+// again on the same positions goes on after it: nothing lost, nothing twice.
+func TestJournalOutputResumesAfterAcknowledgedCursor(t *testing.T) {
+	root := journalDir(t)
+	dir := t.TempDir()
+	store := openStore(t, dir)
+	s := newSink(t)
+	o := newJournalReader(t, root, "a", store, s.consumer())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	all := lines(s.entries())
+	if len(all) < 6 {
+		t.Fatalf("container a: %d lines: %q", len(all), all)
+	}
+	ack(s.entries()[:4]...)
+	p, ok := store.Get(Key(fixtureID("a")))
+	if !ok || p.Cursor == "" {
+		t.Fatalf("no cursor stored after the acknowledgement: %+v", p)
+	}
+
+	s2 := newSink(t)
+	o2 := newJournalReader(t, root, "a", store, s2.consumer())
+	o2.SetDraining(true)
+	if err := runJournalToEnd(t, o2); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(s2.entries()); !slices.Equal(got, all[4:]) {
+		t.Errorf("after the restart: %q, want the unacknowledged %q", got, all[4:])
+	}
+}
+
+// While a line split into partial entries is not delivered, the stored
+// cursor stays before its first part, so a restart joins it again whole.
+func TestJournalOutputKeepsCursorBeforeUndeliveredPartialLine(t *testing.T) {
+	root := journalDir(t)
+	store := openStore(t, t.TempDir())
+	s := newSink(t)
+	o := newJournalReader(t, root, "b", store, s.consumer())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	es := s.entries()
+	ack(es[0]) // "hello from b"; the joined line is not acknowledged
+
+	s2 := newSink(t)
+	o2 := newJournalReader(t, root, "b", store, s2.consumer())
+	o2.SetDraining(true)
+	if err := runJournalToEnd(t, o2); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lines(s2.entries()), []string{"partial start of a long line", "grüße ✓ UTF-8"}; !slices.Equal(got, want) {
+		t.Errorf("after the restart: %q, want %q", got, want)
+	}
+}
+
+// runJournalToEnd runs a draining reader until it returns.
+func runJournalToEnd(t *testing.T, o *JournalOutput) error {
+	t.Helper()
+	return runReader(t, o).wait()
+}
