@@ -62,7 +62,7 @@ func containerLabels(tenantLabel string, i int) []string {
 // startPrinters starts n containers that each print the lines file to
 // stdout once and then stay up (Promtail's docker_sd only lists running
 // containers), three podman CLIs at a time.
-func startPrinters(ctx context.Context, set *containerSet, image, prefix, tenantLabel, linesFile string, n int) error {
+func startPrinters(ctx context.Context, set *containerSet, image, prefix, tenantLabel, linesFile, logDriver string, n int) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
 	next := make(chan int)
@@ -73,7 +73,7 @@ func startPrinters(ctx context.Context, set *containerSet, image, prefix, tenant
 			for i := range next {
 				name := fmt.Sprintf("%s-c%03d", prefix, i)
 				set.add(name)
-				args := []string{"run", "-d", "--name", name, "--log-driver", "k8s-file"}
+				args := []string{"run", "-d", "--name", name, "--log-driver", logDriver}
 				args = append(args, containerLabels(tenantLabel, i)...)
 				args = append(args, "-v", linesFile+":/in.log:ro", image, "sh", "-c", "cat /in.log; exec sleep 100000")
 				if _, err := pod(ctx, args...); err != nil {

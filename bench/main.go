@@ -76,7 +76,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild)")
 	flag.StringVar(&o.dir, "dir", "", "work directory; empty: a new one under $TMPDIR, removed afterwards")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
-	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,discovery", "scenarios to run, comma-separated")
+	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,journald,discovery", "scenarios to run, comma-separated (journald: the containers scenario with --log-driver journald)")
 	flag.StringVar(&tools, "tools", "podtail,promtail", "tools to run, comma-separated")
 	flag.StringVar(&tp, "throughput", "100x20000", "throughput scenario: FILESxLINES per file")
 	flag.StringVar(&mf, "manyfiles", "1000x1000", "many-files scenario: FILESxLINES per file")
@@ -104,9 +104,9 @@ func main() {
 	o.scenarios = set(scen)
 	for s := range o.scenarios {
 		switch s {
-		case "throughput", "manyfiles", "containers", "discovery":
+		case "throughput", "manyfiles", "containers", "journald", "discovery":
 		default:
-			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, discovery)", s))
+			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, journald, discovery)", s))
 		}
 	}
 	for t := range set(tools) {
@@ -267,7 +267,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 			}
 		}
 	}
-	if o.scenarios["containers"] || o.scenarios["discovery"] {
+	if o.scenarios["containers"] || o.scenarios["journald"] || o.scenarios["discovery"] {
 		if err := b.podmanScenarios(ctx); err != nil {
 			return b.rep, err
 		}
@@ -500,6 +500,53 @@ func fetchProfile(ctx context.Context, url, path string) error {
 	}
 }
 
+// containerScenario runs containers that print to stdout through the log
+// driver given (k8s-file: podtail reads ctr.log; journald: podtail reads the
+// journal's files; Promtail reads both through the Podman API), each tool
+// in turn, and adds the scenario to the report.
+func (b *bench) containerScenario(ctx context.Context, name, driver, sock string, svcPID int, image, prefix, tenantLabel string) error {
+	n, lines := b.o.containers, b.o.containerLines
+	lw, err := Generate(filepath.Join(b.dir, name+"-lines"), shapeFor(1, lines), time.Now().Add(-10*time.Minute))
+	if err != nil {
+		return err
+	}
+	logf("%s: starting %d containers (log driver %s) that print %d lines each", name, n, driver, lines)
+	startAt := time.Now()
+	if err := startPrinters(ctx, &b.containers, image, prefix+"-"+name, tenantLabel, lw.Files[0], driver, n); err != nil {
+		return err
+	}
+	logf("%s: started in %s", name, time.Since(startAt).Round(time.Millisecond))
+	sc := &Scenario{Name: name, Containers: true,
+		Title: fmt.Sprintf("%d containers × %d lines on stdout, log driver %s: %d lines, %.1f MB; CPU includes the Podman service's",
+			n, lines, driver, lw.Lines*int64(n), float64(lw.Bytes*int64(n))/1e6)}
+	b.rep.Scenarios = append(b.rep.Scenarios, sc)
+	for _, tool := range b.o.tools {
+		dir, err := b.toolDir(name, tool)
+		if err != nil {
+			return err
+		}
+		spec := runSpec{tool: tool, expect: lw.Lines * int64(n), bytes: lw.Bytes * int64(n), servicePID: svcPID,
+			from: lw.TimeFrom, to: lw.TimeTo, stall: b.o.stall, forward: b.forward}
+		if tool == "podtail" {
+			spec.start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel})
+		} else {
+			port := testbed.FreePort()
+			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
+				return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
+			})
+		}
+		logf("%s: %s", name, tool)
+		r, err := measure(ctx, dir, spec)
+		if err != nil {
+			return err
+		}
+		logf("%s: %s: %s", name, tool, r.brief())
+		sc.Results = append(sc.Results, r)
+	}
+	b.containers.removeAll()
+	return nil
+}
+
 // podmanScenarios runs the container and discovery scenarios on a Podman
 // API service of the bench's own.
 func (b *bench) podmanScenarios(ctx context.Context) error {
@@ -518,45 +565,14 @@ func (b *bench) podmanScenarios(ctx context.Context) error {
 	tenantLabel := "bench_" + b.runID + "_tenant"
 	prefix := "bench-" + b.runID
 
-	if b.o.scenarios["containers"] {
-		n, lines := b.o.containers, b.o.containerLines
-		lw, err := Generate(filepath.Join(b.dir, "container-lines"), shapeFor(1, lines), time.Now().Add(-10*time.Minute))
-		if err != nil {
-			return err
+	for _, driver := range []string{"k8s-file", "journald"} {
+		name := map[string]string{"k8s-file": "containers", "journald": "journald"}[driver]
+		if !b.o.scenarios[name] {
+			continue
 		}
-		logf("containers: starting %d containers that print %d lines each", n, lines)
-		startAt := time.Now()
-		if err := startPrinters(ctx, &b.containers, image, prefix, tenantLabel, lw.Files[0], n); err != nil {
-			return fmt.Errorf("containers: %w", err)
+		if err := b.containerScenario(ctx, name, driver, sock, svcPID, image, prefix, tenantLabel); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		logf("containers: started in %s", time.Since(startAt).Round(time.Millisecond))
-		sc := &Scenario{Name: "containers", Containers: true,
-			Title: fmt.Sprintf("%d containers × %d lines on stdout: %d lines, %.1f MB; CPU includes the Podman service's", n, lines, lw.Lines*int64(n), float64(lw.Bytes*int64(n))/1e6)}
-		b.rep.Scenarios = append(b.rep.Scenarios, sc)
-		for _, tool := range b.o.tools {
-			dir, err := b.toolDir("containers", tool)
-			if err != nil {
-				return err
-			}
-			spec := runSpec{tool: tool, expect: lw.Lines * int64(n), bytes: lw.Bytes * int64(n), servicePID: svcPID,
-				from: lw.TimeFrom, to: lw.TimeTo, stall: b.o.stall, forward: b.forward}
-			if tool == "podtail" {
-				spec.start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel})
-			} else {
-				port := testbed.FreePort()
-				spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
-					return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
-				})
-			}
-			logf("containers: %s", tool)
-			r, err := measure(ctx, dir, spec)
-			if err != nil {
-				return fmt.Errorf("containers: %w", err)
-			}
-			logf("containers: %s: %s", tool, r.brief())
-			sc.Results = append(sc.Results, r)
-		}
-		b.containers.removeAll()
 	}
 
 	if b.o.scenarios["discovery"] {
