@@ -74,17 +74,38 @@ func TestContainerRestartedEveryRunOnce(t *testing.T) {
 
 // A container created while podtail runs with a log path of its own
 // (--log-driver k8s-file --log-opt path=): discovery's first guess, the
-// default path, is corrected by inspect, and every line is read from there.
+// service's default (path or journald), is corrected by inspect, and every
+// line is read from there. Podman 5.7 and later also take a directory, and
+// write <dir>/<id>/ctr.log: inspect says so, and that is read too.
 func TestLogOptPathWhileRunning(t *testing.T) {
 	needBed(t)
 	startPodtail(t, podtailOpts{})
 	tenant := name("logpath")
-	dir := t.TempDir()
+	paths := map[string]string{"file": filepath.Join(t.TempDir(), "custom.log")}
+	if podmanAtLeast(t, 5, 7) {
+		paths["dir"] = t.TempDir()
+	}
 	const n = 2000
-	runContainer(t, name("logpath"), tenant, "custom", "v1", printLoop("custom", n, 0, false)+"; sleep 600",
-		"--log-driver", "k8s-file", "--log-opt", "path="+filepath.Join(dir, "custom.log"))
-	waitCount(t, tenant, fmt.Sprintf(`{tenant=%q}`, tenant), n, 30*time.Second)
-	seqLines(t, lines(query(t, tenant, fmt.Sprintf(`{tenant=%q}`, tenant))), "custom-out-", n)
+	for form, path := range paths {
+		id := runContainer(t, name("logpath", form), tenant, form, "v1", printLoop(form, n, 0, false)+"; sleep 600",
+			"--log-driver", "k8s-file", "--log-opt", "path="+path)
+		sel := fmt.Sprintf(`{tenant=%q, application=%q}`, tenant, form)
+		waitCount(t, tenant, sel, n, 30*time.Second)
+		seqLines(t, lines(query(t, tenant, sel)), form+"-out-", n)
+		t.Logf("--log-opt path=%s (%s): inspect says %s", path, form,
+			podman(t, "inspect", "--format", "{{.HostConfig.LogConfig.Path}}", id))
+	}
+}
+
+// podmanAtLeast says whether the test bed's Podman is major.minor or later.
+func podmanAtLeast(t *testing.T, major, minor int) bool {
+	t.Helper()
+	var ma, mi int
+	v := podman(t, "version", "--format", "{{.Client.Version}}")
+	if _, err := fmt.Sscanf(v, "%d.%d", &ma, &mi); err != nil {
+		t.Fatalf("podman version %q: %v", v, err)
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // A Podman service on vfs storage (common for rootless Podman, a second

@@ -24,6 +24,15 @@ import (
 // containers "a", "b" and "c", with IDs fixtureID(name).
 const journalFixture = "../journal/testdata/compact-keyed-zstd.journal.zst"
 
+// conmonFixture holds container "d"'s output as conmon writes it: full
+// lines with their newline, and a stdout and a stderr line split into
+// partial entries that interleave:
+//
+//	stdout "one\n"; stdout "two-a " (partial); stderr "err-1\n";
+//	stderr "err-2a " (partial); stdout "two-b " (partial); stdout "two-c\n";
+//	stderr "err-2b\n"; stdout "three\n"
+const conmonFixture = "../journal/testdata/conmon.journal.zst"
+
 // fixtureID is the container ID the fixture's generator gives name.
 func fixtureID(name string) string {
 	sum := sha256.Sum256([]byte("podtail-fixture-" + name))
@@ -34,12 +43,17 @@ func fixtureID(name string) string {
 // directory of it.
 func journalDir(t *testing.T) string {
 	t.Helper()
+	return journalDirOf(t, journalFixture)
+}
+
+func journalDirOf(t *testing.T, fixture string) string {
+	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "0123456789abcdef0123456789abcdef")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.Open(journalFixture)
+	src, err := os.Open(fixture)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +172,54 @@ func TestJournalOutputKeepsCursorBeforeUndeliveredPartialLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := lines(s2.entries()), []string{"partial start of a long line", "grüße ✓ UTF-8"}; !slices.Equal(got, want) {
+		t.Errorf("after the restart: %q, want %q", got, want)
+	}
+}
+
+// conmon's interleaved partial entries become whole lines on their streams,
+// without conmon's newlines, sent in the order their last parts came.
+func TestJournalOutputJoinsInterleavedPartialLines(t *testing.T) {
+	s := newSink(t)
+	o := newJournalReader(t, journalDirOf(t, conmonFixture), "d", openStore(t, t.TempDir()), s.consumer())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range s.entries() {
+		got = append(got, map[string]string{labelsOf[Stdout]: "out ", labelsOf[Stderr]: "err "}[e.Labels]+e.Line)
+	}
+	want := []string{"out one", "err err-1", "out two-a two-b two-c", "err err-2a err-2b", "out three"}
+	if !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
+// A line acknowledged while another, split into partial entries, was still
+// being joined around it: the stored cursor stays before that line's first
+// part, so a restart joins it whole again, and the acknowledged line read
+// again on the way is not sent twice (delivered_cursor).
+func TestJournalOutputResumesBeforeAnInterleavedPartialLine(t *testing.T) {
+	root := journalDirOf(t, conmonFixture)
+	store := openStore(t, t.TempDir())
+	s := newSink(t)
+	o := newJournalReader(t, root, "d", store, s.consumer())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	ack(s.entries()[:2]...) // "one" and "err-1": "two-a …" began before err-1 and is not delivered
+	if p, _ := store.Get(Key(fixtureID("d"))); p.DeliveredCursor == "" || p.DeliveredCursor == p.Cursor {
+		t.Errorf("position %+v: want the cursor before two-a and delivered_cursor at err-1", p)
+	}
+
+	s2 := newSink(t)
+	o2 := newJournalReader(t, root, "d", store, s2.consumer())
+	o2.SetDraining(true)
+	if err := runJournalToEnd(t, o2); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lines(s2.entries()), []string{"two-a two-b two-c", "err-2a err-2b", "three"}; !slices.Equal(got, want) {
 		t.Errorf("after the restart: %q, want %q", got, want)
 	}
 }

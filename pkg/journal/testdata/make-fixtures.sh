@@ -26,6 +26,8 @@
 #   rotated/system@….journal     a rotation: the archived file and the new
 #   rotated/system.journal       system.journal, seqnums running on
 #   bench.journal                10,200 entries, 10,000 of container "bench"
+#   conmon.journal               container "d" as conmon writes it, partial entries
+#                                of stdout and stderr interleaved
 # Golden files: NAME.export (journalctl -o export), NAME.match-X (the __CURSOR
 # lines of journalctl --file=NAME CONTAINER_ID_FULL=<id of X>), bench.golden
 # (count and sha256 of the match cursors, too many to store).
@@ -159,6 +161,16 @@ journalctl --file="$WORK/bench.journal" -o export "CONTAINER_ID_FULL=$("$GEN" id
 	echo "entries $(journalctl --file="$WORK/bench.journal" -o export | grep -a -c '^__CURSOR=')"
 } >bench.golden
 store "$WORK/bench.journal" bench
+
+# 7. One container's output as conmon writes it, with a stdout and a stderr
+# line split into partial entries that interleave (pkg/source's reader tests).
+start 1M
+send -scenario conmon
+sync_journal
+stop
+cp "$JDIR/system.journal" "$WORK/conmon.journal"
+journalctl --file="$WORK/conmon.journal" -o export "CONTAINER_ID_FULL=$("$GEN" id d)" >conmon.export
+store "$WORK/conmon.journal" conmon
 
 ls -la . rotated
 du -sh .

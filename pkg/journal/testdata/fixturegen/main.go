@@ -2,7 +2,7 @@
 // post-processes the files it writes. It is test tooling, not part of
 // podtail:
 //
-//	fixturegen send -socket PATH -scenario basic|seq|bench [-from N] [-n N]
+//	fixturegen send -socket PATH -scenario basic|conmon|seq|bench [-from N] [-n N]
 //	fixturegen craft -in FILE -out FILE -algo lz4|xz
 //	fixturegen id NAME
 //
@@ -78,7 +78,7 @@ func container(name string, prio int, msg string, extra ...field) []field {
 func send(args []string) {
 	fs := flag.NewFlagSet("send", flag.ExitOnError)
 	socket := fs.String("socket", "/run/systemd/journal/socket", "journald native socket")
-	scenario := fs.String("scenario", "basic", "basic, seq or bench")
+	scenario := fs.String("scenario", "basic", "basic, conmon, seq or bench")
 	from := fs.Int("from", 0, "first sequence number (seq)")
 	n := fs.Int("n", 10, "number of entries (seq, bench)")
 	fs.Parse(args)
@@ -87,6 +87,8 @@ func send(args []string) {
 	switch *scenario {
 	case "basic":
 		entries = basic()
+	case "conmon":
+		entries = conmon()
 	case "seq":
 		for i := *from; i < *from+*n; i++ {
 			name := "a"
@@ -145,6 +147,24 @@ func basic() [][]field {
 		container("a", 6, "same large extra field again", field{"EXTRA", strings.Repeat("x", 2000)}),
 		{{"MESSAGE", "not a container"}, {"PRIORITY", "5"}, {"SYSLOG_IDENTIFIER", "fixture"}},
 		container("a", 6, "last from a"),
+	}
+}
+
+// conmon is one container's output as conmon 2.1 writes it: full lines end
+// with the newline, a line split at conmon's buffer comes as partial entries
+// (no newline, CONTAINER_PARTIAL_MESSAGE=true) and then its last part, and a
+// stdout and a stderr line being split interleave.
+func conmon() [][]field {
+	partial := field{"CONTAINER_PARTIAL_MESSAGE", "true"}
+	return [][]field{
+		container("d", 6, "one\n"),
+		container("d", 6, "two-a ", partial),
+		container("d", 3, "err-1\n"),
+		container("d", 3, "err-2a ", partial),
+		container("d", 6, "two-b ", partial),
+		container("d", 6, "two-c\n"),
+		container("d", 3, "err-2b\n"),
+		container("d", 6, "three\n"),
 	}
 }
 
