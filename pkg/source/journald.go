@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,6 +237,12 @@ func (o *JournalOutput) resume() (journal.Cursor, error) {
 }
 
 func (o *JournalOutput) open(after journal.Cursor) (*journal.Reader, error) {
+	if !anyExists(o.journal.Dirs) {
+		// Not an error to stop on: the directories may be mounted later, and
+		// the reader finds them when they are. But nothing can be read now.
+		o.log.Error("none of the journal directories exists: this journald container's output cannot be read "+
+			"(mount /var/log/journal and /run/log/journal, or set podman.journal_dirs)", zap.Strings("dirs", o.journal.Dirs))
+	}
 	opts := journal.Options{
 		Dirs:   o.journal.Dirs,
 		Match:  fieldID + "=" + o.target.ID,
@@ -259,6 +266,16 @@ func (o *JournalOutput) open(after journal.Cursor) (*journal.Reader, error) {
 	}
 	o.log.Debug("reading container output from the journal", zap.Strings("dirs", o.journal.Dirs), zap.String("after", after.String()))
 	return r, nil
+}
+
+// anyExists says whether any of dirs exists.
+func anyExists(dirs []string) bool {
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // countEntries is how many entries the journal holds now past opts.After.
