@@ -244,3 +244,64 @@ func TestContainerOfTheOtherLogDriver(t *testing.T) {
 	}
 	t.Logf("log driver %s on a %s host: 2 containers × 2 streams × %d lines, each once", other, bedLogDriver(t), n)
 }
+
+// Journal files vacuumed while podtail is down, holding lines it had not
+// read: those are lost (journald deleted them), counted and logged, and
+// podtail goes on with what the journal still holds; nothing stalls and
+// nothing is sent twice.
+func TestJournalVacuumedWhilePodtailDown(t *testing.T) {
+	needBed(t)
+	state := t.TempDir()
+	tenant := name("vacuum")
+	// Prints a batch, then the next one each time the test says go.
+	script := printLoop("a", 100, 0, false) + "; until [ -e /state/b ]; do usleep 50000; done; " +
+		printLoop("b", 100, 0, false) + "; until [ -e /state/c ]; do usleep 50000; done; " +
+		printLoop("c", 100, 0, false) + "; sleep 600"
+	runContainer(t, name("vacuum"), tenant, "vac", "v1", script, "-v", state+":/state", "--log-driver", "journald")
+	dataDir := t.TempDir()
+	p1 := startPodtail(t, podtailOpts{dataDir: dataDir})
+	sel := fmt.Sprintf(`{tenant=%q}`, tenant)
+	waitCount(t, tenant, sel, 100, 30*time.Second)
+	p1.stop()
+
+	touch := func(name string) {
+		if err := os.WriteFile(filepath.Join(state, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch("b")
+	eventually(t, 10*time.Second, "the b lines in the journal", func() bool {
+		out, _ := exec.Command("journalctl", "--no-pager", "-o", "cat", "-g", "^b-out-100$", "--since", "-5min").Output()
+		return strings.Contains(string(out), "b-out-100")
+	})
+	// Archive the file holding them, and delete every archived file.
+	for _, args := range [][]string{{"--rotate"}, {"--sync"}} {
+		if out, err := exec.Command("journalctl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("journalctl %v: %v\n%s", args, err, out)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if out, err := exec.Command("journalctl", "--vacuum-time=1s").CombinedOutput(); err != nil {
+		t.Fatalf("journalctl --vacuum-time: %v\n%s", err, out)
+	} else {
+		t.Logf("journalctl --vacuum-time=1s: %s", strings.TrimSpace(tail(string(out), 2)))
+	}
+	touch("c")
+
+	p2 := startPodtail(t, podtailOpts{dataDir: dataDir})
+	waitCount(t, tenant, sel, 200, 30*time.Second)
+	time.Sleep(time.Second)
+	seqLines(t, lines(query(t, tenant, fmt.Sprintf(`{tenant=%q} |= "a-out-"`, tenant))), "a-out-", 100)
+	seqLines(t, lines(query(t, tenant, fmt.Sprintf(`{tenant=%q} |= "c-out-"`, tenant))), "c-out-", 100)
+	if got := count(t, tenant, fmt.Sprintf(`{tenant=%q} |= "b-out-"`, tenant)); got != 0 {
+		t.Errorf("%d b lines in Loki, though the journal lost them before podtail could read them", got)
+	}
+	lost := p2.metric("podtail_source_journal_entries_lost_total", "tenant", tenant)
+	if lost < 100 {
+		t.Errorf("podtail_source_journal_entries_lost_total = %.0f, want at least the 100 b lines", lost)
+	}
+	if !strings.Contains(p2.Log(), "vacuumed away") {
+		t.Errorf("podtail did not log the loss:\n%s", tail(p2.Log(), 20))
+	}
+	t.Logf("after the vacuum: a and c lines each once, b lost; %.0f journal entries counted lost", lost)
+}
