@@ -229,3 +229,23 @@ func runJournalToEnd(t *testing.T, o *JournalOutput) error {
 	t.Helper()
 	return runReader(t, o).wait()
 }
+
+// discovery.existing_from "end": a container already running when podtail
+// first sees it is read from what it writes next; the journal's entries of
+// it so far are passed over, and the position stored at the last of them.
+func TestJournalOutputExistingFromEnd(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	s := newSink(t)
+	o := NewJournalOutput(journalTarget("d"), Journal{Dirs: []string{journalDirOf(t, conmonFixture)}}, store, nil, s.consumer(), true,
+		NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(s.entries()); len(got) != 0 {
+		t.Errorf("from the end: sent %q, want nothing", got)
+	}
+	if p, ok := store.Get(Key(fixtureID("d"))); !ok || p.Cursor == "" {
+		t.Errorf("no cursor stored at the end: %+v", p)
+	}
+}
