@@ -216,6 +216,9 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if jrnl.Watch != nil {
 		defer jrnl.Watch.Close()
 	}
+	if jrnl.Maps != nil {
+		goRun(&bg, func() { trimJournalMaps(bgCtx, jrnl.Maps) })
+	}
 	var spool *source.Spool
 	if cfg.Spool.Enabled {
 		if spool, err = source.OpenSpool(filepath.Join(cfg.DataDir, "spool"), log.Named("spool")); err != nil {
@@ -457,7 +460,7 @@ func probeLoki(ctx context.Context, url string, sec loki.Security, log *zap.Logg
 // journal directories as podtail sees them, and one watcher for all readers
 // (without it, each polls once a second).
 func journalOf(cfg *config.Config, log *zap.Logger) source.Journal {
-	var j source.Journal
+	j := source.Journal{Maps: &journal.Maps{}}
 	if !cfg.Podman.Enabled {
 		return j
 	}
@@ -471,4 +474,23 @@ func journalOf(cfg *config.Config, log *zap.Logger) source.Journal {
 	}
 	j.Watch = w
 	return j
+}
+
+// trimJournalMaps gives back, every second, the page-table entries of the
+// journal pages the readers touched (journal.Maps.Trim): they stay in the
+// page cache, and out of podtail's RSS. A second's worth of journal is what
+// stays resident at full speed; idle, there is nothing to trim.
+func trimJournalMaps(ctx context.Context, maps *journal.Maps) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if maps.Len() > 0 {
+				maps.Trim()
+			}
+		}
+	}
 }

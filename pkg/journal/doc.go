@@ -72,4 +72,8 @@
 // After (or what was read) and the next file of the group are counted as
 // gaps (Reader.Gaps), whatever they would have matched. A Reader starts no
 // goroutine and is used by one goroutine at a time.
+//
+// Readers given one Maps (Options.Maps) share their files' mappings: a
+// file is mapped once per process, however many Readers read it, so that
+// its pages count once in the process's RSS.
 package journal

@@ -28,13 +28,14 @@ type file struct {
 	minSize       [8]uint64 // smallest valid object of each type
 
 	retire *[][]byte
+	maps   *Maps // nil: the mappings are this Reader's own
 }
 
 var bigEndian = binary.NativeEndian.Uint16([]byte{0, 1}) == 1
 
 // openFile opens and maps path. errNotReady means journald is still
 // creating it.
-func openFile(path string, retire *[][]byte) (*file, error) {
+func openFile(path string, retire *[][]byte, maps *Maps) (*file, error) {
 	osf, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -48,12 +49,12 @@ func openFile(path string, retire *[][]byte) (*file, error) {
 		osf.Close()
 		return nil, errNotReady
 	}
-	m, err := mapFile(osf, fi.Size())
+	m, err := maps.get(osf, keyOf(fi), fi.Size())
 	if err != nil {
 		osf.Close()
 		return nil, &FileError{Path: path, Err: fmt.Errorf("mmap: %w", err)}
 	}
-	f := &file{path: path, osf: osf, key: keyOf(fi), m: m, retire: retire}
+	f := &file{path: path, osf: osf, key: keyOf(fi), m: m, retire: retire, maps: maps}
 	if err := f.init(); err != nil {
 		f.close()
 		return nil, err
@@ -121,7 +122,7 @@ func (f *file) remap() error {
 	if fi.Size() <= int64(len(f.m)) {
 		return nil
 	}
-	m, err := mapFile(f.osf, fi.Size())
+	m, err := f.maps.get(f.osf, f.key, fi.Size())
 	if err != nil {
 		return &FileError{Path: f.path, Err: fmt.Errorf("mmap: %w", err)}
 	}

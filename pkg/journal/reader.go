@@ -29,6 +29,9 @@ type Options struct {
 	// Fields, if not empty, are the only fields Entry.Field returns; others
 	// are skipped without being decompressed where that can be told cheaply.
 	Fields []string
+	// Maps, if not nil, shares file mappings with the other Readers given
+	// the same Maps (one per process): see Maps.
+	Maps *Maps
 }
 
 // Reader reads the entries of the journal files under Options.Dirs in
@@ -55,6 +58,7 @@ type Reader struct {
 	scanBlind bool            // the last scan could not list every directory
 
 	retired [][]byte // mappings to release at the start of the next Next
+	maps    *Maps
 	dec     decoder
 	scratch []byte
 	cur     *source   // the source being read, blamed for a fault
@@ -76,6 +80,7 @@ func Open(o Options) (*Reader, error) {
 	}
 	r := &Reader{
 		dirs:      slices.Clone(o.Dirs),
+		maps:      o.Maps,
 		after:     o.After,
 		byKey:     map[fileKey]*source{},
 		fileIDs:   map[[16]byte]struct{}{},
@@ -252,7 +257,7 @@ func (r *Reader) Close() error {
 // out points into them any more.
 func (r *Reader) release() {
 	for i, m := range r.retired {
-		unmap(m)
+		r.maps.put(m)
 		r.retired[i] = nil
 	}
 	r.retired = r.retired[:0]

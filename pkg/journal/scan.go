@@ -89,7 +89,7 @@ func (r *Reader) consider(path string) {
 	if k, ok := r.donePaths[path]; ok && k == key {
 		return
 	}
-	f, err := openFile(path, &r.retired)
+	f, err := openFile(path, &r.retired, r.maps)
 	if errors.Is(err, errNotReady) {
 		return // journald is creating it: next scan
 	}
