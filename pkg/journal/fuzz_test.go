@@ -8,19 +8,7 @@ import (
 
 // memReader reads journal files held in memory, without directories.
 func memReader(o Options, files ...*file) *Reader {
-	r := &Reader{
-		after:     o.After,
-		byKey:     map[fileKey]*source{},
-		fileIDs:   map[[16]byte]struct{}{},
-		donePaths: map[string]fileKey{},
-		seen:      map[fileKey]bool{},
-		groups:    map[[16]byte]*group{},
-		dirErrors: map[string]bool{},
-		wanted:    o.Fields,
-	}
-	if o.Match != "" {
-		r.match = []byte(o.Match)
-	}
+	r := newReader(o)
 	for _, f := range files {
 		r.addSource(f)
 	}

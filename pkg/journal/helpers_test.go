@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/podtail/podtail/pkg/journal/journaltest"
 )
 
 // The fixtures are journal files written by a real journald (see
@@ -24,28 +24,7 @@ func fixture(t testing.TB, name, dir string) string {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	src, err := os.Open(filepath.Join("testdata", name+".journal.zst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	zr, err := zstd.NewReader(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	path := filepath.Join(dir, filepath.Base(name)+".journal")
-	out, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return journaltest.Unpack(t, filepath.Join("testdata", name+".journal.zst"), dir)
 }
 
 // exportEntry is one entry as journalctl -o export printed it.

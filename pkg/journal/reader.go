@@ -71,13 +71,8 @@ type Reader struct {
 
 var errClosed = errors.New("journal: reader closed")
 
-// Open scans Options.Dirs and returns a Reader positioned after
-// Options.After. Problems with single files are not errors here: such a
-// file is skipped and its error returned once by Next.
-func Open(o Options) (*Reader, error) {
-	if len(o.Dirs) == 0 {
-		return nil, errors.New("journal: no directories to read")
-	}
+// newReader is a Reader of o with no file open yet.
+func newReader(o Options) *Reader {
 	r := &Reader{
 		dirs:      slices.Clone(o.Dirs),
 		maps:      o.Maps,
@@ -90,15 +85,27 @@ func Open(o Options) (*Reader, error) {
 		dirErrors: map[string]bool{},
 	}
 	if o.Match != "" {
-		name, _, ok := strings.Cut(o.Match, "=")
-		if !ok || name == "" {
-			return nil, fmt.Errorf("journal: match %q is not FIELD=value", o.Match)
-		}
 		r.match = []byte(o.Match)
 	}
 	if len(o.Fields) > 0 {
 		r.wanted = slices.Clone(o.Fields)
 	}
+	return r
+}
+
+// Open scans Options.Dirs and returns a Reader positioned after
+// Options.After. Problems with single files are not errors here: such a
+// file is skipped and its error returned once by Next.
+func Open(o Options) (*Reader, error) {
+	if len(o.Dirs) == 0 {
+		return nil, errors.New("journal: no directories to read")
+	}
+	if o.Match != "" {
+		if name, _, ok := strings.Cut(o.Match, "="); !ok || name == "" {
+			return nil, fmt.Errorf("journal: match %q is not FIELD=value", o.Match)
+		}
+	}
+	r := newReader(o)
 	var err error
 	r.guard(&err, func() error { return r.scan(true) })
 	if err != nil {

@@ -3,17 +3,16 @@ package source
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/journal/journaltest"
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
@@ -53,24 +52,8 @@ func journalDirOf(t *testing.T, fixture string) string {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.Open(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	zr, err := zstd.NewReader(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zr.Close()
-	out, err := os.Create(filepath.Join(dir, "system.journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	path := journaltest.Unpack(t, fixture, dir)
+	if err := os.Rename(path, filepath.Join(dir, "system.journal")); err != nil {
 		t.Fatal(err)
 	}
 	return root
@@ -124,12 +107,7 @@ func TestJournalOutputResumesAfterAcknowledgedCursor(t *testing.T) {
 	root := journalDir(t)
 	dir := t.TempDir()
 	store := openStore(t, dir)
-	s := newSink(t)
-	o := newJournalReader(t, root, "a", store, s.consumer())
-	o.SetDraining(true)
-	if err := runJournalToEnd(t, o); err != nil {
-		t.Fatal(err)
-	}
+	s := drainJournal(t, root, "a", store)
 	all := lines(s.entries())
 	if len(all) < 6 {
 		t.Fatalf("container a: %d lines: %q", len(all), all)
@@ -140,12 +118,7 @@ func TestJournalOutputResumesAfterAcknowledgedCursor(t *testing.T) {
 		t.Fatalf("no cursor stored after the acknowledgement: %+v", p)
 	}
 
-	s2 := newSink(t)
-	o2 := newJournalReader(t, root, "a", store, s2.consumer())
-	o2.SetDraining(true)
-	if err := runJournalToEnd(t, o2); err != nil {
-		t.Fatal(err)
-	}
+	s2 := drainJournal(t, root, "a", store)
 	if got := lines(s2.entries()); !slices.Equal(got, all[4:]) {
 		t.Errorf("after the restart: %q, want the unacknowledged %q", got, all[4:])
 	}
@@ -156,21 +129,11 @@ func TestJournalOutputResumesAfterAcknowledgedCursor(t *testing.T) {
 func TestJournalOutputKeepsCursorBeforeUndeliveredPartialLine(t *testing.T) {
 	root := journalDir(t)
 	store := openStore(t, t.TempDir())
-	s := newSink(t)
-	o := newJournalReader(t, root, "b", store, s.consumer())
-	o.SetDraining(true)
-	if err := runJournalToEnd(t, o); err != nil {
-		t.Fatal(err)
-	}
+	s := drainJournal(t, root, "b", store)
 	es := s.entries()
 	ack(es[0]) // "hello from b"; the joined line is not acknowledged
 
-	s2 := newSink(t)
-	o2 := newJournalReader(t, root, "b", store, s2.consumer())
-	o2.SetDraining(true)
-	if err := runJournalToEnd(t, o2); err != nil {
-		t.Fatal(err)
-	}
+	s2 := drainJournal(t, root, "b", store)
 	if got, want := lines(s2.entries()), []string{"partial start of a long line", "grüße ✓ UTF-8"}; !slices.Equal(got, want) {
 		t.Errorf("after the restart: %q, want %q", got, want)
 	}
@@ -202,26 +165,29 @@ func TestJournalOutputJoinsInterleavedPartialLines(t *testing.T) {
 func TestJournalOutputResumesBeforeAnInterleavedPartialLine(t *testing.T) {
 	root := journalDirOf(t, conmonFixture)
 	store := openStore(t, t.TempDir())
-	s := newSink(t)
-	o := newJournalReader(t, root, "d", store, s.consumer())
-	o.SetDraining(true)
-	if err := runJournalToEnd(t, o); err != nil {
-		t.Fatal(err)
-	}
+	s := drainJournal(t, root, "d", store)
 	ack(s.entries()[:2]...) // "one" and "err-1": "two-a …" began before err-1 and is not delivered
 	if p, _ := store.Get(Key(fixtureID("d"))); p.DeliveredCursor == "" || p.DeliveredCursor == p.Cursor {
 		t.Errorf("position %+v: want the cursor before two-a and delivered_cursor at err-1", p)
 	}
 
-	s2 := newSink(t)
-	o2 := newJournalReader(t, root, "d", store, s2.consumer())
-	o2.SetDraining(true)
-	if err := runJournalToEnd(t, o2); err != nil {
-		t.Fatal(err)
-	}
+	s2 := drainJournal(t, root, "d", store)
 	if got, want := lines(s2.entries()), []string{"two-a two-b two-c", "err-2a err-2b", "three"}; !slices.Equal(got, want) {
 		t.Errorf("after the restart: %q, want %q", got, want)
 	}
+}
+
+// drainJournal reads container name's output from the journal at root to
+// its end, as a reader of a stopped container does, into a new sink.
+func drainJournal(t *testing.T, root, name string, store *positions.Store) *sink {
+	t.Helper()
+	s := newSink(t)
+	o := newJournalReader(t, root, name, store, s.consumer())
+	o.SetDraining(true)
+	if err := runJournalToEnd(t, o); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // runJournalToEnd runs a draining reader until it returns.
