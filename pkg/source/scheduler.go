@@ -109,7 +109,7 @@ type wanted struct {
 	startedAt int64
 	tenant    string
 	logPath   string
-	output    string
+	output    string // where inspect says the output is; "" for a spooled log
 	target    discovery.Target
 	make      func() source
 }
@@ -167,12 +167,14 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 				continue
 			}
 			if want[key] == nil {
-				want[key] = &wanted{startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, output: t.OutputSource(), make: s.containerSource(t)}
+				// No output: a reader still draining the removed log through
+				// its descriptor goes on; only a new one reads the spool.
+				want[key] = &wanted{startedAt: t.StartedAt, tenant: t.Tenant, logPath: t.LogPath, make: s.containerSource(t)}
 			}
 		}
 	}
 	for key, w := range want {
-		if r, ok := s.running[key]; ok && r.output != w.output && r.cancel != nil {
+		if r, ok := s.running[key]; ok && w.output != "" && r.output != w.output && r.cancel != nil {
 			// A reader started from the create event on the default path
 			// (or driver), and inspect says the output goes elsewhere
 			// (--log-opt path=, --log-driver): read it there instead. The

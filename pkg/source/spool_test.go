@@ -110,3 +110,28 @@ func TestSpoolCopiesRemovedContainersLogWithoutLinks(t *testing.T) {
 		return os.IsNotExist(err)
 	})
 }
+
+// A container removed while its reader still drains the deleted log through
+// its descriptor: the spool's link is another path to the same log, and the
+// reader goes on; no second reader starts on the link and sends again what
+// the first has in flight.
+func TestSpoolDoesNotReplaceADrainingReader(t *testing.T) {
+	dataDir := t.TempDir()
+	store := openStore(t, dataDir)
+	sp, err := OpenSpool(filepath.Join(dataDir, "spool"), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
+	f.s.cfg.Spool = sp
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	f.sink.wait(2)                               // in flight, not acknowledged
+	if err := os.Remove(f.lf.path); err != nil { // podman rm
+		t.Fatal(err)
+	}
+	f.s.Sync(nil) // the container is gone; its log is in the spool
+	f.waitIdle()
+	if got := lines(f.sink.entries()); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("lines %q, want [a b] once each", got)
+	}
+}
