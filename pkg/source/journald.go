@@ -337,9 +337,10 @@ func (o *JournalOutput) read(ctx context.Context, r *journal.Reader, e *journal.
 		}
 		ok, err := r.Next(e)
 		if err != nil {
-			// A damaged journal file: the reader skips it, and says so once.
+			// A damaged journal file or entry: the reader skips it, and
+			// says so once (podtail_source_malformed_lines_total is for
+			// container log lines not in CRI format, not for this).
 			o.log.Error("journal", zap.Error(err))
-			o.metrics.malformed.WithLabelValues(o.target.Tenant).Inc()
 			continue
 		}
 		if !ok {
