@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -67,15 +68,34 @@ func start(name string, logFile string, env []string, args ...string) (*Service,
 	return svc, nil
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 right now.
+// FreePort returns a TCP port free on 127.0.0.1 right now, and never one it
+// returned before in this process: a service stopped and started again on
+// its ports (Loki in the spool and outage tests) leaves them free meanwhile,
+// and a podtail started then was once given Loki's HTTP port, so Loki could
+// not start again and every later test failed.
 func FreePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
+	given.Lock()
+	defer given.Unlock()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !given.ports[port] {
+			given.ports[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+// given is the ports FreePort handed out: the test bed's one piece of
+// process-wide state, since every test and service shares the machine's ports.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // Loki is a running (or stopped) Loki of the test bed.
 type Loki struct {
