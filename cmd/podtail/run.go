@@ -7,11 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,13 +18,10 @@ import (
 
 	"github.com/podtail/podtail/pkg/config"
 	"github.com/podtail/podtail/pkg/discovery"
-	"github.com/podtail/podtail/pkg/journal"
 	"github.com/podtail/podtail/pkg/loki"
-	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/server"
 	"github.com/podtail/podtail/pkg/source"
-	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -109,31 +101,108 @@ func supervise(ctx context.Context, cfg *config.Config, reload <-chan os.Signal,
 // deliver what was read (bounded by shutdown_timeout), save positions.
 // log is the supervisor's: a second logger was a second sampler, 0.5 MB of
 // counters.
+//
+// It builds the collector from the end of the data flow back to its start,
+// so that each part exists before what feeds it: the sink (Loki); Podman
+// discovery, and the HTTP server that reports on both; the sources and the
+// scheduler, whose readers run each target through its pipeline into the
+// sink; last, the discoverers that hand the scheduler its targets.
 func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	defer func() { _ = log.Sync() }()
 	started := time.Now()
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
-	if cfg.MemoryLimit > 0 {
-		setMemoryLimit(int64(cfg.MemoryLimit), int64(cfg.Loki.QueueBytes), log)
-	}
+	tuneRuntime(cfg, log)
 
 	store, err := positions.Open(cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	var api *podman.Client
-	if cfg.Podman.Enabled {
-		if api, err = podman.Connect(ctx, cfg.Podman.Socket); err != nil {
-			return err
-		}
-		log.Info("connected to podman", zap.String("socket", api.URI()))
+	api, err := connectPodman(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	rules := fileRules(cfg)
+	reg := newRegistry()
+	sink, err := newSink(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	disc := newDiscoverer(api, cfg, rules, started, log)
+	srv, err := listen(cfg, reg, disc, sink, log)
+	if err != nil {
+		return err
+	}
+	log.Info("podtail running", zap.String("version", version), zap.String("loki", cfg.Loki.URL),
+		zap.String("data_dir", cfg.DataDir), zap.String("listen", srv.Addr()))
 
+	lt := newLifetimes()
+	defer lt.cancel()
+	serve(lt, srv, store, log)
+	startSink(lt, sink)
+
+	src, err := openSources(ctx, lt, cfg, api, reg, log)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	sched := newScheduler(lt.readCtx, store, src.guards, sink, src, cfg, rules, reg, log)
+	discover(lt, cfg, disc, src, rules, sched, log)
+
+	<-ctx.Done()
+	return shutdown(lt, cfg, sched, sink, store, log)
+}
+
+// lifetimes are run's three: readers (stage one), the sink (stage two), and
+// the background helpers that must outlive both (server, positions). Each is
+// a context and the goroutines that live in it.
+type lifetimes struct {
+	readCtx, sinkCtx, bgCtx       context.Context
+	stopReading, stopSink, stopBg context.CancelFunc
+	readers, sinkWG, bg           sync.WaitGroup
+}
+
+func newLifetimes() *lifetimes {
+	lt := &lifetimes{}
+	lt.readCtx, lt.stopReading = context.WithCancel(context.Background())
+	lt.sinkCtx, lt.stopSink = context.WithCancel(context.Background())
+	lt.bgCtx, lt.stopBg = context.WithCancel(context.Background())
+	return lt
+}
+
+// cancel ends all three without waiting, background first; run defers it
+// for its early returns (shutdown has already ended them in order).
+func (lt *lifetimes) cancel() {
+	lt.stopBg()
+	lt.stopSink()
+	lt.stopReading()
+}
+
+// goRun runs f in a goroutine that wg counts.
+func goRun(wg *sync.WaitGroup, f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+
+// connectPodman connects to the Podman API; nil when podman.enabled is false.
+func connectPodman(ctx context.Context, cfg *config.Config, log *zap.Logger) (*podman.Client, error) {
+	if !cfg.Podman.Enabled {
+		return nil, nil
+	}
+	api, err := podman.Connect(ctx, cfg.Podman.Socket)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("connected to podman", zap.String("socket", api.URI()))
+	return api, nil
+}
+
+// newRegistry is the registry of podtail's metrics, with Go's and the
+// process's.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// newSink makes the Loki client that every line ends in (startSink starts
+// it), and says at once when Loki cannot be reached.
+func newSink(ctx context.Context, cfg *config.Config, reg *prometheus.Registry, log *zap.Logger) (*loki.Client, error) {
 	sink, err := loki.New(loki.Config{
 		URL:          cfg.Loki.URL,
 		BatchSize:    int(cfg.Loki.BatchSize),
@@ -147,20 +216,16 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Security:     cfg.Loki.Security(),
 	}, log.Named("loki"), reg)
 	if err != nil {
-		return exitError{code: 2, err: err}
+		return nil, exitError{code: 2, err: err}
 	}
 	probeLoki(ctx, cfg.Loki.URL, cfg.Loki.Security(), log)
+	return sink, nil
+}
 
-	var disc *discovery.Discoverer
-	if api != nil {
-		disc = discovery.New(api, discovery.NewMapper(mapConfig(cfg, rules)), discovery.Config{
-			ReconcileInterval: cfg.Podman.ReconcileInterval,
-			ReconnectBackoff:  cfg.Podman.ReconnectBackoff,
-			Started:           started,
-		}, log.Named("discovery"))
-	}
-
-	srv, err := server.Listen(cfg.Server.Listen, reg, map[string]server.Check{
+// listen opens podtail's HTTP endpoint, ready when the discoverer (if any)
+// is connected to Podman and the sink runs.
+func listen(cfg *config.Config, reg *prometheus.Registry, disc *discovery.Discoverer, sink *loki.Client, log *zap.Logger) (*server.Server, error) {
+	return server.Listen(cfg.Server.Listen, reg, map[string]server.Check{
 		"discovery": func() error {
 			if disc != nil && !disc.Connected() {
 				return errors.New("not connected to podman")
@@ -174,255 +239,48 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			return nil
 		},
 	}, log, server.WithPprof(cfg.Server.Pprof))
-	if err != nil {
-		return err
-	}
-	log.Info("podtail running", zap.String("version", version), zap.String("loki", cfg.Loki.URL),
-		zap.String("data_dir", cfg.DataDir), zap.String("listen", srv.Addr()))
+}
 
-	// Three lifetimes: readers (stage one), the sink (stage two), and the
-	// background helpers that must outlive both (server, positions).
-	readCtx, stopReading := context.WithCancel(context.Background())
-	sinkCtx, stopSink := context.WithCancel(context.Background())
-	bgCtx, stopBg := context.WithCancel(context.Background())
-	defer stopReading()
-	defer stopSink()
-	defer stopBg()
-
-	var bg sync.WaitGroup
-	goRun := func(wg *sync.WaitGroup, f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-	goRun(&bg, func() {
-		if err := srv.Run(bgCtx); err != nil {
+// serve starts the background helpers: the HTTP server, and saving
+// positions every second.
+func serve(lt *lifetimes, srv *server.Server, store *positions.Store, log *zap.Logger) {
+	goRun(&lt.bg, func() {
+		if err := srv.Run(lt.bgCtx); err != nil {
 			log.Error("http server stopped", zap.Error(err))
 		}
 	})
-	goRun(&bg, func() {
-		store.Run(bgCtx, time.Second, func(err error) { log.Error("saving positions", zap.Error(err)) })
+	goRun(&lt.bg, func() {
+		store.Run(lt.bgCtx, time.Second, func(err error) { log.Error("saving positions", zap.Error(err)) })
 	})
-	var sinkWG sync.WaitGroup
-	goRun(&sinkWG, func() { _ = sink.Run(sinkCtx) })
+}
 
-	// The catcher opens new containers' logs the moment conmon creates them,
-	// so that a --rm container gone before its create event arrives is read.
-	var catcher *source.Catcher
-	var catchDir string
-	if api != nil {
-		if st, err := api.Storage(ctx); err == nil && st.DefaultLogPath("x") != "" {
-			catcher = source.NewCatcher(log.Named("catcher"))
-			catchDir = filepath.Join(cfg.Files.HostPrefix, st.ContainersDir())
-		}
-	}
-	jrnl := journalOf(cfg, log)
-	if jrnl.Watch != nil {
-		defer jrnl.Watch.Close()
-	}
-	if jrnl.Maps != nil {
-		goRun(&bg, func() { trimJournalMaps(bgCtx, jrnl.Maps) })
-	}
-	var spool *source.Spool
-	if cfg.Spool.Enabled {
-		if spool, err = source.OpenSpool(filepath.Join(cfg.DataDir, "spool"), log.Named("spool")); err != nil {
-			return err
-		}
-	}
-	srcMetrics := source.NewMetrics(reg)
-	// The per-tenant guards sit in front of the sink: every source's
-	// pipeline.Stream applies them.
-	guards, err := pipeline.NewLimits(pipeline.LimitsConfig{
-		MaxStreamsPerTenant: cfg.Limits.MaxStreamsPerTenant,
-		MaxLabelValueBytes:  int(cfg.Limits.MaxLabelValueBytes),
-		MaxLineBytes:        int(cfg.Limits.MaxLineBytes),
-		DropLongLines:       cfg.Limits.LineTooLong == "drop",
-		Tenants:             cfg.Limits.Tenants,
-	}, reg, log.Named("limits"))
-	if err != nil {
-		return exitError{code: 2, err: err}
-	}
-	// One inotify watcher for every log directory (a watcher each cost a
-	// goroutine with a 64 KiB buffer and three descriptors per directory).
-	watch, err := file.NewWatcher(log.Named("source"))
-	if err != nil {
-		log.Warn("inotify unavailable; log directories are polled", zap.Duration("every", cfg.Files.PollInterval), zap.Error(err))
-	} else {
-		defer watch.Close()
-	}
-	sched := source.NewScheduler(readCtx, store, guards.Wrap(sink), source.Config{
-		ExistingFrom: cfg.Discovery.ExistingFrom,
-		Spool:        spool,
-		Catcher:      catcher,
-		Journal:      jrnl,
-		Pipeline:     pipelineOf(cfg.Pipeline.Container),
-		Files: &source.Files{
-			Rules:        rules,
-			Pipeline:     pipelineOf(cfg.Pipeline.Files),
-			Multiline:    multilineOf(cfg.Pipeline.Files),
-			MaxLineBytes: int(cfg.Limits.MaxLineBytes),
-			Poll:         cfg.Files.PollInterval,
-			Open:         file.NewLimiter(cfg.Files.MaxOpen),
-			// As many of a tenant's directories read at once as there are
-			// cores to parse with: more only hold buffers while Loki pushes back.
-			Readers: file.NewReaders(max(2, runtime.GOMAXPROCS(0))),
-			Watch:   watch,
-			Metrics: file.NewMetrics(reg, srcMetrics.Dropped(), srcMetrics.Repaired()),
-		},
-	}, srcMetrics, log.Named("source"))
+// startSink starts delivering to Loki.
+func startSink(lt *lifetimes, sink *loki.Client) {
+	goRun(&lt.sinkWG, func() { _ = sink.Run(lt.sinkCtx) })
+}
 
-	reg.MustRegister(sched) // podtail_source_unacked_bytes, per source
-
-	// Two discoverers, each publishing its full set; the scheduler gets the
-	// union whenever either changes.
-	fromPodman := make(chan []discovery.Target, 1)
-	fromStatic := make(chan []discovery.Target, 1)
-	var readers sync.WaitGroup
-	if disc != nil {
-		if catcher != nil {
-			goRun(&readers, func() {
-				if err := catcher.Run(readCtx, catchDir); err != nil {
-					log.Warn("not watching container storage; a --rm container removed before its create event arrives is missed",
-						zap.String("dir", catchDir), zap.Error(err))
-				}
-			})
-		}
-		goRun(&readers, func() { _ = disc.Run(readCtx, fromPodman) })
-	}
-	if len(cfg.Files.Static) > 0 {
-		var dirs []discovery.StaticDir
-		for _, sd := range cfg.Files.Static {
-			dirs = append(dirs, discovery.StaticDir{Glob: sd.Glob, Tenant: sd.Tenant})
-		}
-		static := discovery.NewStatic(dirs, rules, cfg.Files.ScanInterval, log.Named("static"))
-		goRun(&readers, func() { _ = static.Run(readCtx, fromStatic) })
-	}
-	goRun(&readers, func() {
-		var podmanSet, staticSet []discovery.Target
-		heard := disc == nil // until Podman's first list, a container missing may be one not yet listed
-		for {
-			select {
-			case <-readCtx.Done():
-				return
-			case podmanSet = <-fromPodman:
-				heard = true
-			case staticSet = <-fromStatic:
-			}
-			if !heard {
-				continue
-			}
-			sched.Sync(append(append([]discovery.Target{}, podmanSet...), staticSet...))
-		}
-	})
-
-	<-ctx.Done()
+// shutdown is run's two-stage stop, once its ctx has ended: readers first,
+// then the sink, given shutdown_timeout to deliver what they read, then the
+// background helpers, and positions are saved.
+func shutdown(lt *lifetimes, cfg *config.Config, sched *source.Scheduler, sink *loki.Client, store *positions.Store, log *zap.Logger) error {
 	log.Info("stopping: no more reading; delivering what was read", zap.Duration("deadline", cfg.ShutdownTimeout))
-	stopReading()
-	readers.Wait()
+	lt.stopReading()
+	lt.readers.Wait()
 	sched.Wait()
 	fctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	if err := sink.Flush(fctx); err != nil {
 		log.Warn("not everything was delivered before shutdown_timeout; the rest is read again after restart", zap.Error(err))
 	}
 	cancel()
-	stopSink()
-	sinkWG.Wait()
-	stopBg()
-	bg.Wait()
+	lt.stopSink()
+	lt.sinkWG.Wait()
+	lt.stopBg()
+	lt.bg.Wait()
 	if err := store.Sync(); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
-}
-
-func mapConfig(cfg *config.Config, rules *discovery.FileRules) discovery.MapConfig {
-	return discovery.MapConfig{
-		TenantLabel:   cfg.Discovery.TenantLabel,
-		AppLabel:      cfg.Discovery.AppLabel,
-		VersionLabel:  cfg.Discovery.VersionLabel,
-		RequireTenant: cfg.Discovery.RequireTenant,
-		DefaultTenant: cfg.Discovery.DefaultTenant,
-		HostPrefix:    cfg.Files.HostPrefix,
-		Files:         rules,
-	}
-}
-
-// fileRules compiles the file rules; config validation has checked them.
-func fileRules(cfg *config.Config) *discovery.FileRules {
-	rules, err := discovery.NewFileRules(cfg.Files.MountSuffixes, cfg.Files.PathRegex, cfg.Files.NameRegex)
-	if err != nil {
-		panic(err) // unreachable: Validate compiled the same rules
-	}
-	return rules
-}
-
-// pipelineOf returns a factory of pipelines of specs (validated at load):
-// every source gets its own, since stages may keep per-stream state.
-func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
-	_, stages, _ := pipeline.SplitMultiline(specs)
-	return func() *pipeline.Pipeline {
-		p, err := pipeline.Build(stages)
-		if err != nil {
-			panic(err) // unreachable: Validate built the same specs
-		}
-		return p
-	}
-}
-
-// multilineOf returns a factory of line joiners when specs start with a
-// multiline spec, else nil.
-func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
-	ml, _, _ := pipeline.SplitMultiline(specs)
-	if ml == nil {
-		return nil
-	}
-	return func() *pipeline.Multiline {
-		m, err := pipeline.NewMultilineFromSpec(ml)
-		if err != nil {
-			panic(err) // unreachable: Validate built the same spec
-		}
-		return m
-	}
-}
-
-// gcPercent is podtail's GOGC unless the environment sets one. With the
-// queue and push bodies outside the heap, what is left on it is mostly
-// state that lives as long as its file (streams, readers, positions), and
-// little is allocated per line (~35 bytes), so letting the heap grow by
-// 40 % of what is live rather than all of it costs few more collections.
-// 50 rather than Go's 100, over 1,000 files: 8 -> 18 collections per
-// million lines, 0-5 % of podtail's CPU, for 3-4 MiB less peak RSS (make
-// bench: 52.8-53.2 -> 49.1-50.2 MiB); 40 rather than 50, with
-// loki.queue_bytes 6 MiB rather than 8: 38.7-39.0 -> 36.7-36.9 MiB, for
-// 6-7 % more CPU.
-const gcPercent = 40
-
-// setMemoryLimit makes Go's runtime keep podtail's resident memory under
-// limit. The runtime's soft limit covers only the memory it manages; about
-// 13 MiB of podtail's RSS (measured idle: 15.6 MiB, of which 13.2 MiB
-// file-backed) are the binary's own pages, mapped from disk, and the Loki
-// queue's entries (up to queueBytes) and push bodies (compressed: under a
-// quarter of that with zap lines) are held outside the heap. So the runtime
-// gets what is left after those, the pages measured now, and 2 MiB for the
-// pages still to be touched; but never less than a quarter of limit.
-func setMemoryLimit(limit, queueBytes int64, log *zap.Logger) {
-	mapped := rssFile()
-	goLimit := max(limit-mapped-queueBytes*5/4-2<<20, limit/4)
-	debug.SetMemoryLimit(goLimit)
-	log.Info("memory limit set", zap.Int64("memory_limit", limit), zap.Int64("file_backed_rss", mapped),
-		zap.Int64("queue_bytes", queueBytes), zap.Int64("go_memory_limit", goLimit))
-}
-
-// rssFile is this process's resident file-backed memory (0 if unknown).
-func rssFile() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "RssFile:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // probeLoki says at start-up, in one line, when Loki cannot be reached.
@@ -453,44 +311,5 @@ func probeLoki(ctx context.Context, url string, sec loki.Security, log *zap.Logg
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		log.Warn(fmt.Sprintf("loki.url %s/ready answered %s; delivery retries until it is ready", url, resp.Status))
-	}
-}
-
-// journalOf is where journald containers' output is read: the configured
-// journal directories as podtail sees them, and one watcher for all readers
-// (without it, each polls once a second).
-func journalOf(cfg *config.Config, log *zap.Logger) source.Journal {
-	j := source.Journal{Maps: &journal.Maps{}}
-	if !cfg.Podman.Enabled {
-		return j
-	}
-	for _, d := range cfg.Podman.JournalDirs {
-		j.Dirs = append(j.Dirs, filepath.Join(cfg.Files.HostPrefix, d))
-	}
-	w, err := journal.NewWatcher(j.Dirs)
-	if err != nil {
-		log.Warn("cannot watch the journal; journald containers' output is polled once a second", zap.Strings("dirs", j.Dirs), zap.Error(err))
-		return j
-	}
-	j.Watch = w
-	return j
-}
-
-// trimJournalMaps gives back, every second, the page-table entries of the
-// journal pages the readers touched (journal.Maps.Trim): they stay in the
-// page cache, and out of podtail's RSS. A second's worth of journal is what
-// stays resident at full speed; idle, there is nothing to trim.
-func trimJournalMaps(ctx context.Context, maps *journal.Maps) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if maps.Len() > 0 {
-				maps.Trim()
-			}
-		}
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +28,11 @@ import (
 
 	"github.com/podtail/podtail/pkg/pipeline"
 )
+
+// The Client and its tenants' state, and its life cycle: New, Run (which
+// starts the tenants' workers), Flush and the hard stop. Intake (Consume
+// and the queue bound) is in queue.go, batching in batch.go, the push loop
+// in worker.go and push.go.
 
 // ErrClosed is returned by Consume once Flush has been called or Run has
 // returned.
@@ -133,208 +137,6 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 	return c, nil
 }
 
-// Consume takes ownership of e and queues it for its tenant. It blocks while
-// the queue holds QueueBytes or more, returning ctx.Err() if ctx ends first,
-// and returns ErrClosed after Flush or once Run has returned.
-func (c *Client) Consume(ctx context.Context, e pipeline.Entry) error {
-	_, err := c.ConsumeBatch(ctx, []pipeline.Entry{e})
-	return err
-}
-
-// CopiesLines: entries are encoded into the batch as they are taken; no
-// line or metadata string is kept (pipeline.LineCopier).
-func (c *Client) CopiesLines() bool { return true }
-
-// ConsumeBatch takes es in order, as Consume would one by one, under one
-// lock while there is room (pipeline.BatchConsumer). It returns how many it
-// took; when not all, the error Consume returned for the first one left.
-// All entries of es must have the same tenant.
-func (c *Client) ConsumeBatch(ctx context.Context, es []pipeline.Entry) (int, error) {
-	if len(es) == 0 {
-		return 0, nil
-	}
-	c.mu.Lock()
-	t := c.tenants[es[0].Tenant]
-	if t == nil {
-		t = &tenant{id: es[0].Tenant, wake: make(chan struct{}, 1)}
-		c.tenants[es[0].Tenant] = t
-		c.all = append(c.all, t)
-		c.unstarted = append(c.unstarted, t)
-		poke(c.spawn)
-	}
-	wake := false
-	for i := range es {
-		e := &es[i]
-		if e.Tenant != t.id {
-			c.mu.Unlock()
-			return i, fmt.Errorf("loki: a batch of tenant %q holds an entry of tenant %q", t.id, e.Tenant)
-		}
-		for {
-			if c.closed || c.state == stateStopped {
-				c.mu.Unlock()
-				return i, ErrClosed
-			}
-			if c.admit(t) {
-				break
-			}
-			if wake {
-				poke(t.wake)
-				wake = false
-			}
-			c.seq++
-			w := &waiter{t: t, ch: make(chan struct{}), seq: c.seq}
-			if len(t.line) == 0 {
-				c.lined = append(c.lined, t)
-			}
-			t.line = append(t.line, w)
-			t.waiting++
-			// t's sources wait for room: its open batch can only grow once
-			// pushes empty the queue, so its worker sends it now rather than
-			// after BatchWait (see next).
-			if t.cur != nil {
-				poke(t.wake)
-			}
-			c.m.queuedBytes.Set(float64(c.queued))
-			c.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				c.mu.Lock()
-				t.waiting--
-				c.unwait(w)
-				// If it was woken, the turn passes on; if not, one waiter fewer
-				// may leave others a larger share.
-				c.wakeOne()
-				c.mu.Unlock()
-				return i, ctx.Err()
-			case <-w.ch:
-			}
-			c.mu.Lock()
-			t.waiting--
-		}
-		if e.Replay && !c.replayable(e.Time) {
-			e.Replay = false
-		}
-		size := queueCharge(e)
-		c.queued += size
-		t.queued += size
-		c.pending++
-		if t.add(e, int64(c.cfg.BatchSize)) {
-			wake = true
-		}
-	}
-	c.m.queuedBytes.Set(float64(c.queued))
-	if wake {
-		poke(t.wake)
-	}
-	if len(c.lined) > 0 {
-		c.wakeOne() // room may be left for the next in line
-	}
-	c.mu.Unlock()
-	return len(es), nil
-}
-
-// waiter is a Consume call waiting for room in the queue.
-type waiter struct {
-	t   *tenant
-	ch  chan struct{} // closed when it may try again
-	seq uint64        // order of arrival
-}
-
-// wakeOne wakes the longest-waiting Consume call that admit would let in
-// now, if any. Waking one at a time, each woken call waking the next once
-// it is in, lets in as many as there is room for. Waking every waiter on
-// every acknowledgement instead had hundreds of readers (one per log
-// directory) wake, find the queue full again and sleep, for each push
-// settled; one line for all tenants had wakeOne walk past hundreds of
-// waiters of tenants over their share. admit's answer depends on the
-// tenant only, so the tenants in line are asked, and the oldest waiter of
-// those let in goes. c.mu must be held.
-func (c *Client) wakeOne() {
-	if c.queued >= c.cfg.QueueBytes {
-		return // admit refuses everybody
-	}
-	var best *tenant
-	for _, t := range c.lined {
-		if best != nil && t.line[0].seq > best.line[0].seq {
-			continue
-		}
-		if c.admit(t) {
-			best = t
-		}
-	}
-	if best == nil {
-		return
-	}
-	close(best.line[0].ch)
-	c.dropWaiter(best, 0)
-}
-
-// dropWaiter takes t's i-th waiter out of its line. c.mu must be held.
-func (c *Client) dropWaiter(t *tenant, i int) {
-	t.line[i] = nil
-	t.line = slices.Delete(t.line, i, i+1)
-	if len(t.line) == 0 {
-		t.line = nil
-		c.lined = slices.DeleteFunc(c.lined, func(o *tenant) bool { return o == t })
-	}
-}
-
-// wakeAll wakes every waiting Consume call (intake is closing). c.mu must
-// be held.
-func (c *Client) wakeAll() {
-	for _, t := range c.lined {
-		for _, w := range t.line {
-			close(w.ch)
-		}
-		t.line = nil
-	}
-	c.lined = nil
-}
-
-// unwait takes w out of its line if it is still in it (not woken). c.mu
-// must be held.
-func (c *Client) unwait(w *waiter) {
-	if i := slices.Index(w.t.line, w); i >= 0 {
-		c.dropWaiter(w.t, i)
-	}
-}
-
-// admit reports whether t may queue one more entry now. c.mu must be held.
-//
-// The bound is QueueBytes over all tenants, checked before adding rather than
-// only when the entry fits: an entry larger than the free room (or than the
-// whole bound) must not wait for a queue that cannot get emptier, so the bound
-// is overshot by at most one entry.
-//
-// Within it, each busy tenant (one with bytes queued or a source waiting) is
-// owed an equal share, counting one more tenant for whoever comes next. A
-// tenant under its share is admitted while the queue has room; one over it
-// only while a quarter of the queue is still free. So a tenant that floods, or
-// whose pushes Loki keeps refusing, holds at most three quarters of the queue,
-// and a quiet tenant finds room at once instead of waiting behind it. Without this, a tenant answered 429 for an hour would
-// fill the queue and stop every other tenant's sources for that hour.
-func (c *Client) admit(t *tenant) bool {
-	limit := c.cfg.QueueBytes
-	if c.queued >= limit {
-		return false
-	}
-	if c.queued < limit-limit/4 {
-		// Admitted whether t is under its share or not (see the end), and
-		// counting busy tenants per entry showed in profiles.
-		return true
-	}
-	busy := int64(0)
-	for _, o := range c.all {
-		if o == t || o.queued > 0 || o.waiting > 0 {
-			busy++
-		}
-	}
-	if t.queued < limit/(busy+1) {
-		return true
-	}
-	return c.queued < limit-limit/4
-}
-
 // Run starts a worker per tenant as tenants appear and blocks until ctx is
 // cancelled. Cancelling is a hard stop: pushes in flight are aborted and their
 // entries are never acknowledged, so their sources send them again next time.
@@ -430,123 +232,10 @@ func (c *Client) Ready() bool {
 	return c.state == stateRunning
 }
 
-// work pushes one tenant's batches, one at a time, until ctx ends.
-func (c *Client) work(ctx context.Context, t *tenant) {
-	defer c.workers.Done()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		b, wait := c.next(t)
-		if b != nil {
-			c.push(ctx, t, b)
-			if ctx.Err() != nil {
-				return
-			}
-			continue
-		}
-		if wait > 0 {
-			timer.Reset(wait)
-		} else {
-			timer.Stop()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.wake:
-		case <-timer.C:
-		}
-	}
-}
-
-// next seals t's open batch if it is due (or t's sources wait for room in
-// the queue, which only pushes can make) and takes the oldest sealed batch.
-// When there is none it returns how long until the open batch is due, or 0 if
-// there is no open batch.
-func (c *Client) next(t *tenant) (*batch, time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.cur != nil {
-		now := time.Now()
-		due := t.cur.created.Add(c.cfg.BatchWait)
-		if c.closed || !now.Before(due) || (t.waiting > 0 && len(t.ready) == 0) {
-			t.seal()
-		} else if len(t.ready) == 0 {
-			return nil, due.Sub(now)
-		}
-	}
-	if len(t.ready) == 0 {
-		return nil, 0
-	}
-	b := t.ready[0]
-	t.ready[0] = nil
-	t.ready = t.ready[1:]
-	t.inflight = b
-	return b, 0
-}
-
-// settle acknowledges b's entries and releases their room in the queue. Acks
-// come first so that a returning Flush implies every source has heard.
-func (c *Client) settle(t *tenant, b *batch) {
-	b.ackAll()
-	b.release()
-	c.mu.Lock()
-	c.queued -= b.charge
-	t.queued -= b.charge
-	if t.inflight == b {
-		t.inflight = nil
-	}
-	c.pending -= b.entries
-	c.m.queuedBytes.Set(float64(c.queued))
-	c.wakeOne()
-	c.broadcast() // Flush waits for pending to reach 0
-	c.mu.Unlock()
-}
-
 // broadcast wakes everybody waiting on c.changed. c.mu must be held.
 func (c *Client) broadcast() {
 	close(c.changed)
 	c.changed = make(chan struct{})
-}
-
-// add appends e to the open batch, sealing that batch first if e would
-// overflow it, and afterwards if e filled it. It reports whether the worker
-// must look again: a new open batch needs its BatchWait timer, a sealed one
-// needs sending.
-func (t *tenant) add(e *pipeline.Entry, limit int64) (wake bool) {
-	size := int64(e.Size())
-	if t.cur != nil && t.cur.bytes+size > limit {
-		t.seal()
-		wake = true
-	}
-	if t.cur == nil {
-		t.cur = newBatch(time.Now()) // only here: a clock read per entry showed in profiles
-		wake = true
-	}
-	t.cur.add(e)
-	if t.cur.bytes >= limit {
-		t.seal()
-		wake = true
-	}
-	return wake
-}
-
-// oldest is t's oldest unsettled batch, or nil. Batches are pushed in the
-// order they were sealed, so it is the one in flight, else the first ready,
-// else the open one.
-func (t *tenant) oldest() *batch {
-	switch {
-	case t.inflight != nil:
-		return t.inflight
-	case len(t.ready) > 0:
-		return t.ready[0]
-	}
-	return t.cur
-}
-
-func (t *tenant) seal() {
-	t.ready = append(t.ready, t.cur)
-	t.cur = nil
 }
 
 // poke does a non-blocking send on a 1-buffered channel: one pending signal

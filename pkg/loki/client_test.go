@@ -30,8 +30,10 @@ func TestMain(m *testing.M) {
 const base = int64(1_700_000_000_123_456_789) // a timestamp with every nanosecond digit set
 
 // Each tenant's entries arrive under its own X-Scope-OrgID with labels,
-// nanosecond timestamps and structured metadata intact, and are acked exactly
-// once, in order, only after Loki has answered 2xx.
+// nanosecond timestamps and structured metadata intact, and are acked only
+// after Loki has answered 2xx: once per source and push, with the position
+// of its last entry, which settles the ones before (an entry without an
+// Acker between them does not break the run).
 func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
 	release := make(chan struct{})
 	f := newFakeLoki(t, blockUntil(release))
@@ -51,7 +53,7 @@ func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
 	go func() { flushed <- c.Flush(context.Background()) }()
 	f.waitRequests("a", 1)
 	f.waitRequests("b", 1)
-	if got := ackA.acked(); len(got) != 0 {
+	if got := ackA.calls(); len(got) != 0 {
 		t.Fatalf("acked %v before Loki answered", got)
 	}
 	close(release)
@@ -59,10 +61,10 @@ func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
 		t.Fatalf("Flush: %v", err)
 	}
 
-	if got, want := ackA.acked(), []int64{1, 2, 3}; !slices.Equal(got, want) {
+	if got, want := ackA.calls(), []int64{3}; !slices.Equal(got, want) {
 		t.Errorf("tenant a acks = %v, want %v", got, want)
 	}
-	if got, want := ackB.acked(), []int64{7}; !slices.Equal(got, want) {
+	if got, want := ackB.calls(), []int64{7}; !slices.Equal(got, want) {
 		t.Errorf("tenant b acks = %v, want %v", got, want)
 	}
 	a, b := f.recorded("a"), f.recorded("b")
@@ -93,7 +95,8 @@ func TestDeliversPerTenantAndAcksAfter2xx(t *testing.T) {
 }
 
 // 429, 503 and a dropped connection are retried until the batch gets
-// through, exactly once, and each retry is counted under its reason.
+// through, exactly once, and each retry is counted under its reason. The
+// batch is acked once, when it got through.
 func TestRetriesUntilDelivered(t *testing.T) {
 	var n atomic.Int32
 	f := newFakeLoki(t, func(w http.ResponseWriter, r *http.Request, _ string) bool {
@@ -115,8 +118,8 @@ func TestRetriesUntilDelivered(t *testing.T) {
 	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "two", ack, 2))
 	flush(t, c)
 
-	if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
-		t.Errorf("acks = %v", got)
+	if got := ack.calls(); !slices.Equal(got, []int64{2}) {
+		t.Errorf("acks = %v, want [2]", got)
 	}
 	if got := flatten(f.recorded("t")...); len(got) != 2 {
 		t.Errorf("delivered %v, want the batch once", got)
@@ -149,8 +152,8 @@ func TestRejectedBatchIsDroppedAndAcked(t *testing.T) {
 	mustConsume(t, c, entry("t", `{a="1"}`, base, "old", ack, 1))
 	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "new", ack, 2))
 
-	if got := ack.wait(2); !slices.Equal(got, []int64{1, 2}) {
-		t.Errorf("acks = %v", got)
+	if got := ack.waitSettled(2); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("acks = %v, want one per batch: [1 2]", got)
 	}
 	if got, want := flatten(f.recorded("t")...), []string{`{a="1"}|1700000000123456790|new`}; !slices.Equal(got, want) {
 		t.Errorf("delivered %v, want %v", got, want)
@@ -181,7 +184,7 @@ func TestBackpressure(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	err := c.Consume(ctx, entry("t", `{a="1"}`, base+1, "x", ack, 2))
+	err := consumeOne(ctx, t, c, entry("t", `{a="1"}`, base+1, "x", ack, 2))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Consume on a full queue = %v, want deadline exceeded", err)
@@ -191,15 +194,15 @@ func TestBackpressure(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
-		consumed <- c.Consume(ctx, entry("t", `{a="1"}`, base+2, "y", ack, 3))
+		consumed <- consumeOne(ctx, t, c, entry("t", `{a="1"}`, base+2, "y", ack, 3))
 	}()
 	f.waitRequests("t", 1)
 	close(release)
 	if err := <-consumed; err != nil {
 		t.Fatalf("Consume after Loki answered: %v", err)
 	}
-	if got := ack.wait(2); !slices.Equal(got, []int64{1, 3}) {
-		t.Errorf("acks = %v", got)
+	if got := ack.waitSettled(3); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("acks = %v, want one per batch: [1 3]", got)
 	}
 }
 
@@ -216,13 +219,13 @@ func TestFlushSendsPartialBatchAndClosesIntake(t *testing.T) {
 	if !c.Ready() { // Run must be running for Flush to have finished
 		t.Error("not Ready while Run runs")
 	}
-	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Errorf("acks when Flush returned = %v", got)
+	if got := ack.calls(); !slices.Equal(got, []int64{3}) {
+		t.Errorf("acks when Flush returned = %v, want [3]", got)
 	}
 	if got := f.recorded("t"); len(got) != 1 || len(flatten(got...)) != 3 {
 		t.Errorf("pushes = %v, want one with 3 entries", got)
 	}
-	if err := c.Consume(context.Background(), entry("t", `{a="1"}`, base, "late", ack, 4)); !errors.Is(err, ErrClosed) {
+	if err := consumeOne(context.Background(), t, c, entry("t", `{a="1"}`, base, "late", ack, 4)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Consume after Flush = %v, want ErrClosed", err)
 	}
 	flush(t, c) // idempotent
@@ -260,21 +263,21 @@ func TestFailingTenantDoesNotBlockOthers(t *testing.T) {
 	for i := range int64(3) {
 		mustConsume(t, c, entry("up", `{a="1"}`, base+i, "u", ackUp, i+1))
 	}
-	if got := ackUp.wait(3); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Errorf("up acks = %v", got)
+	if got := ackUp.waitSettled(3); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Errorf("up acks = %v, want one per batch: [1 2 3]", got)
 	}
 
 	stop()
 	if c.Ready() {
 		t.Error("Ready after Run returned")
 	}
-	if got := ackDown.acked(); len(got) != 0 {
+	if got := ackDown.calls(); len(got) != 0 {
 		t.Errorf("undelivered entries acked: %v", got)
 	}
 	if got := testutil.ToFloat64(c.m.retries.WithLabelValues("down", "503")); got < 2 {
 		t.Errorf("retries{down,503} = %v, want >= 2", got)
 	}
-	if err := c.Consume(context.Background(), entry("up", `{a="1"}`, base, "late", nil, 0)); !errors.Is(err, ErrClosed) {
+	if err := consumeOne(context.Background(), t, c, entry("up", `{a="1"}`, base, "late", nil, 0)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Consume after Run returned = %v, want ErrClosed", err)
 	}
 }
@@ -293,8 +296,8 @@ func TestMaxRetryTimeDrops(t *testing.T) {
 	mustConsume(t, c, entry("t", `{a="1"}`, base, "a", ack, 1))
 	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "b", ack, 2))
 	flush(t, c)
-	if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
-		t.Errorf("acks = %v", got)
+	if got := ack.calls(); !slices.Equal(got, []int64{2}) {
+		t.Errorf("acks = %v, want [2]", got)
 	}
 	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", reasonRetriesExhausted)); got != 2 {
 		t.Errorf("dropped{retries_exhausted} = %v, want 2", got)
@@ -332,9 +335,9 @@ func TestBatchWait(t *testing.T) {
 	c, _ := startClient(t, cfg)
 	ack := newAcker(t)
 	mustConsume(t, c, entry("t", `{a="1"}`, base, "a", ack, 1))
-	ack.wait(1)
+	ack.waitSettled(1)
 	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "b", ack, 2))
-	ack.wait(2)
+	ack.waitSettled(2)
 }
 
 // Entries consumed before Run starts wait in the queue and are delivered.
@@ -357,7 +360,7 @@ func TestConsumeBeforeRun(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	if got := ack.acked(); !slices.Equal(got, []int64{1}) {
+	if got := ack.calls(); !slices.Equal(got, []int64{1}) {
 		t.Errorf("acks = %v", got)
 	}
 	if err := c.Run(context.Background()); err == nil {
@@ -475,8 +478,8 @@ func TestUncertainPushIsVerifiedNotResent(t *testing.T) {
 			mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
 			mustConsume(t, c, entry("t", `{a="2"}`, base+1, "two", ack, 2))
 			flush(t, c)
-			if got := ack.acked(); !slices.Equal(got, []int64{1, 2}) {
-				t.Errorf("acks = %v", got)
+			if got := ack.calls(); !slices.Equal(got, []int64{2}) {
+				t.Errorf("acks = %v, want the batch acked once: [2]", got)
 			}
 			got := flatten(f.recorded("t")...)
 			slices.Sort(got)
@@ -523,7 +526,7 @@ func TestNotStoredAnswersAreResentWithoutAsking(t *testing.T) {
 		ack := newAcker(t)
 		mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
 		flush(t, c)
-		if got := ack.acked(); !slices.Equal(got, []int64{1}) {
+		if got := ack.calls(); !slices.Equal(got, []int64{1}) {
 			t.Errorf("%d %s: acks = %v", tc.status, tc.body, got)
 		}
 		if got := flatten(f.recorded("t")...); len(got) != 1 {
@@ -537,12 +540,14 @@ func TestNotStoredAnswersAreResentWithoutAsking(t *testing.T) {
 
 // An entry whose time a push request cannot carry is dropped, counted
 // "encode", and acknowledged with the rest; its neighbours are delivered.
+// It comes from a source of its own: an ack of its neighbour after it, of
+// the same source, would settle it too.
 func TestTimeProtobufCannotCarryIsDroppedAlone(t *testing.T) {
 	f := newFakeLoki(t, nil)
 	c, _ := startClient(t, testConfig(f.srv.URL))
-	ack := newAcker(t)
+	ack, ackBad := newAcker(t), newAcker(t)
 	mustConsume(t, c, entry("t", `{a="1"}`, base, "one", ack, 1))
-	bad := entry("t", `{a="1"}`, 0, "year 10000", ack, 2)
+	bad := entry("t", `{a="1"}`, 0, "year 10000", ackBad, 1)
 	bad.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
 	mustConsume(t, c, bad)
 	mustConsume(t, c, entry("t", `{a="1"}`, base+1, "three", ack, 3))
@@ -550,8 +555,11 @@ func TestTimeProtobufCannotCarryIsDroppedAlone(t *testing.T) {
 	if got, want := flatten(f.recorded("t")...), []string{`{a="1"}|1700000000123456789|one`, `{a="1"}|1700000000123456790|three`}; !slices.Equal(got, want) {
 		t.Errorf("Loki got %v, want %v", got, want)
 	}
-	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Errorf("acks %v, want [1 2 3]", got)
+	if got := ack.calls(); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("acks %v, want [1 3]", got)
+	}
+	if got := ackBad.calls(); !slices.Equal(got, []int64{1}) {
+		t.Errorf("the dropped entry's source got acks %v, want [1]", got)
 	}
 	if got := testutil.ToFloat64(c.m.dropped.WithLabelValues("t", "encode")); got != 1 {
 		t.Errorf("dropped{encode} = %v, want 1", got)
@@ -561,10 +569,11 @@ func TestTimeProtobufCannotCarryIsDroppedAlone(t *testing.T) {
 	}
 }
 
-// ConsumeBatch takes entries while there is room and, when the queue stays
-// full past ctx, says how many it took; the rest are the caller's. Another
-// tenant's entry in the run is refused, not queued under the first's.
-func TestConsumeBatchTakesWhatFits(t *testing.T) {
+// Consume takes entries while there is room and, when the queue stays
+// full past ctx, says how many it took; the rest are the caller's (and are
+// not acked). Another tenant's entry in the run is refused, not queued
+// under the first's.
+func TestConsumeTakesWhatFits(t *testing.T) {
 	release := make(chan struct{})
 	f := newFakeLoki(t, blockUntil(release))
 	cfg := testConfig(f.srv.URL)
@@ -576,18 +585,18 @@ func TestConsumeBatchTakesWhatFits(t *testing.T) {
 		es = append(es, entry("t", `{a="1"}`, base+int64(i), strconv.Itoa(i), ack, int64(i+1)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	n, err := c.ConsumeBatch(ctx, es)
+	n, err := c.Consume(ctx, es)
 	cancel()
 	if n != 3 || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("ConsumeBatch = %d, %v; want 3, deadline exceeded", n, err)
+		t.Fatalf("Consume = %d, %v; want 3, deadline exceeded", n, err)
 	}
 	if got := testutil.ToFloat64(c.m.queuedBytes); got != 3*(1+entryOverhead) {
 		t.Errorf("queued_bytes = %v", got)
 	}
 	close(release)
 	flush(t, c)
-	if got := ack.acked(); !slices.Equal(got, []int64{1, 2, 3}) {
-		t.Errorf("acks %v, want [1 2 3]", got)
+	if got := ack.calls(); !slices.Equal(got, []int64{3}) {
+		t.Errorf("acks %v, want [3]", got)
 	}
 	if got := len(flatten(f.recorded("t")...)); got != 3 {
 		t.Errorf("tenant t got %d entries, want 3", got)
@@ -595,7 +604,7 @@ func TestConsumeBatchTakesWhatFits(t *testing.T) {
 
 	f2 := newFakeLoki(t, nil)
 	c2, _ := startClient(t, testConfig(f2.srv.URL))
-	if n, err := c2.ConsumeBatch(context.Background(), []pipeline.Entry{entry("u", `{a="1"}`, base, "u", nil, 0), entry("t", `{a="1"}`, base, "t", nil, 0)}); n != 1 || err == nil {
+	if n, err := c2.Consume(context.Background(), []pipeline.Entry{entry("u", `{a="1"}`, base, "u", nil, 0), entry("t", `{a="1"}`, base, "t", nil, 0)}); n != 1 || err == nil {
 		t.Errorf("a run of two tenants: %d taken, %v; want 1 and an error", n, err)
 	}
 	flush(t, c2)

@@ -209,12 +209,15 @@ func (f *fakeLoki) recorded(tenant string) []push.PushRequest {
 	return slices.Clone(f.pushes[tenant])
 }
 
-// acker records positions and fails the test on a repeated or out-of-order
-// one, which the pipeline contract forbids.
+// acker is a source's Acker: Ack(pos) settles every entry of the source up
+// to pos (pipeline.Acker), and the sink may skip the acks of a run of
+// entries but the last (it makes one call per run in a batch). It records
+// the calls and fails the test on a repeated or out-of-order one, which
+// the pipeline contract forbids.
 type acker struct {
 	t       *testing.T
 	mu      sync.Mutex
-	got     []int64
+	got     []int64 // the positions Ack was called with, in order
 	changed chan struct{}
 }
 
@@ -231,27 +234,45 @@ func (a *acker) Ack(pos int64) {
 	a.changed = make(chan struct{})
 }
 
-func (a *acker) acked() []int64 {
+// calls returns the positions Ack was called with, in order: one per run
+// of the source's entries in a batch.
+func (a *acker) calls() []int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.got)
 }
 
-// wait blocks until n positions have been acked and returns them.
-func (a *acker) wait(n int) []int64 {
+// settled is the position up to which every entry is settled: the last one
+// acked, 0 if none.
+func (a *acker) settled() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return lastOr0(a.got)
+}
+
+func lastOr0(got []int64) int64 {
+	if len(got) == 0 {
+		return 0
+	}
+	return got[len(got)-1]
+}
+
+// waitSettled blocks until every entry up to pos is settled and returns
+// the calls made so far.
+func (a *acker) waitSettled(pos int64) []int64 {
 	a.t.Helper()
 	deadline := time.After(waitLimit)
 	for {
 		a.mu.Lock()
 		got, ch := slices.Clone(a.got), a.changed
 		a.mu.Unlock()
-		if len(got) >= n {
+		if lastOr0(got) >= pos {
 			return got
 		}
 		select {
 		case <-ch:
 		case <-deadline:
-			a.t.Fatalf("timed out waiting for %d acks, have %v", n, got)
+			a.t.Fatalf("timed out waiting for position %d to be settled, have calls %v", pos, got)
 		}
 	}
 }
@@ -361,9 +382,20 @@ func mustConsume(t *testing.T, c *Client, e pipeline.Entry) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if err := c.Consume(ctx, e); err != nil {
+	if err := consumeOne(ctx, t, c, e); err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
+}
+
+// consumeOne hands c the one entry e and returns why c did not take it, or
+// nil if it did; taking it with an error, or refusing it without one,
+// fails the test.
+func consumeOne(ctx context.Context, t *testing.T, c *Client, e pipeline.Entry) error {
+	n, err := c.Consume(ctx, []pipeline.Entry{e})
+	if (n == 1) != (err == nil) {
+		t.Errorf("Consume of one entry = %d, %v", n, err)
+	}
+	return err
 }
 
 // flatten lists a push's entries as "labels|unixnano|line" in wire order.

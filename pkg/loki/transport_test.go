@@ -399,7 +399,7 @@ func TestClientUsesSecurity(t *testing.T) {
 		a := newAcker(t)
 		mustConsume(t, c, entry("acme", `{app="x"}`, base, "line-"+tc.token, a, 1))
 		flush(t, c)
-		a.wait(1)
+		a.waitSettled(1)
 		stop()
 		if got := testutil.ToFloat64(c.m.entriesSent.WithLabelValues("acme")); got != tc.sent {
 			t.Errorf("token %s: %v entries sent, want %v", tc.token, got, tc.sent)
@@ -468,7 +468,7 @@ func TestConcurrentTenantsReuseConnections(t *testing.T) {
 			mustConsume(t, c, entry(fmt.Sprint("t", i), `{app="a"}`, base+int64(round), "line", a, int64(round)))
 		}
 		for _, a := range ackers {
-			a.wait(round)
+			a.waitSettled(int64(round))
 		}
 	}
 	t.Logf("%d connections", conns.Load())

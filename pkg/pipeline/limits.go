@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -58,8 +57,8 @@ type LimitsConfig struct {
 }
 
 // Limits holds the guards every Stream applies and the per-tenant state they
-// need (the streams in use). It is shared by all sources; Wrap puts it in
-// front of the sink, so no source can bypass it.
+// need (the streams in use). It is shared by all sources, each of whose
+// Streams is given it (StreamConfig.Limits).
 type Limits struct {
 	cfg     LimitsConfig
 	allowed map[string]bool // nil: every tenant
@@ -129,40 +128,33 @@ func NewLimits(cfg LimitsConfig, reg prometheus.Registerer, log *zap.Logger) (*L
 	return l, nil
 }
 
-// Wrap returns next with the limits in front of it: every Stream whose
-// consumer is the result applies them (see NewStream).
-func (l *Limits) Wrap(next Consumer) Consumer { return &guarded{limits: l, next: next} }
-
-// guarded is a consumer behind Limits. It only marks the chain: the guards
-// run in Stream.Send, where a dropped line can be accounted for in order
-// (Stream.Skip), which a consumer acknowledging on its own could not do.
-type guarded struct {
-	limits *Limits
-	next   Consumer
-}
-
-func (g *guarded) Consume(ctx context.Context, e Entry) error { return g.next.Consume(ctx, e) }
-
-// CopiesLines: as the consumer behind (LineCopier).
-func (g *guarded) CopiesLines() bool { return CopiesLines(g.next) }
-
-// ConsumeBatch passes es on (BatchConsumer).
-func (g *guarded) ConsumeBatch(ctx context.Context, es []Entry) (int, error) {
-	return ConsumeAll(ctx, g.next, es)
-}
-
 // Allowed reports whether tenant's lines may be shipped (limits.tenants).
 func (l *Limits) Allowed(tenant string) bool {
 	return l == nil || l.allowed == nil || l.allowed[tenant]
 }
 
-// LineLimit is the longest line shipped as is, and whether longer ones are
+// lineLimit is the longest line shipped as is, and whether longer ones are
 // dropped (else truncated).
-func (l *Limits) LineLimit() (int, bool) {
+func (l *Limits) lineLimit() (int, bool) {
 	if l == nil {
 		return DefaultMaxLineBytes, false
 	}
 	return l.cfg.MaxLineBytes, l.cfg.DropLongLines
+}
+
+// cutLine is the line-length rule, the one place it lives: a line over
+// the limit is truncated with TruncationMarker and counted, or, with
+// DropLongLines, dropped (keep false; the caller counts the drop).
+func (l *Limits) cutLine(tenant, line string) (string, bool) {
+	max, drop := l.lineLimit()
+	if len(line) <= max {
+		return line, true
+	}
+	if drop {
+		return "", false
+	}
+	l.countTruncated(tenant)
+	return truncateLine(line, max), true
 }
 
 func (l *Limits) maxLabelValue() int {
@@ -237,9 +229,9 @@ func (l *Limits) countLabelsCut(tenant string) {
 	}
 }
 
-// TruncateLine cuts line so that, with TruncationMarker appended, it is at
+// truncateLine cuts line so that, with TruncationMarker appended, it is at
 // most max bytes, never inside a UTF-8 character.
-func TruncateLine(line string, max int) string {
+func truncateLine(line string, max int) string {
 	cut := max - len(TruncationMarker)
 	if cut < 0 {
 		cut = 0

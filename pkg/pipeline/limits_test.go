@@ -23,12 +23,22 @@ type entries struct {
 	got []Entry
 }
 
-func (c *entries) Consume(_ context.Context, e Entry) error {
+func (c *entries) Consume(_ context.Context, es []Entry) (int, error) {
 	c.mu.Lock()
-	c.got = append(c.got, e)
+	c.got = append(c.got, es...)
 	c.mu.Unlock()
-	e.Ack.Ack(e.Pos)
-	return nil
+	for _, e := range es {
+		e.Ack.Ack(e.Pos)
+	}
+	return len(es), nil
+}
+
+// sendFlush is a source's read of one line: Send, then Flush.
+func sendFlush(s *Stream, t time.Time, line string, pos int64, ls ...string) error {
+	if err := s.Send(context.Background(), t, line, pos, ls...); err != nil {
+		return err
+	}
+	return s.Flush(context.Background())
 }
 
 // guardedStream is a Stream of tenant "real" with the seed's trusted labels
@@ -37,10 +47,6 @@ func guardedStream(t *testing.T, lim *Limits, p *Pipeline, acked *int64) (*Strea
 	t.Helper()
 	out := &entries{}
 	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"tenant", "reason"})
-	var next Consumer = out
-	if lim != nil {
-		next = lim.Wrap(out)
-	}
 	s := NewStream(StreamConfig{
 		Tenant: "real",
 		Labels: map[string]string{labels.Tenant: "real", labels.Application: "shop", labels.Version: "v1"},
@@ -50,7 +56,7 @@ func guardedStream(t *testing.T, lim *Limits, p *Pipeline, acked *int64) (*Strea
 				*acked = pos
 			}
 		},
-	}, p, next)
+	}, p, Sink{Consumer: out, Limits: lim})
 	return s, out, drops
 }
 
@@ -83,7 +89,7 @@ func TestContentCannotChangeTenantOrTrustedLabels(t *testing.T) {
 	p.stages = append(p.stages, hostile)
 	s, out, _ := guardedStream(t, mustLimits(t, LimitsConfig{}), p, nil)
 	line := `{"level":"error","tenant":"other","application":"evil","version":"v666","stream":"stderr","region":"eu","msg":"x"}`
-	if err := s.Send(context.Background(), t0, line, 1, labels.Stream, "stdout"); err != nil {
+	if err := sendFlush(s, t0, line, 1, labels.Stream, "stdout"); err != nil {
 		t.Fatal(err)
 	}
 	e := out.got[0]
@@ -110,8 +116,8 @@ func TestStageCannotFillMissingTrustedLabel(t *testing.T) {
 	s := NewStream(StreamConfig{Tenant: "real", Labels: map[string]string{labels.Tenant: "real"}}, New(StageFunc(func(r *Record) (bool, string) {
 		r.Labels["application"], r.Labels["version"], r.Labels["tenant"] = "evil", "v9", "other"
 		return true, ""
-	})), out)
-	if err := s.Send(context.Background(), t0, "x", 1); err != nil {
+	})), Sink{Consumer: out})
+	if err := sendFlush(s, t0, "x", 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := out.got[0].Labels; got != `{tenant="real"}` {
@@ -126,10 +132,10 @@ func TestLineLimit(t *testing.T) {
 	lim := mustLimits(t, LimitsConfig{MaxLineBytes: 1024})
 	s, out, _ := guardedStream(t, lim, nil, nil)
 	long := "é" + strings.Repeat("ü", 2000)
-	if err := s.Send(context.Background(), t0, long, 1); err != nil {
+	if err := sendFlush(s, t0, long, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Send(context.Background(), t0, "short", 2); err != nil {
+	if err := sendFlush(s, t0, "short", 2); err != nil {
 		t.Fatal(err)
 	}
 	l := out.got[0].Line
@@ -146,7 +152,7 @@ func TestLineLimit(t *testing.T) {
 	var acked int64
 	lim = mustLimits(t, LimitsConfig{MaxLineBytes: 1024, DropLongLines: true})
 	s, out, drops := guardedStream(t, lim, nil, &acked)
-	if err := s.Send(context.Background(), t0, strings.Repeat("z", 5000), 7); err != nil {
+	if err := sendFlush(s, t0, strings.Repeat("z", 5000), 7); err != nil {
 		t.Fatal(err)
 	}
 	if len(out.got) != 0 || acked != 7 {
@@ -163,9 +169,9 @@ func TestLabelValueLimit(t *testing.T) {
 	lim := mustLimits(t, LimitsConfig{MaxLabelValueBytes: 16})
 	out := &entries{}
 	s := NewStream(StreamConfig{Tenant: "real", Labels: map[string]string{labels.Tenant: "real", labels.Application: strings.Repeat("a", 100)}},
-		mustBuild(t, map[string]any{"type": "json_auto"}, map[string]any{"type": "labels", "max_value_length": 1000, "user": ""}), lim.Wrap(out))
+		mustBuild(t, map[string]any{"type": "json_auto"}, map[string]any{"type": "labels", "max_value_length": 1000, "user": ""}), Sink{Consumer: out, Limits: lim})
 	for i := range 3 {
-		if err := s.Send(context.Background(), t0, `{"user":"`+strings.Repeat("u", 500)+`"}`, int64(i)); err != nil {
+		if err := sendFlush(s, t0, `{"user":"`+strings.Repeat("u", 500)+`"}`, int64(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -187,7 +193,7 @@ func TestStreamLimit(t *testing.T) {
 	s, out, drops := guardedStream(t, lim, mustBuild(t, map[string]any{"type": "json_auto"}), &acked)
 	send := func(level string, pos int64) {
 		t.Helper()
-		if err := s.Send(context.Background(), t0, fmt.Sprintf(`{"level":%q}`, level), pos); err != nil {
+		if err := sendFlush(s, t0, fmt.Sprintf(`{"level":%q}`, level), pos); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,10 +231,10 @@ func TestStreamAdmittedAfterRefusalReportsItsTime(t *testing.T) {
 		Tenant: "real",
 		Labels: map[string]string{labels.Tenant: "real", labels.Application: "shop", labels.Version: "v1"},
 		OnAck:  func(_ int64, l map[string]int64) { last = l },
-	}, mustBuild(t, map[string]any{"type": "json_auto"}), lim.Wrap(&entries{}))
+	}, mustBuild(t, map[string]any{"type": "json_auto"}), Sink{Consumer: &entries{}, Limits: lim})
 	send := func(level string, pos int64) {
 		t.Helper()
-		if err := s.Send(context.Background(), t0.Add(time.Duration(pos)), fmt.Sprintf(`{"level":%q}`, level), pos); err != nil {
+		if err := sendFlush(s, t0.Add(time.Duration(pos)), fmt.Sprintf(`{"level":%q}`, level), pos); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,7 +261,7 @@ func TestStreamAdmittedAfterRefusalReportsItsTime(t *testing.T) {
 func TestTenantAllowList(t *testing.T) {
 	var acked int64
 	s, out, drops := guardedStream(t, mustLimits(t, LimitsConfig{Tenants: []string{"someone-else"}}), nil, &acked)
-	if err := s.Send(context.Background(), t0, "x", 5); err != nil {
+	if err := sendFlush(s, t0, "x", 5); err != nil {
 		t.Fatal(err)
 	}
 	if len(out.got) != 0 || acked != 5 {
@@ -265,7 +271,7 @@ func TestTenantAllowList(t *testing.T) {
 		t.Errorf("tenant_not_allowed drops = %v", got)
 	}
 	s, out, _ = guardedStream(t, mustLimits(t, LimitsConfig{Tenants: []string{"real"}}), nil, nil)
-	if err := s.Send(context.Background(), t0, "x", 1); err != nil || len(out.got) != 1 {
+	if err := sendFlush(s, t0, "x", 1); err != nil || len(out.got) != 1 {
 		t.Errorf("allowed tenant: %v, %d shipped", err, len(out.got))
 	}
 }

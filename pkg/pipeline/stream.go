@@ -26,12 +26,16 @@ import (
 // what is in flight so that the source learns, on each acknowledgement, the
 // position it may store together with the per-stream last times.
 //
-// When next is a consumer made by Limits.Wrap, the stream applies those
-// limits (tenant allow-list, line length, label value length, streams per
-// tenant); otherwise it still bounds lines and label values by Loki's
-// defaults.
+// It applies the per-tenant guards of its Sink's Limits (tenant
+// allow-list, line length, label value length, streams per tenant); without
+// them it still bounds lines and label values by Loki's defaults.
 //
-// Send is called by one goroutine; Ack by the sink, concurrently.
+// Send keeps the entries it makes and Flush hands them to the sink in runs
+// (one Consumer call each, at most outboxSize entries): a source must Flush
+// after each read, before it waits, and must not drop the stream while
+// Buffered is not 0, except to stop.
+//
+// Send and Flush are called by one goroutine; Ack by the sink, concurrently.
 type Stream struct {
 	tenant string
 	base   []string // the source's labels: name, value, name, value...
@@ -60,12 +64,11 @@ type Stream struct {
 	replayTo int64
 
 	// out holds entries processed and in pending but not handed to next
-	// yet (see Buffer): from outboxes while it holds any, else nil.
+	// yet (see Flush): from outboxes while it holds any, else nil.
 	out      []Entry
 	ob       *outbox // out's, while it has one
-	buffered bool
-	borrowed bool // see BorrowLines
-	detached bool // the entries in out no longer borrow their lines
+	borrowed bool    // see StreamConfig.BorrowedLines
+	detached bool    // the entries in out no longer borrow their lines
 
 	onAck func(pos int64, last map[string]int64)
 	mu    sync.Mutex
@@ -130,7 +133,7 @@ func (s *Stream) addPending(f inflight) {
 	s.pending = append(s.pending, f)
 }
 
-var _ CumulativeAcker = (*Stream)(nil)
+var _ Acker = (*Stream)(nil)
 
 // StreamConfig configures a Stream.
 type StreamConfig struct {
@@ -148,22 +151,33 @@ type StreamConfig struct {
 	// position up to which everything was delivered and the last times per
 	// Loki stream at that point, by stream key (the callee's to keep).
 	OnAck func(pos int64, last map[string]int64)
+	// BorrowedLines: the lines the source passes to Send stay valid only
+	// until the next Flush returns (they point into its read buffer).
+	// Entries a failed Flush keeps are copied out then, so the source may
+	// reuse its buffer whatever happens. Without it, lines are the
+	// stream's to keep.
+	BorrowedLines bool
 }
 
-// NewStream binds p (may be nil: no stages) to next.
-func NewStream(cfg StreamConfig, p *Pipeline, next Consumer) *Stream {
+// Sink is the far end of every Stream: the consumer, and the per-tenant
+// guards each Stream applies before it (nil: Loki's default line and label
+// value bounds only). One value, so a source cannot pass on one without
+// the other.
+type Sink struct {
+	Consumer
+	Limits *Limits
+}
+
+// NewStream binds p (may be nil: no stages) to out.
+func NewStream(cfg StreamConfig, p *Pipeline, out Sink) *Stream {
 	if p == nil {
 		p = New()
 	}
 	p.fieldsUnread()
-	s := &Stream{
-		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: next, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
-		onAck: cfg.OnAck,
+	return &Stream{
+		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: out.Consumer, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
+		onAck: cfg.OnAck, limits: out.Limits, borrowed: cfg.BorrowedLines,
 	}
-	if g, ok := next.(*guarded); ok {
-		s.limits = g.limits
-	}
-	return s
 }
 
 // pairs flattens m to name, value, name, value...: read only when a new
@@ -177,11 +191,11 @@ func pairs(m map[string]string) []string {
 	return out
 }
 
-// outboxSize is how many entries a buffered Stream hands over at once at
-// most: about a read(2) of zap lines (16 KiB).
+// outboxSize is how many entries a Stream hands over at once at most: about
+// a read(2) of zap lines (16 KiB).
 const outboxSize = 64
 
-// outbox is where a buffered Stream keeps entries until Flush: their array,
+// outbox is where a Stream keeps entries until Flush: their array,
 // and for a Stream that borrows lines, room for their metadata (reused, as
 // the sink copies it: a slab per 16 lines was 2 % of podtail's CPU). Its
 // maps are the record's while the Stream holds it: kept by every Stream,
@@ -225,23 +239,6 @@ func (s *Stream) returnOutbox() {
 	s.ob, s.out = nil, nil
 }
 
-// Buffer makes Send keep entries and hand them to next in runs (one
-// BatchConsumer call each), at Flush or when outboxSize are waiting. An
-// entry Send took is then the stream's (Buffered counts them) until Flush
-// hands it over: a source must Flush after each read, before it waits, and
-// must not drop the stream while Buffered is not 0, except to stop.
-func (s *Stream) Buffer() { s.buffered = true }
-
-// BorrowLines makes the stream buffered (Buffer) and lets its source pass
-// lines, to Send, that stay valid only until the next Flush returns: next
-// must be a LineCopier (CopiesLines). Entries a failed Flush keeps are
-// copied out then, so the source may reuse its buffer whatever happens.
-// Copying every line out of the read buffer was 5 % of podtail's CPU, and
-// all of its garbage but the sink's.
-func (s *Stream) BorrowLines() {
-	s.buffered, s.borrowed = true, true
-}
-
 // Buffered is the number of entries taken by Send and not yet handed over.
 func (s *Stream) Buffered() int { return len(s.out) }
 
@@ -255,7 +252,7 @@ func (s *Stream) Flush(ctx context.Context) error {
 		}
 		return nil
 	}
-	n, err := ConsumeAll(ctx, s.next, s.out)
+	n, err := s.next.Consume(ctx, s.out)
 	left := copy(s.out, s.out[n:])
 	clear(s.out[left:]) // let the lines go
 	s.out = s.out[:left]
@@ -279,12 +276,10 @@ func (s *Stream) Flush(ctx context.Context) error {
 }
 
 // LineLimit is the longest line the stream ships as is, and whether longer
-// ones are dropped rather than truncated: a source that must not buffer a
-// line without bound cuts it there (see TruncateLine, CountTruncated).
-func (s *Stream) LineLimit() (int, bool) { return s.limits.LineLimit() }
-
-// CountTruncated counts a line its source truncated at LineLimit.
-func (s *Stream) CountTruncated() { s.limits.countTruncated(s.tenant) }
+// ones are dropped rather than truncated. Send applies the rule (see
+// Limits.cutLine), so a source that must not buffer a line without bound
+// stops at max+1 bytes, sends that, and passes over the rest of the line.
+func (s *Stream) LineLimit() (max int, drop bool) { return s.limits.lineLimit() }
 
 // CountDrop counts a line its source dropped (not sent) for reason.
 func (s *Stream) CountDrop(reason string) {
@@ -347,10 +342,6 @@ func (s *Stream) Ack(pos int64) {
 	}
 }
 
-// AcksCumulative: Ack(pos) settles everything up to pos (pending is in
-// order), so a sink may pass only the last pos of a run (CumulativeAcker).
-func (s *Stream) AcksCumulative() bool { return true }
-
 // Skip tells the stream that everything up to pos needs no delivery (all of
 // it was dropped by stages): with nothing in flight, the position moves.
 func (s *Stream) Skip(pos int64) {
@@ -386,7 +377,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 			return err // this line is not taken
 		}
 	}
-	if s.buffered && s.ob == nil {
+	if s.ob == nil {
 		s.takeOutbox() // before the stages: they may set metadata
 	}
 	if !s.limits.Allowed(s.tenant) {
@@ -400,13 +391,10 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 			s.repaired.WithLabelValues(s.tenant).Inc()
 		}
 	}
-	if max, drop := s.limits.LineLimit(); len(line) > max {
-		if drop {
-			s.drop(DropLineTooLong, pos)
-			return nil
-		}
-		line = TruncateLine(line, max)
-		s.CountTruncated()
+	line, keep := s.limits.cutLine(s.tenant, line)
+	if !keep {
+		s.drop(DropLineTooLong, pos)
+		return nil
 	}
 	r := &s.rec
 	r.Time, r.Line, r.Metadata = t, line, nil
@@ -445,11 +433,10 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		s.relist(ls)
 	}
 	ns := r.Time.UnixNano()
-	prev, hadPrev := ls.last, ls.hasLast
-	if hadPrev && ns <= prev && prev-ns <= int64(s.collide) {
-		ns = prev + 1
+	if ls.hasLast && ns <= ls.last && ls.last-ns <= int64(s.collide) {
+		ns = ls.last + 1
 	}
-	if ns > prev || !hadPrev {
+	if ns > ls.last || !ls.hasLast {
 		ls.last, ls.hasLast = ns, true
 	}
 	// Fresh per record (reset above), so the entry may keep it: from a slab,
@@ -465,21 +452,8 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	// The record would otherwise keep its line, and the text it was cut
 	// from, until this stream's next line: 4 MB with a thousand files.
 	r.Line, r.Metadata = "", nil
-	if s.buffered {
-		s.out = append(s.out, e) // taken: in pending, handed over at Flush
-		return nil
-	}
-	err := s.next.Consume(ctx, e)
-	if err != nil {
-		// Not handed over: forget it, and the time it took, so a retry or a
-		// restart produces the same entry.
-		s.mu.Lock()
-		s.pending[len(s.pending)-1] = inflight{}
-		s.pending = s.pending[:len(s.pending)-1]
-		s.mu.Unlock()
-		ls.last, ls.hasLast = prev, hadPrev
-	}
-	return err
+	s.out = append(s.out, e) // taken: in pending, handed over at Flush
+	return nil
 }
 
 // admitClockEvery: see Stream.admitCalls.
@@ -567,7 +541,7 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 	}
 	ls := s.renderNew(added, src)
 	if s.cache.len() < 1024 { // added labels are bounded; this is a backstop
-		// The key outlives the line it may point into (BorrowLines), and
+		// The key outlives the line it may point into (StreamConfig.BorrowedLines), and
 		// the signature buffer.
 		s.cache.put([2]string{strings.Clone(key[0]), strings.Clone(key[1])}, ls)
 	}

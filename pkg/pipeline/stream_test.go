@@ -16,17 +16,12 @@ import (
 // error, as a sink pushing back does once the caller's wait ends.
 type batchSink struct {
 	mu      sync.Mutex
-	calls   []int // entries per ConsumeBatch call
+	calls   []int // entries per Consume call
 	entries []Entry
 	full    bool
 }
 
-func (b *batchSink) Consume(ctx context.Context, e Entry) error {
-	_, err := b.ConsumeBatch(ctx, []Entry{e})
-	return err
-}
-
-func (b *batchSink) ConsumeBatch(ctx context.Context, es []Entry) (int, error) {
+func (b *batchSink) Consume(ctx context.Context, es []Entry) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.full {
@@ -48,15 +43,14 @@ func (b *batchSink) lines() []string {
 	return out
 }
 
-// A buffered Stream hands a read's entries over in one call at Flush; when
+// A Stream hands a read's entries over in one call at Flush; when
 // the sink pushes back they stay, in order, and a full outbox refuses the
 // next line (not taken, so its source keeps it) instead of growing.
 func TestBufferedStreamHandsOverAtFlush(t *testing.T) {
 	sink := &batchSink{}
 	var acked []int64
 	s := NewStream(StreamConfig{Tenant: "t", Labels: map[string]string{"tenant": "t"},
-		OnAck: func(pos int64, _ map[string]int64) { acked = append(acked, pos) }}, nil, sink)
-	s.Buffer()
+		OnAck: func(pos int64, _ map[string]int64) { acked = append(acked, pos) }}, nil, Sink{Consumer: sink})
 	ctx := context.Background()
 	t0 := time.Unix(1_700_000_000, 0)
 	send := func(ctx context.Context, i int) error {
@@ -133,7 +127,7 @@ func TestPendingAcrossGrowthAndCompaction(t *testing.T) {
 	var gotPos int64
 	var gotLast map[string]int64
 	s := NewStream(StreamConfig{Tenant: "t", Labels: map[string]string{"tenant": "t"},
-		OnAck: func(pos int64, last map[string]int64) { gotPos, gotLast = pos, last }}, nil, sink)
+		OnAck: func(pos int64, last map[string]int64) { gotPos, gotLast = pos, last }}, nil, Sink{Consumer: sink})
 	t0 := time.Unix(1_700_000_000, 0)
 	sent, acked := 0, 0
 	for round := 0; round < 200; round++ {
@@ -144,14 +138,21 @@ func TestPendingAcrossGrowthAndCompaction(t *testing.T) {
 			}
 		}
 		if round%17 == 0 {
-			// Refused: not in flight afterwards.
+			// The sink pushes back: Send takes lines until the outbox is
+			// full, then refuses one, which is not in flight afterwards.
 			sink.mu.Lock()
 			sink.full = true
 			sink.mu.Unlock()
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			if err := s.Send(ctx, t0.Add(time.Duration(sent+1)), "refused", int64(sent+1)); err == nil {
-				t.Fatal("a refused Send returned nil")
+			for taken := 0; ; taken++ {
+				if taken > outboxSize {
+					t.Fatal("Send never refused a line while the sink pushed back")
+				}
+				if err := s.Send(ctx, t0.Add(time.Duration(sent+1)), "l", int64(sent+1)); err != nil {
+					break
+				}
+				sent++
 			}
 			sink.mu.Lock()
 			sink.full = false

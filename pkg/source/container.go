@@ -47,16 +47,13 @@ type ContainerOutput struct {
 	target  discovery.Target
 	key     string
 	store   *positions.Store
-	next    pipeline.Consumer
+	out     pipeline.Sink
 	log     *zap.Logger
 	metrics *Metrics
 	// linesN and bytesN are metrics' counters of this target's tenant:
 	// looked up per line, they were a tenth of the reader's time.
 	linesN, bytesN prometheus.Counter
 	fromEnd        bool
-	// borrow: lines go to the stream as views of the read buffer, valid
-	// until its Flush (see newStream).
-	borrow bool
 
 	draining atomic.Bool
 	wake     chan struct{}
@@ -88,12 +85,12 @@ type chain struct{ start, end int64 }
 func Key(containerID string) string { return "container:" + containerID }
 
 // NewContainerOutput returns a reader for t whose lines go through p (nil:
-// none) to next. fromEnd starts at the end of the log when no position is
+// none) to out. fromEnd starts at the end of the log when no position is
 // stored.
-func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.Pipeline, next pipeline.Consumer, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
+func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.Pipeline, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
 	c := &ContainerOutput{
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
-		metrics: m, pipe: p, next: next,
+		metrics: m, pipe: p, out: out,
 		log:  log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
 		wake: make(chan struct{}, 1),
 	}
@@ -105,8 +102,8 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.
 // newStream starts a pipeline stream for the current log file.
 //
 // The stream hands entries over a read at a time (Flush after lines), as
-// views of the read buffer when the sink copies lines: one hand-over per
-// line and a copy of each were a fifth of the reader's time.
+// views of the read buffer (the sink copies lines): one hand-over per line
+// and a copy of each were a fifth of the reader's time.
 func (c *ContainerOutput) newStream() *pipeline.Stream {
 	gen := c.gen.Add(1)
 	s := pipeline.NewStream(pipeline.StreamConfig{
@@ -122,13 +119,8 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 				c.acked(pos, last)
 			}
 		},
-	}, c.pipe, c.next)
-	c.borrow = pipeline.CopiesLines(c.next)
-	if c.borrow {
-		s.BorrowLines()
-	} else {
-		s.Buffer()
-	}
+		BorrowedLines: true,
+	}, c.pipe, c.out)
 	return s
 }
 
@@ -470,7 +462,7 @@ func (c *ContainerOutput) lines(ctx context.Context, buf []byte, off int64, part
 		}
 		var line string
 		switch {
-		case c.borrow && len(l.Content) > 0:
+		case len(l.Content) > 0:
 			line = unsafe.String(&l.Content[0], len(l.Content)) // until c.flush
 		default:
 			line = string(l.Content)

@@ -25,25 +25,18 @@ type discard struct {
 
 // Consume acknowledges every 1,024th entry (and the last), everything up
 // to it: Loki's answers settle a batch at a time.
-func (d *discard) Consume(_ context.Context, e pipeline.Entry) error {
-	n := d.n.Add(1)
-	if e.Ack != nil && (n%1024 == 0 || n == d.all) {
-		e.Ack.Ack(e.Pos)
-	}
-	if n == d.all {
-		d.cancel()
-	}
-	return nil
-}
-
-func (d *discard) ConsumeBatch(ctx context.Context, es []pipeline.Entry) (int, error) {
+func (d *discard) Consume(_ context.Context, es []pipeline.Entry) (int, error) {
 	for _, e := range es {
-		_ = d.Consume(ctx, e)
+		n := d.n.Add(1)
+		if e.Ack != nil && (n%1024 == 0 || n == d.all) {
+			e.Ack.Ack(e.Pos)
+		}
+		if n == d.all {
+			d.cancel()
+		}
 	}
 	return len(es), nil
 }
-
-func (d *discard) CopiesLines() bool { return true }
 
 // BenchmarkContainerOutput: the container reader over a k8s-file log of
 // zap lines (CRI parsing, joining, the Stream), per line: without stages,
@@ -82,7 +75,7 @@ func benchContainerOutput(b *testing.B, preset bool) {
 				b.Fatal(err)
 			}
 		}
-		co := NewContainerOutput(testTarget(path), store, p, d, false, NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+		co := NewContainerOutput(testTarget(path), store, p, pipeline.Sink{Consumer: d}, false, NewMetrics(prometheus.NewRegistry()), zap.NewNop())
 		ctx, cancel := context.WithCancel(context.Background())
 		d.all, d.cancel = lines, cancel // ends Run once every line is in
 		b.StartTimer()

@@ -488,13 +488,13 @@ func TestContainerOutputReturnsOnCancel(t *testing.T) {
 	t.Run("blocked consumer", func(t *testing.T) {
 		lf := newLogFile(t, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
 		entered := make(chan struct{}, 1)
-		block := pipeline.ConsumerFunc(func(ctx context.Context, e pipeline.Entry) error {
+		block := pipeline.ConsumerFunc(func(ctx context.Context, _ []pipeline.Entry) (int, error) {
 			select {
 			case entered <- struct{}{}:
 			default:
 			}
 			<-ctx.Done()
-			return ctx.Err()
+			return 0, ctx.Err()
 		})
 		store := openStore(t, t.TempDir())
 		r := runReader(t, newReader(t, testTarget(lf.path), store, block, false, nil))
@@ -657,15 +657,15 @@ func TestContainerOutputStopsReadingOnCancel(t *testing.T) {
 			defer cancel()
 			var mu sync.Mutex
 			calls := 0
-			next := pipeline.ConsumerFunc(func(cctx context.Context, e pipeline.Entry) error {
+			next := pipeline.ConsumerFunc(func(cctx context.Context, es []pipeline.Entry) (int, error) {
 				mu.Lock()
-				calls++
+				calls += len(es)
 				mu.Unlock()
 				cancel() // shutdown begins while the first entry is being taken
 				if refuse {
-					return cctx.Err()
+					return 0, cctx.Err()
 				}
-				return nil
+				return len(es), nil
 			})
 			co := newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), next, false, nil)
 			done := make(chan error, 1)
@@ -686,17 +686,6 @@ func TestContainerOutputStopsReadingOnCancel(t *testing.T) {
 			}
 		})
 	}
-}
-
-// copyingSink copies each line it keeps (pipeline.LineCopier), as the Loki
-// client does: the reader then hands it views of its read buffer.
-type copyingSink struct{ s *sink }
-
-func (c copyingSink) CopiesLines() bool { return true }
-
-func (c copyingSink) Consume(ctx context.Context, e pipeline.Entry) error {
-	e.Line = strings.Clone(e.Line)
-	return c.s.consumer().Consume(ctx, e)
 }
 
 // With a sink that copies lines, the reader lends it views of its buffer:
@@ -726,7 +715,7 @@ func TestContainerOutputLendsLinesToACopyingSink(t *testing.T) {
 	}
 	lf := newLogFile(t, all...)
 	s := newSink(t)
-	runReader(t, newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), copyingSink{s}, false, nil))
+	runReader(t, newReader(t, testTarget(lf.path), openStore(t, t.TempDir()), s.consumer(), false, nil))
 	got := lines(s.wait(len(want)))
 	if !slices.Equal(got, want) {
 		for i := range min(len(got), len(want)) {

@@ -108,8 +108,9 @@ func (l *logFile) inode() uint64 {
 	return st.Sys().(*syscall.Stat_t).Ino
 }
 
-// sink records entries; fail, when set, is returned for the nth entry
-// (1-based) instead of taking it.
+// sink records entries, copying their lines as the Loki client does (the
+// readers lend them from their read buffers); fail, when set, is returned
+// for the nth entry (1-based) instead of taking it.
 type sink struct {
 	t       *testing.T
 	mu      sync.Mutex
@@ -122,15 +123,19 @@ type sink struct {
 func newSink(t *testing.T) *sink { return &sink{t: t} }
 
 func (s *sink) consumer() pipeline.Consumer {
-	return pipeline.ConsumerFunc(func(ctx context.Context, e pipeline.Entry) error {
+	return pipeline.ConsumerFunc(func(ctx context.Context, es []pipeline.Entry) (int, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.calls++
-		if s.failAt != 0 && s.calls == s.failAt {
-			return s.failErr
+		for i, e := range es {
+			s.calls++
+			if s.failAt != 0 && s.calls == s.failAt {
+				return i, s.failErr
+			}
+			e.Line = strings.Clone(e.Line)
+			e.Metadata = slices.Clone(e.Metadata)
+			s.got = append(s.got, e)
 		}
-		s.got = append(s.got, e)
-		return nil
+		return len(es), nil
 	})
 }
 
@@ -188,7 +193,7 @@ func newReader(t *testing.T, tg discovery.Target, store *positions.Store, next p
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	return NewContainerOutput(tg, store, nil, next, fromEnd, m, zap.NewNop())
+	return NewContainerOutput(tg, store, nil, pipeline.Sink{Consumer: next}, fromEnd, m, zap.NewNop())
 }
 
 func runReader(t *testing.T, co interface{ Run(context.Context) error }) *reader {

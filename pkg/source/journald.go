@@ -55,7 +55,7 @@ type JournalOutput struct {
 	target  discovery.Target
 	key     string
 	store   *positions.Store
-	next    pipeline.Consumer
+	out     pipeline.Sink
 	pipe    *pipeline.Pipeline
 	journal Journal
 	log     *zap.Logger
@@ -109,9 +109,9 @@ type journalChain struct {
 }
 
 // NewJournalOutput returns a reader of t's output from the journal.
-func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *pipeline.Pipeline, next pipeline.Consumer, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
+func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *pipeline.Pipeline, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
 	o := &JournalOutput{
-		target: t, key: Key(t.ID), store: store, next: next, pipe: p, journal: j, metrics: m, fromEnd: fromEnd,
+		target: t, key: Key(t.ID), store: store, out: out, pipe: p, journal: j, metrics: m, fromEnd: fromEnd,
 		log:  log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
 		wake: make(chan struct{}, 1),
 	}
@@ -126,8 +126,7 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *
 		Drops:    m.dropped,
 		Repaired: m.repaired,
 		OnAck:    o.acked,
-	}, p, next)
-	o.stream.Buffer()
+	}, p, out)
 	return o
 }
 

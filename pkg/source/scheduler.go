@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,15 +28,14 @@ const (
 
 // Files configures the directory tailers the scheduler starts.
 type Files struct {
-	Rules        *discovery.FileRules
-	Pipeline     func() *pipeline.Pipeline  // per file; nil: none
-	Multiline    func() *pipeline.Multiline // per file; nil: lines are entries
-	MaxLineBytes int
-	Poll         time.Duration
-	Open         *file.Limiter
-	Readers      *file.Readers // nil: no bound
-	Watch        *file.Watcher // nil: each tailer has its own
-	Metrics      *file.Metrics
+	Rules     *discovery.FileRules
+	Pipeline  func() *pipeline.Pipeline  // per file; nil: none
+	Multiline func() *pipeline.Multiline // per file; nil: lines are entries
+	Poll      time.Duration
+	Open      *file.Limiter
+	Readers   *file.Readers // nil: no bound
+	Watch     *file.Watcher // nil: each tailer has its own
+	Metrics   *file.Metrics
 }
 
 // Config configures a Scheduler.
@@ -63,7 +61,7 @@ type Config struct {
 type Scheduler struct {
 	ctx     context.Context
 	store   *positions.Store
-	next    pipeline.Consumer
+	out     pipeline.Sink
 	cfg     Config
 	metrics *Metrics
 	log     *zap.Logger
@@ -96,9 +94,9 @@ type run struct {
 }
 
 // NewScheduler returns a scheduler whose readers live under ctx.
-func NewScheduler(ctx context.Context, store *positions.Store, next pipeline.Consumer, cfg Config, m *Metrics, log *zap.Logger) *Scheduler {
+func NewScheduler(ctx context.Context, store *positions.Store, out pipeline.Sink, cfg Config, m *Metrics, log *zap.Logger) *Scheduler {
 	return &Scheduler{
-		ctx: ctx, store: store, next: next, cfg: cfg, metrics: m, log: log,
+		ctx: ctx, store: store, out: out, cfg: cfg, metrics: m, log: log,
 		running: map[string]*run{}, finished: map[string]int64{}, warned: map[string]bool{},
 	}
 }
@@ -231,9 +229,9 @@ func (s *Scheduler) containerSource(t discovery.Target) func() source {
 		}
 		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
 		if t.LogDriver == podman.LogDriverJournal {
-			return NewJournalOutput(t, s.cfg.Journal, s.store, p, s.next, fromEnd, s.metrics, s.log)
+			return NewJournalOutput(t, s.cfg.Journal, s.store, p, s.out, fromEnd, s.metrics, s.log)
 		}
-		c := NewContainerOutput(t, s.store, p, s.next, fromEnd, s.metrics, s.log)
+		c := NewContainerOutput(t, s.store, p, s.out, fromEnd, s.metrics, s.log)
 		c.catch = s.cfg.Catcher
 		return c
 	}
@@ -248,14 +246,13 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 			Labels: func(name string) (map[string]string, bool) {
 				return f.Rules.FileLabels(t, d, name), true
 			},
-			Pipeline:     f.Pipeline,
-			Multiline:    f.Multiline,
-			MaxLineBytes: f.MaxLineBytes,
-			Poll:         f.Poll,
-			Open:         f.Open,
-			Readers:      f.Readers,
-			Watch:        f.Watch,
-		}, s.store, s.next, f.Metrics, s.log)
+			Pipeline:  f.Pipeline,
+			Multiline: f.Multiline,
+			Poll:      f.Poll,
+			Open:      f.Open,
+			Readers:   f.Readers,
+			Watch:     f.Watch,
+		}, s.store, s.out, f.Metrics, s.log)
 	}
 }
 
@@ -359,7 +356,7 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 			lag = unacked(x.logPath, s.store, x.key)
 		} else {
 			dir := strings.TrimPrefix(x.key, "dir:")
-			for _, k := range s.store.Keys(filePositionsPrefix + filepath.Clean(dir) + "#") {
+			for _, k := range s.store.Keys(file.KeyPrefix(dir)) {
 				if p, ok := s.store.Get(k); ok && p.Path != "" {
 					lag += unacked(p.Path, s.store, k)
 				}
@@ -368,10 +365,6 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), x.tenant, x.key)
 	}
 }
-
-// filePositionsPrefix is how the file tailer keys its positions
-// (pkg/source/file: "file:<dir>#<fingerprint>").
-const filePositionsPrefix = "file:"
 
 // unacked is path's size beyond the acknowledged offset stored under key: 0
 // when the file is gone, or when path is now another file than the position

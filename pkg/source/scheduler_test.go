@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -36,7 +37,7 @@ func newSchedFixture(t *testing.T, existingFrom string, store *positions.Store, 
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &schedFixture{t: t, lf: newLogFile(t, lines...), store: store, sink: newSink(t),
 		m: NewMetrics(prometheus.NewRegistry()), cancel: cancel}
-	f.s = NewScheduler(ctx, store, f.sink.consumer(), Config{ExistingFrom: existingFrom}, f.m, zap.NewNop())
+	f.s = NewScheduler(ctx, store, pipeline.Sink{Consumer: f.sink.consumer()}, Config{ExistingFrom: existingFrom}, f.m, zap.NewNop())
 	t.Cleanup(f.stop)
 	return f
 }

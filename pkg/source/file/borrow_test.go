@@ -19,28 +19,6 @@ import (
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
-// copying is a sink that copies what it keeps of each entry
-// (pipeline.LineCopier), as the Loki client does: the tailer then hands it
-// lines that are views of its read buffer. Until open, it pushes back.
-type copying struct {
-	next *sink
-	open time.Time
-}
-
-func (c *copying) CopiesLines() bool { return true }
-
-func (c *copying) Consume(ctx context.Context, e pipeline.Entry) error {
-	if time.Now().Before(c.open) {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	e.Line = strings.Clone(e.Line)
-	for i := range e.Metadata {
-		e.Metadata[i].Value = strings.Clone(e.Metadata[i].Value)
-	}
-	return c.next.Consume(ctx, e)
-}
-
 // Lines borrowed from the read buffer arrive intact and once, at full speed
 // through rotations, and when the sink pushes back across a rename (the
 // entries a failed hand-over keeps must not change as the buffer is
@@ -50,7 +28,7 @@ func TestBorrowedLines(t *testing.T) {
 		dir := t.TempDir()
 		store, _ := positions.Open(t.TempDir())
 		s := newSink()
-		startDir(t, dir, store, &copying{next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
 		log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
 		const n = 60000
 		for i := 1; i <= n; i++ {
@@ -72,7 +50,7 @@ func TestBorrowedLines(t *testing.T) {
 		dir := t.TempDir()
 		store, _ := positions.Open(t.TempDir())
 		s := newSink()
-		startDir(t, dir, store, &copying{next: s, open: time.Now().Add(700 * time.Millisecond)}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		startDir(t, dir, store, &gate{next: s, open: time.Now().Add(700 * time.Millisecond)}, NewMetrics(prometheus.NewRegistry(), nil, nil))
 		path := filepath.Join(dir, "app.log")
 		_ = os.WriteFile(path, numbered(1, 2000), 0o644)
 		time.Sleep(150 * time.Millisecond) // read, and refused
@@ -108,20 +86,22 @@ func zapLines(from, to int) []byte {
 	return b
 }
 
-// checkCaller is a copying sink that also checks, for every entry, that its
-// caller metadata is the caller its line names.
+// checkCaller is a gate that also checks, for every entry it is offered,
+// that its caller metadata is the caller its line names.
 type checkCaller struct {
-	copying
+	gate
 	bad atomic.Int64
 }
 
-func (c *checkCaller) Consume(ctx context.Context, e pipeline.Entry) error {
-	var v struct{ Caller string }
-	_ = json.Unmarshal([]byte(e.Line), &v)
-	if len(e.Metadata) != 1 || e.Metadata[0].Value != v.Caller {
-		c.bad.Add(1)
+func (c *checkCaller) Consume(ctx context.Context, es []pipeline.Entry) (int, error) {
+	for _, e := range es {
+		var v struct{ Caller string }
+		_ = json.Unmarshal([]byte(e.Line), &v)
+		if len(e.Metadata) != 1 || e.Metadata[0].Value != v.Caller {
+			c.bad.Add(1)
+		}
 	}
-	return c.copying.Consume(ctx, e)
+	return c.gate.Consume(ctx, es)
 }
 
 // Metadata the zap stage cuts from a borrowed line (the caller) survives a
@@ -130,7 +110,7 @@ func TestBorrowedLinesMetadata(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	c := &checkCaller{copying: copying{next: s, open: time.Now().Add(700 * time.Millisecond)}}
+	c := &checkCaller{gate: gate{next: s, open: time.Now().Add(700 * time.Millisecond)}}
 	startDir(t, dir, store, c, NewMetrics(prometheus.NewRegistry(), nil, nil), func(cfg *Config) {
 		cfg.Pipeline = func() *pipeline.Pipeline {
 			p, err := pipeline.Build(pipeline.ZapPreset())

@@ -56,15 +56,14 @@ const (
 	// readChunk is one read(2): ~70 lines of zap JSON. A directory's
 	// goroutine holds one while the sink pushes back, and podtail may have
 	// hundreds of directories: 64 KiB each was tens of MB.
-	readChunk       = 16 << 10
-	textChunk       = 4 << 10 // see reader.lines
-	readBudget      = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
-	drainSettle     = 300 * time.Millisecond
-	forgetAfter     = time.Hour
-	positionsPrefix = "file:"
-	gzSuffix        = ".gz"
-	logSuffix       = ".log"
-	forgetEvery     = time.Minute
+	readChunk   = 16 << 10
+	textChunk   = 4 << 10 // see reader.lines
+	readBudget  = 4 << 20 // bytes per file per cycle, so one busy file cannot starve the others
+	drainSettle = 300 * time.Millisecond
+	forgetAfter = time.Hour
+	gzSuffix    = ".gz"
+	logSuffix   = ".log"
+	forgetEvery = time.Minute
 )
 
 // Config is one directory to tail.
@@ -84,10 +83,6 @@ type Config struct {
 	// traces) for one file, or nil for none. A joined entry's position is
 	// its last line's, so an entry still open is read again after a restart.
 	Multiline func() *pipeline.Multiline
-	// MaxLineBytes, above 0, bounds lines below the limit of the stream
-	// they go to (pipeline.Stream.LineLimit, limits.max_line_bytes, shared
-	// with container output); podtail leaves it 0.
-	MaxLineBytes int
 	// Poll is how often the directory is checked when no inotify event comes.
 	Poll time.Duration
 	// Open bounds the files open at once across directories; nil: no bound.
@@ -242,7 +237,7 @@ func (rs *Readers) cancel(tenant string, w *slotWaiter) bool {
 type Dir struct {
 	cfg     Config
 	store   *positions.Store
-	next    pipeline.Consumer
+	out     pipeline.Sink
 	metrics *Metrics
 	log     *zap.Logger
 	prefix  string
@@ -311,15 +306,19 @@ type Dir struct {
 	unopened bool
 }
 
+// KeyPrefix is what the positions keys of dir's files start with: a file's
+// key is "file:<dir>#<fingerprint>".
+func KeyPrefix(dir string) string { return "file:" + filepath.Clean(dir) + "#" }
+
 // NewDir returns a tailer for cfg.Dir.
-func NewDir(cfg Config, store *positions.Store, next pipeline.Consumer, m *Metrics, log *zap.Logger) *Dir {
+func NewDir(cfg Config, store *positions.Store, out pipeline.Sink, m *Metrics, log *zap.Logger) *Dir {
 	if cfg.Poll <= 0 {
 		cfg.Poll = defaultPoll
 	}
 	d := &Dir{
-		cfg: cfg, store: store, next: next, metrics: m,
+		cfg: cfg, store: store, out: out, metrics: m,
 		log:     log.WithLazy(zap.String("dir", cfg.Dir), zap.String("tenant", cfg.Tenant)), // lazy: 500 eager clones were 1 MB
-		prefix:  positionsPrefix + filepath.Clean(cfg.Dir) + "#",
+		prefix:  KeyPrefix(cfg.Dir),
 		readers: map[uint64]*reader{}, seen: map[uint64]stamp{}, keyOf: map[uint64]string{},
 		known: map[string]Fingerprint{}, readTo: map[string]int64{}, warned: map[string]bool{},
 		refused: map[uint64]string{}, dirfd: -1,
@@ -716,22 +715,20 @@ func (d *Dir) open(c candidate) bool {
 		Drops:    d.metrics.dropped,
 		Repaired: d.metrics.repaired,
 		OnAck:    d.acked(r),
-	}, d.pipeline(), d.next)
+		// Lines go to the sink a read at a time (lines flushes) as views of
+		// the read buffer, which the sink copies from. (Multiline joining
+		// makes lines of its own, and keeps a queue of entries the stream
+		// refused: see r.joined.)
+		BorrowedLines: d.cfg.Multiline == nil,
+	}, d.pipeline(), d.out)
 	if p, ok := d.store.Get(r.key); ok {
 		r.stream.Restore(p.Last)
 	}
 	r.stream.ReplayTo(r.replayTo)
 	if d.cfg.Multiline != nil {
 		r.ml = d.cfg.Multiline()
-	} else if pipeline.CopiesLines(d.next) {
-		// Lines go to the sink a read at a time (lines flushes): one
-		// hand-over per read, not one per line, and as views of the read
-		// buffer, which the sink copies from. (Multiline joining keeps its
-		// own queue of entries the sink refused: see r.joined.)
-		r.stream.BorrowLines()
-		r.borrow = true
 	} else {
-		r.stream.Buffer()
+		r.borrow = true
 	}
 	d.readers[c.ino] = r
 	d.metrics.opened.WithLabelValues(d.cfg.Tenant, r.kind).Inc()
@@ -1026,7 +1023,7 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 		// A plain reader gives its unshipped tail back at the end of each
 		// read (release seeks back to it), so a last line without a newline
 		// is read again here. (It was lost from b951766 on.)
-		max, _ := d.lineLimit(r)
+		max, _ := r.stream.LineLimit()
 		if r.readTail(max) {
 			return false // whole lines arrived meanwhile: the next cycle sends them
 		}
@@ -1185,19 +1182,9 @@ type reader struct {
 	skipping bool // dropping the rest of an over-long line
 	seq      int
 	stream   *pipeline.Stream
-	borrow   bool // lines are sent as views of buf (Stream.BorrowLines)
+	borrow   bool // lines are sent as views of buf (StreamConfig.BorrowedLines)
 	ml       *pipeline.Multiline
 	joined   []pipeline.Joined // joined entries the sink has not taken yet
-}
-
-// lineLimit is the longest line r ships (the stream's limit, or the
-// directory's max_line_bytes if lower), and whether longer ones are dropped.
-func (d *Dir) lineLimit(r *reader) (int, bool) {
-	max, drop := r.stream.LineLimit()
-	if d.cfg.MaxLineBytes > 0 && d.cfg.MaxLineBytes < max {
-		max = d.cfg.MaxLineBytes
-	}
-	return max, drop
 }
 
 // readTail reads what the file holds past r.off into r.buf, up to max bytes
@@ -1252,7 +1239,10 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 		return nil
 	}
 	r.joined = append(r.joined, r.ml.Flush(time.Now(), force)...)
-	return r.sendJoined(ctx)
+	if err := r.sendJoined(ctx); err != nil {
+		return err
+	}
+	return r.stream.Flush(ctx)
 }
 
 // read ships the complete lines available, up to the budget, until the
@@ -1362,20 +1352,17 @@ func (r *reader) lines(ctx context.Context, d *Dir) error {
 		sent++
 		start = next
 	}
-	max, drop := d.lineLimit(r)
+	max, drop := r.stream.LineLimit()
 	if len(r.buf)-start > max {
-		// An over-long line: ship its head, marked (or drop it), and skip to
-		// its end, never holding more of it than the limit and a chunk.
+		// An over-long line: ship its head, which the stream truncates with
+		// a marker (or drops), and skip to its end, never holding more of
+		// it than the limit and a chunk.
 		end := r.off + int64(len(r.buf))
 		if !r.skipping {
-			if drop {
-				r.stream.CountDrop(pipeline.DropLineTooLong)
-			} else {
-				line := pipeline.TruncateLine(string(r.buf[start:start+max]), max)
-				if err := r.send(ctx, time.Now(), line, end); err != nil {
-					return err
-				}
-				r.stream.CountTruncated()
+			if err := r.send(ctx, time.Now(), string(r.buf[start:start+max+1]), end); err != nil {
+				return err
+			}
+			if !drop {
 				d.metrics.truncated.WithLabelValues(d.cfg.Tenant).Inc()
 			}
 			r.skipping = true

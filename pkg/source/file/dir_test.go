@@ -29,7 +29,9 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"))
 }
 
-// sink records what a Dir sends and acknowledges it at once.
+// sink records what a Dir sends and acknowledges it at once. Like the Loki
+// client, it copies the lines it keeps: the tailer lends them from its read
+// buffer.
 type sink struct {
 	mu    sync.Mutex
 	count map[string]int
@@ -41,19 +43,27 @@ type sink struct {
 
 func newSink() *sink { return &sink{count: map[string]int{}} }
 
-func (s *sink) Consume(_ context.Context, e pipeline.Entry) error {
-	s.mu.Lock()
-	s.count[e.Line]++
-	s.lines = append(s.lines, e.Line)
-	if e.Replay {
-		s.replayed = append(s.replayed, e.Line)
+func (s *sink) Consume(_ context.Context, es []pipeline.Entry) (int, error) {
+	for _, e := range es {
+		s.take(e)
 	}
+	return len(es), nil
+}
+
+func (s *sink) take(e pipeline.Entry) {
+	line := strings.Clone(e.Line)
+	s.mu.Lock()
+	s.count[line]++
+	s.lines = append(s.lines, line)
+	if e.Replay {
+		s.replayed = append(s.replayed, line)
+	}
+	n := len(s.lines)
 	s.mu.Unlock()
 	e.Ack.Ack(e.Pos)
-	if s.delay > 0 && len(s.lines)%100 == 0 {
+	if s.delay > 0 && n%100 == 0 {
 		time.Sleep(s.delay)
 	}
-	return nil
 }
 
 func (s *sink) total() int {
@@ -70,6 +80,10 @@ type running struct {
 }
 
 func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Consumer, m *Metrics, opts ...func(*Config)) *running {
+	return startDirLimits(t, dir, store, pipeline.Sink{Consumer: next}, m, opts...)
+}
+
+func startDirLimits(t *testing.T, dir string, store *positions.Store, out pipeline.Sink, m *Metrics, opts ...func(*Config)) *running {
 	t.Helper()
 	cfg := Config{
 		Dir:    dir,
@@ -80,7 +94,7 @@ func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Co
 	for _, o := range opts {
 		o(&cfg)
 	}
-	d := NewDir(cfg, store, next, m, testLogger())
+	d := NewDir(cfg, store, out, m, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
@@ -458,12 +472,15 @@ type gate struct {
 	prefix string
 }
 
-func (g *gate) Consume(ctx context.Context, e pipeline.Entry) error {
-	if strings.HasPrefix(e.Line, g.prefix) && time.Now().Before(g.open) {
-		<-ctx.Done()
-		return ctx.Err()
+func (g *gate) Consume(ctx context.Context, es []pipeline.Entry) (int, error) {
+	for i, e := range es {
+		if strings.HasPrefix(e.Line, g.prefix) && time.Now().Before(g.open) {
+			<-ctx.Done()
+			return i, ctx.Err()
+		}
+		g.next.take(e)
 	}
-	return g.next.Consume(ctx, e)
+	return len(es), nil
 }
 
 // Pushed back while its file is renamed away: the lines the sink refused
@@ -511,7 +528,8 @@ func TestHeldBackTailerOpensRotatedFileAtOnce(t *testing.T) {
 }
 
 // A file renamed away with a last line that has no newline: that line is
-// shipped when the file is finished, whether lines are borrowed or copied.
+// shipped when the file is finished, whether lines are borrowed or joined
+// (multiline, whose lines are copies).
 // (From b951766 on, a reader gave its unshipped tail back after each read and
 // finishing shipped nothing.)
 func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
@@ -520,11 +538,17 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 			dir := t.TempDir()
 			store, _ := positions.Open(t.TempDir())
 			s := newSink()
-			var next pipeline.Consumer = s
-			if borrowed {
-				next = &copying{next: s}
-			}
-			startDir(t, dir, store, next, NewMetrics(prometheus.NewRegistry(), nil, nil))
+			startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
+				if !borrowed {
+					c.Multiline = func() *pipeline.Multiline {
+						m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^\{`, "max_wait": "50ms"})
+						if err != nil {
+							t.Fatal(err)
+						}
+						return m
+					}
+				}
+			})
 			path := filepath.Join(dir, "app.log")
 			_ = os.WriteFile(path, append(numbered(1, 999), `{"n":1000}`...), 0o644)
 			waitFor(t, 5*time.Second, "999 lines", func() bool { return s.total() >= 999 })

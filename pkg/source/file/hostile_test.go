@@ -22,7 +22,7 @@ import (
 )
 
 // startObserved runs a Dir on dir whose warnings the test can count.
-func startObserved(t *testing.T, dir string, next pipeline.Consumer, m *Metrics) *observer.ObservedLogs {
+func startObserved(t *testing.T, dir string, out pipeline.Sink, m *Metrics) *observer.ObservedLogs {
 	t.Helper()
 	core, logs := observer.New(zap.WarnLevel)
 	store, err := positions.Open(t.TempDir())
@@ -34,7 +34,7 @@ func startObserved(t *testing.T, dir string, next pipeline.Consumer, m *Metrics)
 		Tenant: "t",
 		Labels: func(string) (map[string]string, bool) { return map[string]string{"tenant": "t"}, true },
 		Poll:   10 * time.Millisecond,
-	}, store, next, m, zap.New(core))
+	}, store, out, m, zap.New(core))
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
@@ -67,7 +67,7 @@ func TestHostileDirectoryEntries(t *testing.T) {
 
 	s := newSink()
 	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	logs := startObserved(t, dir, s, m)
+	logs := startObserved(t, dir, pipeline.Sink{Consumer: s}, m)
 	waitFor(t, 5*time.Second, "the honest file's lines", func() bool { return s.total() >= 2 })
 	time.Sleep(300 * time.Millisecond) // ~30 more cycles
 	s.mu.Lock()
@@ -111,7 +111,7 @@ func TestSymlinkedLogDirectory(t *testing.T) {
 	for _, dir := range []string{filepath.Join(root, "linked-logs"), filepath.Join(root, "linked-parent", "workplace", "logs")} {
 		s := newSink()
 		m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-		logs := startObserved(t, dir, s, m)
+		logs := startObserved(t, dir, pipeline.Sink{Consumer: s}, m)
 		time.Sleep(300 * time.Millisecond)
 		if n := s.total(); n != 0 {
 			t.Errorf("%s: %d lines read through a symlink", dir, n)
@@ -124,7 +124,7 @@ func TestSymlinkedLogDirectory(t *testing.T) {
 		}
 	}
 	s := newSink()
-	startObserved(t, real, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	startObserved(t, real, pipeline.Sink{Consumer: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
 	waitFor(t, 5*time.Second, "the line through the real path", func() bool { return s.total() == 1 })
 }
 
@@ -175,7 +175,7 @@ func TestLongLineDropped(t *testing.T) {
 	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"tenant", "reason"})
 	s := newSink()
 	m := NewMetrics(prometheus.NewRegistry(), drops, nil)
-	startObserved(t, dir, lim.Wrap(s), m)
+	startObserved(t, dir, pipeline.Sink{Consumer: s, Limits: lim}, m)
 	must(t, os.WriteFile(filepath.Join(dir, "a.log"), []byte("before\n"+strings.Repeat("z", 1<<20)+"\nafter\n"), 0o644))
 	waitFor(t, 5*time.Second, "2 lines", func() bool { return s.total() >= 2 })
 	time.Sleep(100 * time.Millisecond)
