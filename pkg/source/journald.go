@@ -1,12 +1,10 @@
 package source
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/journal"
-	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
@@ -64,8 +61,7 @@ type JournalOutput struct {
 
 	linesN, bytesN, lostN prometheus.Counter
 
-	draining atomic.Bool
-	wake     chan struct{}
+	drainWake
 
 	stream *pipeline.Stream
 	// skipTo: complete lines up to this entry were delivered before a
@@ -83,37 +79,12 @@ type JournalOutput struct {
 	chains []*journalChain
 }
 
-// sentLine is a line handed over: its position, and the cursor of its last
-// entry.
-type sentLine struct {
-	pos    int64
-	cursor journal.Cursor
-}
-
-// journalChain is a line conmon split into partial entries: the cursor of
-// the entry read before its first part (where reading must resume while
-// the line is not delivered), and its joined content so far.
-type journalChain struct {
-	stream  string
-	before  journal.Cursor
-	time    time.Time
-	content []byte
-	// skipping: the line went over the line limit and was shipped truncated
-	// (or dropped); its remaining parts are passed over.
-	skipping bool
-	// pos is the position of the line sent for it (0: none yet, or passed
-	// over after a restart); done: its last part was read. It is delivered
-	// once done and pos acknowledged.
-	pos  int64
-	done bool
-}
-
 // NewJournalOutput returns a reader of t's output from the journal.
 func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *pipeline.Pipeline, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
 	o := &JournalOutput{
 		target: t, key: Key(t.ID), store: store, out: out, pipe: p, journal: j, metrics: m, fromEnd: fromEnd,
-		log:  log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant)),
-		wake: make(chan struct{}, 1),
+		log:       outputLog(log, t),
+		drainWake: drainWake{wake: make(chan struct{}, 1)},
 	}
 	o.linesN, o.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
 	o.lostN = m.journalLost.WithLabelValues(t.Tenant)
@@ -128,22 +99,6 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *
 		OnAck:    o.acked,
 	}, p, out)
 	return o
-}
-
-// SetDraining tells the reader whether the container has stopped: a
-// draining reader reads to the end of what the journal holds and returns.
-func (o *JournalOutput) SetDraining(d bool) {
-	if o.draining.Swap(d) != d {
-		o.Wake()
-	}
-}
-
-// Wake makes the reader look at the journal now.
-func (o *JournalOutput) Wake() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Run reads until ctx ends, or, once draining, until the end of what the
@@ -193,10 +148,7 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 			idle = time.Time{}
 			continue
 		}
-		if idle.IsZero() {
-			idle = time.Now()
-		}
-		if o.draining.Load() && time.Since(idle) >= drainSettle {
+		if o.settled(&idle) {
 			// The container is gone: a line it left unfinished is all
 			// there will be of it.
 			o.sendDangling(ctx)
@@ -214,28 +166,6 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
-}
-
-// resume is the cursor reading starts after: the stored one, or none.
-func (o *JournalOutput) resume() (journal.Cursor, error) {
-	p, ok := o.store.Get(o.key)
-	if !ok || p.Cursor == "" {
-		return journal.Cursor{}, nil
-	}
-	after, err := journal.ParseCursor(p.Cursor)
-	if err != nil {
-		// Not ours to guess: reading from the start could re-send the
-		// container's whole history.
-		return journal.Cursor{}, fmt.Errorf("positions %s: %s: %w", o.store.Path(), o.key, err)
-	}
-	if p.DeliveredCursor != "" {
-		if o.skipTo, err = journal.ParseCursor(p.DeliveredCursor); err != nil {
-			return journal.Cursor{}, fmt.Errorf("positions %s: %s: delivered_cursor: %w", o.store.Path(), o.key, err)
-		}
-	}
-	o.stream.Restore(p.Last)
-	o.last = after
-	return after, nil
 }
 
 func (o *JournalOutput) open(after journal.Cursor) (*journal.Reader, error) {
@@ -303,253 +233,4 @@ func countEntries(opts journal.Options) (int64, error) {
 		}
 		n++
 	}
-}
-
-// skipToEnd passes over what the journal holds now (discovery.existing_from
-// "end") and stores the position there.
-func (o *JournalOutput) skipToEnd(r *journal.Reader) error {
-	var e journal.Entry
-	for {
-		ok, err := r.Next(&e)
-		if err != nil {
-			return fmt.Errorf("container %s: journal: %w", o.target.Name, err)
-		}
-		if !ok {
-			break
-		}
-		o.last = e.Cursor
-	}
-	if !o.last.IsZero() {
-		o.store.Put(o.key, positions.Position{Cursor: o.last.String()})
-	}
-	return nil
-}
-
-// read hands on what the journal holds now, a bounded batch at a time, and
-// returns how many entries it read.
-func (o *JournalOutput) read(ctx context.Context, r *journal.Reader, e *journal.Entry) (int, error) {
-	const batch = 1024 // entries between two hand-overs to the sink
-	n := 0
-	for n < batch {
-		if ctx.Err() != nil {
-			return n, nil // stopping: what is not sent is read again after a restart
-		}
-		ok, err := r.Next(e)
-		if err != nil {
-			// A damaged journal file or entry: the reader skips it, and
-			// says so once (podtail_source_malformed_lines_total is for
-			// container log lines not in CRI format, not for this).
-			o.log.Error("journal", zap.Error(err))
-			continue
-		}
-		if !ok {
-			return n, nil
-		}
-		n++
-		if err := o.entry(ctx, e); err != nil {
-			return n, err
-		}
-		o.last = e.Cursor
-	}
-	return n, nil
-}
-
-// entry ships one journal entry, or joins it to the line it is part of.
-func (o *JournalOutput) entry(ctx context.Context, e *journal.Entry) error {
-	msg, _ := e.Field(fieldMessage)
-	o.bytesN.Add(float64(len(msg)))
-	// conmon ends every entry, partial ones included, with the newline it
-	// split at or a newline of its own; a partial entry's content has none.
-	msg = bytes.TrimSuffix(msg, []byte{'\n'})
-	prio, _ := e.Field(fieldPriority)
-	stream := streamOfPriority(prio)
-	partialV, _ := e.Field(fieldPartial)
-	partial := string(partialV) == "true"
-
-	ch := o.chain(stream)
-	if ch != nil && ch.skipping {
-		if !partial {
-			o.mu.Lock()
-			o.endChain(ch)
-			o.mu.Unlock()
-		}
-		return nil
-	}
-	limit, _ := o.stream.LineLimit()
-	if partial && (ch == nil || len(ch.content)+len(msg) <= limit) {
-		if ch == nil {
-			ch = &journalChain{stream: stream, before: o.last, time: e.Time()}
-			o.mu.Lock()
-			o.chains = append(o.chains, ch)
-			o.mu.Unlock()
-		}
-		ch.content = append(ch.content, msg...)
-		return nil
-	}
-	t, line := e.Time(), string(msg)
-	if ch != nil {
-		t, line = ch.time, string(ch.content)+line
-	}
-	var pos int64
-	if o.skipTo.IsZero() || cursorAfter(e.Cursor, o.skipTo) {
-		var err error
-		if pos, err = o.send(ctx, t, stream, line, e.Cursor); err != nil {
-			return err
-		}
-	}
-	if ch == nil {
-		return nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	ch.pos = pos
-	if partial {
-		// Over the line limit with parts still to come: what was sent was
-		// truncated (or dropped) by the stream; the rest is passed over
-		// until the line's last part.
-		ch.skipping, ch.content = true, nil
-		return nil
-	}
-	o.endChain(ch)
-	return nil
-}
-
-// chain is the line being joined on stream, or nil.
-func (o *JournalOutput) chain(stream string) *journalChain {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, ch := range o.chains {
-		if ch.stream == stream && !ch.done {
-			return ch
-		}
-	}
-	return nil
-}
-
-// endChain records that ch's last part was read. o.mu is held.
-func (o *JournalOutput) endChain(ch *journalChain) {
-	ch.done, ch.content = true, nil
-	if ch.pos == 0 {
-		// Nothing was sent for it (delivered before a restart): nothing
-		// holds the resume point back.
-		for i, c := range o.chains {
-			if c == ch {
-				o.chains = append(o.chains[:i], o.chains[i+1:]...)
-				break
-			}
-		}
-	}
-}
-
-// send hands one line to the stream and returns its position.
-func (o *JournalOutput) send(ctx context.Context, t time.Time, stream, line string, cursor journal.Cursor) (int64, error) {
-	o.mu.Lock()
-	o.seq++
-	pos := o.seq
-	o.sent = append(o.sent, sentLine{pos: pos, cursor: cursor})
-	o.mu.Unlock()
-	if err := o.stream.Send(ctx, t, line, pos, labels.Stream, stream); err != nil {
-		return pos, o.handOver(ctx, err)
-	}
-	o.linesN.Inc()
-	return pos, nil
-}
-
-// sendDangling ships the lines left unfinished by a container that is gone.
-func (o *JournalOutput) sendDangling(ctx context.Context) {
-	o.mu.Lock()
-	var open []*journalChain
-	for _, ch := range o.chains {
-		if !ch.done && !ch.skipping && len(ch.content) > 0 {
-			open = append(open, ch)
-		}
-	}
-	o.mu.Unlock()
-	for _, ch := range open {
-		pos, err := o.send(ctx, ch.time, ch.stream, string(ch.content), o.last)
-		if err != nil {
-			return
-		}
-		o.mu.Lock()
-		ch.pos = pos
-		o.endChain(ch)
-		o.mu.Unlock()
-	}
-}
-
-func (o *JournalOutput) flush(ctx context.Context) error {
-	return o.handOver(ctx, o.stream.Flush(ctx))
-}
-
-// handOver is the outcome of handing entries to the stream: nil once ctx
-// has ended (what was not handed over is read again after a restart).
-func (o *JournalOutput) handOver(ctx context.Context, err error) error {
-	if err == nil || ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("container %s: %w", o.target.Name, err)
-}
-
-// acked stores the cursor up to which everything was delivered. Reading
-// must resume before the first part of a joined line not yet delivered, so
-// the cursor stays there and DeliveredCursor records the rest.
-func (o *JournalOutput) acked(pos int64, last map[string]int64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	i := 0
-	for i < len(o.sent) && o.sent[i].pos <= pos {
-		i++
-	}
-	if i == 0 {
-		return
-	}
-	delivered := o.sent[i-1].cursor
-	if i == len(o.sent) {
-		// Give the array back: kept, it stays as large as the most this
-		// reader ever had in flight (72 bytes a line), for each container.
-		o.sent = nil
-	} else {
-		o.sent = append(o.sent[:0], o.sent[i:]...)
-	}
-	resume := delivered
-	kept := o.chains[:0]
-	for _, ch := range o.chains {
-		if ch.done && ch.pos <= pos {
-			continue // delivered whole
-		}
-		kept = append(kept, ch)
-		if cursorAfter(resume, ch.before) {
-			resume = ch.before
-		}
-	}
-	clear(o.chains[len(kept):])
-	o.chains = kept
-	p := positions.Position{Cursor: resume.String(), Last: last}
-	if resume.IsZero() {
-		p.Cursor = ""
-	}
-	if resume != delivered {
-		p.DeliveredCursor = delivered.String()
-	}
-	o.store.Put(o.key, p)
-}
-
-// cursorAfter reports whether a is past b in the journal: by sequence number
-// within one journal (same seqnum ID), else by time.
-func cursorAfter(a, b journal.Cursor) bool {
-	if a.SeqnumID == b.SeqnumID {
-		return a.Seqnum > b.Seqnum
-	}
-	return a.Realtime > b.Realtime
-}
-
-// streamOfPriority tells stdout from stderr: conmon 2.1 logs stdout at
-// PRIORITY 6 (info) and stderr at 3 (err). conmon 2.2 also takes a line's
-// own "<N>" prefix as its priority (sd-daemon style); such lines are put on
-// stderr when N is err or worse (0-3), else on stdout.
-func streamOfPriority(p []byte) string {
-	if len(p) == 1 && p[0] >= '0' && p[0] <= '3' {
-		return Stderr
-	}
-	return Stdout
 }
