@@ -10,7 +10,7 @@ TESTBED := e2e/testbed/testbed.sh
 # only the bindings' connection, which builds under cgo without btrfs or gpgme headers).
 RACE_PKGS = $$(go list ./... | grep -v /e2e)
 # Fuzz targets, each run for FUZZTIME in make test (a few seconds each) (go test runs one target per call).
-FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/source/:FuzzParseConmonTime ./pkg/discovery/:FuzzValidTenant ./pkg/pipeline/:FuzzZap ./pkg/pipeline/:FuzzLogfmt ./pkg/pipeline/:FuzzMultiline ./pkg/discovery/:FuzzFileRules ./pkg/pipeline/:FuzzSanitizeRender \
+FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/source/:FuzzParseConmonTime ./pkg/discovery/:FuzzValidTenant ./pkg/pipeline/stage/:FuzzZap ./pkg/pipeline/stage/:FuzzLogfmt ./pkg/pipeline/:FuzzMultiline ./pkg/discovery/:FuzzFileRules ./pkg/pipeline/:FuzzSanitizeRender \
 	./pkg/journal/:FuzzReadFile ./pkg/journal/:FuzzParseCursor
 # By executions, not seconds: a time limit can end a run with "context deadline
 # exceeded" reported as a failure, with no crasher (seen here). Minimising a new

@@ -14,6 +14,7 @@ import (
 	"github.com/podtail/podtail/pkg/journal"
 	"github.com/podtail/podtail/pkg/loki"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/source"
 	"github.com/podtail/podtail/pkg/source/file"
@@ -169,12 +170,12 @@ func newScheduler(readCtx context.Context, store *positions.Store, guards *pipel
 			Pipeline:  pipelineOf(cfg.Pipeline.Files),
 			Multiline: multilineOf(cfg.Pipeline.Files),
 			Poll:      cfg.Files.PollInterval,
-			Open:      file.NewLimiter(cfg.Files.MaxOpen),
+			OpenFiles: file.NewOpenFiles(cfg.Files.MaxOpen),
 			// As many of a tenant's directories read at once as there are
 			// cores to parse with: more only hold buffers while Loki pushes back.
-			Readers: file.NewReaders(max(2, runtime.GOMAXPROCS(0))),
-			Watch:   src.watch,
-			Metrics: file.NewMetrics(reg, src.metrics.Dropped(), src.metrics.Repaired()),
+			ReadSlots: file.NewReadSlots(max(2, runtime.GOMAXPROCS(0))),
+			Watch:     src.watch,
+			Metrics:   file.NewMetrics(reg, src.metrics.Dropped(), src.metrics.Repaired()),
 		},
 	}, src.metrics, log.Named("source"))
 	reg.MustRegister(sched) // podtail_source_unacked_bytes, per source
@@ -184,9 +185,9 @@ func newScheduler(readCtx context.Context, store *positions.Store, guards *pipel
 // pipelineOf returns a factory of pipelines of specs (validated at load):
 // every source gets its own, since stages may keep per-stream state.
 func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
-	_, stages, _ := pipeline.SplitMultiline(specs)
+	_, stages, _ := stage.SplitMultiline(specs)
 	return func() *pipeline.Pipeline {
-		p, err := pipeline.Build(stages)
+		p, err := stage.Build(stages)
 		if err != nil {
 			panic(err) // unreachable: Validate built the same specs
 		}
@@ -197,12 +198,12 @@ func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
 // multilineOf returns a factory of line joiners when specs start with a
 // multiline spec, else nil.
 func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
-	ml, _, _ := pipeline.SplitMultiline(specs)
+	ml, _, _ := stage.SplitMultiline(specs)
 	if ml == nil {
 		return nil
 	}
 	return func() *pipeline.Multiline {
-		m, err := pipeline.NewMultilineFromSpec(ml)
+		m, err := stage.NewMultilineFromSpec(ml)
 		if err != nil {
 			panic(err) // unreachable: Validate built the same spec
 		}

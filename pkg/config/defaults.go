@@ -5,6 +5,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 )
 
 // Default returns the configuration used where nothing is said.
@@ -55,8 +56,8 @@ func Default() Config {
 			Tenants:             []string{},
 		},
 		Pipeline: Pipelines{
-			Container: pipeline.ContainerPreset(),
-			Files:     pipeline.ZapPreset(),
+			Container: stage.ContainerPreset(),
+			Files:     stage.ZapPreset(),
 		},
 	}
 }

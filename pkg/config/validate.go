@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/podtail/podtail/pkg/labels"
-	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 )
 
 // Validate checks every key and joins all problems, each naming its key.
@@ -192,25 +192,25 @@ func (c *Config) validateSomethingToCollect(p *problems) {
 }
 
 func (c *Config) validateContainerPipeline(p *problems) {
-	if ml, stages, err := pipeline.SplitMultiline(c.Pipeline.Container); err != nil {
+	if ml, stages, err := stage.SplitMultiline(c.Pipeline.Container); err != nil {
 		p.bad("pipeline.container", "%v", err)
 	} else if ml != nil {
 		p.bad("pipeline.container", "multiline is supported on files only (container output: not yet)")
-	} else if _, err := pipeline.Build(stages); err != nil {
+	} else if _, err := stage.Build(stages); err != nil {
 		p.bad("pipeline.container", "%v", err)
 	}
 }
 
 func (c *Config) validateFilesPipeline(p *problems) {
-	if ml, stages, err := pipeline.SplitMultiline(c.Pipeline.Files); err != nil {
+	if ml, stages, err := stage.SplitMultiline(c.Pipeline.Files); err != nil {
 		p.bad("pipeline.files", "%v", err)
 	} else {
 		if ml != nil {
-			if _, err := pipeline.NewMultilineFromSpec(ml); err != nil {
+			if _, err := stage.NewMultilineFromSpec(ml); err != nil {
 				p.bad("pipeline.files", "%v", err)
 			}
 		}
-		if _, err := pipeline.Build(stages); err != nil {
+		if _, err := stage.Build(stages); err != nil {
 			p.bad("pipeline.files", "%v", err)
 		}
 	}

@@ -1,5 +1,9 @@
 // Package pipeline holds the entry type that flows from sources to the sink,
-// the interfaces between them, and (later) the parsing stages in between.
+// the interfaces between them, and what a source runs between the two: the
+// Stream (stages, per-tenant guards, labels, acknowledgements), the Stage
+// interface and its runner, and the Multiline joiner. The stages themselves,
+// and Build, which makes a Pipeline of them from the configuration, are in
+// pkg/pipeline/stage: a source needs only this package.
 //
 // Ownership: a source builds an Entry and hands it to a Consumer; from then on
 // the consumer owns it. When Loki has acknowledged the entry (2xx) or the sink

@@ -35,7 +35,9 @@ import (
 // is the last acknowledged Pos.)
 //
 // Config: first_line (RE2, required; Promtail's name firstline is accepted
-// too), max_lines, max_wait (Promtail's max_wait_time is accepted too).
+// too), max_lines, max_wait (Promtail's max_wait_time is accepted too). The
+// spec form (a map, with those aliases) is read by
+// stage.NewMultilineFromSpec (pkg/pipeline/stage).
 type Multiline struct {
 	first    *regexp.Regexp
 	maxLines int
@@ -77,66 +79,23 @@ func NewMultiline(cfg MultilineConfig) (*Multiline, error) {
 	}
 	var re *regexp.Regexp
 	if cfg.FirstLine == "" {
-		errs = append(errs, optErrorf("first_line", "required"))
+		errs = append(errs, errors.New("first_line: required"))
 	} else {
 		var err error
 		if re, err = regexp.Compile(cfg.FirstLine); err != nil {
-			errs = append(errs, &optErr{key: "first_line", err: err})
+			errs = append(errs, fmt.Errorf("first_line: %w", err))
 		}
 	}
 	if cfg.MaxLines < 1 {
-		errs = append(errs, optErrorf("max_lines", "must be at least 1"))
+		errs = append(errs, errors.New("max_lines: must be at least 1"))
 	}
 	if cfg.MaxWait < 0 {
-		errs = append(errs, optErrorf("max_wait", "must not be negative"))
+		errs = append(errs, errors.New("max_wait: must not be negative"))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &Multiline{first: re, maxLines: cfg.MaxLines, maxWait: cfg.MaxWait}, nil
-}
-
-// NewMultilineFromSpec is NewMultiline from a spec map as Build takes
-// (`type: multiline` may be present). Errors are prefixed "multiline: ".
-func NewMultilineFromSpec(spec map[string]any) (*Multiline, error) {
-	var errs []error
-	in := make(map[string]any, len(spec))
-	for k, v := range spec {
-		in[k] = v
-	}
-	if t, ok := in["type"]; ok && t != "multiline" {
-		errs = append(errs, optErrorf("type", "%v is not multiline", t))
-	}
-	for alias, name := range map[string]string{"firstline": "first_line", "max_wait_time": "max_wait"} {
-		if v, ok := in[alias]; ok {
-			if _, dup := in[name]; dup {
-				errs = append(errs, optErrorf(alias, "%s and %s are the same option: give one", alias, name))
-			}
-			in[name] = v
-			delete(in, alias)
-		}
-	}
-	var cfg MultilineConfig
-	if err := decode(in, &cfg); err != nil {
-		errs = append(errs, err)
-	}
-	var m *Multiline
-	if len(errs) == 0 {
-		var err error
-		if m, err = NewMultiline(cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		var out []error
-		for _, e := range errs {
-			for _, f := range flatten(e) {
-				out = append(out, fmt.Errorf("multiline: %w", f))
-			}
-		}
-		return nil, errors.Join(out...)
-	}
-	return m, nil
 }
 
 // Add takes the next line, its time and position, and now (the time it was

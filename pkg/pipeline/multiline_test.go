@@ -17,9 +17,9 @@ func feed(m *Multiline, lines []string) (out, rest []Joined) {
 	return out, m.Flush(t0, true)
 }
 
-func mustMultiline(t testing.TB, spec map[string]any) *Multiline {
+func mustMultiline(t testing.TB, cfg MultilineConfig) *Multiline {
 	t.Helper()
-	m, err := NewMultilineFromSpec(spec)
+	m, err := NewMultiline(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestMultilineGoPanic(t *testing.T) {
 		"exit status 2",
 		`{"level":"info","ts":1732492801,"msg":"restarted"}`,
 	}
-	m := mustMultiline(t, map[string]any{"first_line": `^\{`})
+	m := mustMultiline(t, MultilineConfig{FirstLine: `^\{`})
 	out, rest := feed(m, panicLines)
 	all := append(out, rest...)
 	if len(all) != 3 {
@@ -60,7 +60,7 @@ func TestMultilineGoPanic(t *testing.T) {
 		t.Errorf("last entry %+v", all[2])
 	}
 	// A panic at the very start (nothing pending) starts an entry of its own.
-	m = mustMultiline(t, map[string]any{"first_line": `^\{`})
+	m = mustMultiline(t, MultilineConfig{FirstLine: `^\{`})
 	out, rest = feed(m, panicLines[2:])
 	if all := append(out, rest...); len(all) != 2 || all[0].Line != strings.Join(panicLines[2:11], "\n") {
 		t.Errorf("leading panic: %+v", all)
@@ -78,7 +78,7 @@ func TestMultilineZapStacktrace(t *testing.T) {
 		"\t/usr/local/go/src/net/http/server.go:2220",
 		"2024-11-25T00:00:01.000Z\tINFO\tsvc/h.go:50\tok",
 	}
-	m := mustMultiline(t, map[string]any{"type": "multiline", "firstline": `^\d{4}-\d{2}-\d{2}T`, "max_wait_time": "1s"})
+	m := mustMultiline(t, MultilineConfig{FirstLine: `^\d{4}-\d{2}-\d{2}T`, MaxWait: time.Second})
 	out, rest := feed(m, lines)
 	if len(out) != 1 || out[0].Line != strings.Join(lines[:5], "\n") || out[0].Pos != 5 {
 		t.Errorf("stacktrace entry: %+v", out)
@@ -91,7 +91,7 @@ func TestMultilineZapStacktrace(t *testing.T) {
 // TestMultilineMaxLines pins the cut at max_lines: the entry is emitted
 // when full, and the next line starts a new one.
 func TestMultilineMaxLines(t *testing.T) {
-	m := mustMultiline(t, map[string]any{"first_line": `^START`, "max_lines": 3})
+	m := mustMultiline(t, MultilineConfig{FirstLine: `^START`, MaxLines: 3})
 	out, rest := feed(m, []string{"START", "a", "b", "c", "d", "START", "e"})
 	all := append(out, rest...)
 	want := []string{"START\na\nb", "c\nd", "START\ne"}
@@ -112,7 +112,7 @@ func TestMultilineMaxLines(t *testing.T) {
 // once max_wait has passed since its last line, not before; Add does the
 // same before taking a line; Deadline tells when.
 func TestMultilineMaxWait(t *testing.T) {
-	m := mustMultiline(t, map[string]any{"first_line": `^\{`, "max_wait": "500ms"})
+	m := mustMultiline(t, MultilineConfig{FirstLine: `^\{`, MaxWait: 500 * time.Millisecond})
 	if _, ok := m.Deadline(); ok {
 		t.Error("deadline with nothing pending")
 	}
@@ -136,25 +136,6 @@ func TestMultilineMaxWait(t *testing.T) {
 	out := m.Add("late", t0, 4, t0.Add(time.Second))
 	if len(out) != 1 || out[0].Line != "{b" || m.Pending() != 1 {
 		t.Errorf("late line: %+v, pending %d", out, m.Pending())
-	}
-}
-
-// TestMultilineSpecErrors pins the spec errors, each naming its option.
-func TestMultilineSpecErrors(t *testing.T) {
-	for spec, want := range map[string]map[string]any{
-		"multiline: first_line: required":                 {},
-		"multiline: first_line: error parsing regexp":     {"first_line": "("},
-		"multiline: max_lines: must be at least 1":        {"first_line": "x", "max_lines": -1},
-		"multiline: max_wait: \"soon\" is not a duration": {"first_line": "x", "max_wait": "soon"},
-		"multiline: firstline: firstline and first_line":  {"first_line": "x", "firstline": "y"},
-		"multiline: bogus: unknown option":                {"first_line": "x", "bogus": 1},
-		"multiline: type: json is not multiline":          {"type": "json", "first_line": "x"},
-		"multiline: max_wait: must not be negative":       {"first_line": "x", "max_wait": "-1s"},
-	} {
-		_, err := NewMultilineFromSpec(want)
-		if err == nil || !strings.Contains(err.Error(), spec) {
-			t.Errorf("%v: error %v, want %q", want, err, spec)
-		}
 	}
 }
 

@@ -18,7 +18,28 @@ type Record struct {
 	// Metadata is Loki structured metadata (caller, request ids, file name).
 	Metadata []Label
 
-	mdSlab []Label // room for the Metadata of records to come (setMetadata)
+	mdSlab []Label // room for the Metadata of records to come (SetMetadata)
+}
+
+// SetMetadata sets name to value, replacing an earlier value of name.
+func (r *Record) SetMetadata(name, value string) {
+	for i := range r.Metadata {
+		if r.Metadata[i].Name == name {
+			r.Metadata[i].Value = value
+			return
+		}
+	}
+	if r.Metadata == nil {
+		// Every zap line has a caller: slices for 16 records come from one
+		// allocation, each capped so that growing it copies rather than
+		// writes into its neighbour's. (Each Stream keeps its slab: 1 KiB,
+		// not more, as a thousand files have a thousand Streams.)
+		if len(r.mdSlab) < 2 {
+			r.mdSlab = make([]Label, 2*16)
+		}
+		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
+	}
+	r.Metadata = append(r.Metadata, Label{Name: name, Value: value})
 }
 
 // Stage is one processing step. Process changes r in place and returns
@@ -34,6 +55,15 @@ type StageFunc func(r *Record) (bool, string)
 // Process calls f.
 func (f StageFunc) Process(r *Record) (bool, string) { return f(r) }
 
+// FieldsSkipper is a Stage that can leave Fields unfilled when no stage
+// after it reads them: NewStream calls SkipFields on its pipeline's last
+// stage (see Pipeline.fieldsUnread). The zap stage (pkg/pipeline/stage)
+// is one.
+type FieldsSkipper interface {
+	Stage
+	SkipFields()
+}
+
 // Pipeline runs stages in order.
 type Pipeline struct {
 	stages []Stage
@@ -45,11 +75,12 @@ func New(stages ...Stage) *Pipeline { return &Pipeline{stages: stages} }
 // fieldsUnread tells p that nothing reads a record's Fields after it (a
 // Stream does not). A parser's fields are for the stages after it, so the
 // last stage's are then never read, and a zap stage skips them: filling and
-// clearing a map per line was a tenth of the zap preset's cost.
+// clearing a map per line was a tenth of the zap preset's cost. (Any last
+// stage that is a FieldsSkipper is told so.)
 func (p *Pipeline) fieldsUnread() {
 	if n := len(p.stages); n > 0 {
-		if z, ok := p.stages[n-1].(*zapStage); ok {
-			z.noFields = true
+		if z, ok := p.stages[n-1].(FieldsSkipper); ok {
+			z.SkipFields()
 		}
 	}
 }

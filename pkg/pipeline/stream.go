@@ -2,23 +2,18 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
-	"hash/fnv"
-	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/podtail/podtail/pkg/labels"
-	"github.com/podtail/podtail/pkg/sizepool"
 )
+
+// The Stream: what it is, Send (stages, guards, unique times), Flush and
+// the outbox. What it has in flight and the acknowledgements are in
+// streamack.go, how it renders label sets in render.go.
 
 // Stream runs a pipeline for one source (one file, one container's log) and
 // hands the result to the sink: it renders the source's labels with those
@@ -96,44 +91,6 @@ type lokiStream struct {
 	// at the tenant's bound leaves it (a render cache may still lead to it).
 	listed bool
 }
-
-type inflight struct {
-	pos, ns int64
-	ls      *lokiStream
-}
-
-// pendingFirst is the smallest pending array; pooled ones double from it.
-const pendingFirst = 64
-
-// pendings holds pending arrays no Stream uses, by size, 64 to 128 Ki
-// entries. A file's lines are in flight by the thousand (a file read at
-// once is acknowledged a batch later), and growing fresh arrays for them,
-// let go once all was acknowledged, was 30 % of what podtail allocated
-// over 1,000 files. Cleared when put back: their lokiStream pointers would
-// keep streams alive. (Past len an array is always zero: compaction and a
-// refused Send clear what they give up.)
-var pendings = sizepool.New[inflight](pendingFirst, 12, true)
-
-// addPending appends f to pending. A full array is compacted when at least
-// half of it was acknowledged already, and otherwise moved to a pooled one
-// twice as large. s.mu must be held.
-func (s *Stream) addPending(f inflight) {
-	if len(s.pending) == cap(s.pending) {
-		if s.head > 0 && s.head >= len(s.pending)/2 {
-			n := copy(s.pending, s.pending[s.head:])
-			clear(s.pending[n:])
-			s.pending, s.head = s.pending[:n], 0
-		} else {
-			grown := pendings.Get(max(pendingFirst, 2*cap(s.pending)))
-			grown = append(grown, s.pending[s.head:]...)
-			pendings.Put(s.pending)
-			s.pending, s.head = grown, 0
-		}
-	}
-	s.pending = append(s.pending, f)
-}
-
-var _ Acker = (*Stream)(nil)
 
 // StreamConfig configures a Stream.
 type StreamConfig struct {
@@ -294,65 +251,6 @@ func (s *Stream) drop(reason string, pos int64) {
 	s.Skip(pos)
 }
 
-// Restore sets the per-stream last times stored with a position, so times
-// after a restart are the same as before it and an in-flight resend is
-// identical to the original (Loki then drops it as a duplicate).
-func (s *Stream) Restore(last map[string]int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, v := range last {
-		ls := s.stream(k)
-		ls.last, ls.hasLast = v, true
-		ls.acked, ls.hasAcked = v, true
-	}
-}
-
-// ReplayTo marks the entries up to position pos as possibly sent before
-// this process started (Entry.Replay): a source resuming where Loki's
-// acknowledgements left off, with pos the end of the data it found there.
-func (s *Stream) ReplayTo(pos int64) { s.replayTo = pos }
-
-// Ack records delivery of everything up to pos and tells the source.
-func (s *Stream) Ack(pos int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	i := s.head
-	for ; i < len(s.pending) && s.pending[i].pos <= pos; i++ {
-		ls := s.pending[i].ls
-		ls.acked, ls.hasAcked = s.pending[i].ns, true
-	}
-	s.head = i
-	if s.head == len(s.pending) {
-		// Give the array back: kept, it would stay as large as the longest
-		// run ever in flight, for every file podtail has open.
-		pendings.Put(s.pending)
-		s.pending, s.head = nil, 0
-	}
-	if s.onAck != nil {
-		// A map per call rather than one kept per Stream: the sources
-		// store it with the position (and copied it before), and a small
-		// map kept for each of a thousand files was a quarter of a MB.
-		last := make(map[string]int64, s.streams.len())
-		for _, ls := range s.streams.all() {
-			if ls.hasAcked {
-				last[ls.key] = ls.acked
-			}
-		}
-		s.onAck(pos, last)
-	}
-}
-
-// Skip tells the stream that everything up to pos needs no delivery (all of
-// it was dropped by stages): with nothing in flight, the position moves.
-func (s *Stream) Skip(pos int64) {
-	s.mu.Lock()
-	idle := len(s.pending) == s.head
-	s.mu.Unlock()
-	if idle {
-		s.Ack(pos)
-	}
-}
-
 // Send processes one line and, unless a stage drops it, hands it on.
 // A dropped line is not acknowledged on its own: the next delivered entry's
 // position covers it (Ack means "everything up to pos").
@@ -486,144 +384,4 @@ func (s *Stream) admit(ls *lokiStream) bool {
 	}
 	ls.admitted, ls.admittedAt = true, now
 	return true
-}
-
-// stream returns the Loki stream of key, made on first use.
-// s.mu must be held: Ack reads streams.
-func (s *Stream) stream(key string) *lokiStream {
-	ls, _ := s.streams.get(key)
-	if ls == nil {
-		ls = &lokiStream{key: key, listed: true}
-		s.streams.put(key, ls)
-	}
-	return ls
-}
-
-// relist puts back in streams a Loki stream admitted after it was refused
-// and taken out, so that Ack reports its times. (Should another have
-// taken its key meanwhile, rendered from other added labels, that one
-// stays: the times it reports are its own.)
-func (s *Stream) relist(ls *lokiStream) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.streams.get(ls.key); !ok {
-		s.streams.put(ls.key, ls)
-	}
-	ls.listed = true
-}
-
-// render returns the Loki stream of a line, cached by the added labels.
-// Reserved labels (tenant, application, version, stream) come from the
-// source only: from its labels, or from the pairs it passed to Send (src); a
-// stage's value for one of them is discarded. Values are bounded by
-// limits.max_label_value_bytes (Loki's 2048 without Limits).
-func (s *Stream) render(added map[string]string, src []string) *lokiStream {
-	var key [2]string
-	if len(added) == 1 && len(src) == 0 {
-		// log_level, usually: a lookup, cheaper than starting a map walk.
-		if v, ok := added[LabelLogLevel]; ok {
-			key = [2]string{LabelLogLevel, v}
-		} else {
-			for k, v := range added {
-				key = [2]string{k, v}
-			}
-		}
-	}
-	if key[0] == "" {
-		// The signature is built in a buffer the stream keeps, and looked
-		// up without a string of its own: a string per line was a quarter
-		// of what container output allocated. (No label is named "".)
-		s.sig = appendSignature(s.sig[:0], added)
-		key = [2]string{"", unsafe.String(unsafe.SliceData(s.sig), len(s.sig))}
-	}
-	if ls, ok := s.cache.get(key); ok {
-		return ls
-	}
-	ls := s.renderNew(added, src)
-	if s.cache.len() < 1024 { // added labels are bounded; this is a backstop
-		// The key outlives the line it may point into (StreamConfig.BorrowedLines), and
-		// the signature buffer.
-		s.cache.put([2]string{strings.Clone(key[0]), strings.Clone(key[1])}, ls)
-	}
-	return ls
-}
-
-// renderNew renders a label set render has not cached.
-func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
-	all := make(map[string]string, len(s.base)/2+len(added))
-	for k, v := range added {
-		if !reservedLabels[k] {
-			all[k] = v
-		}
-	}
-	for i := 0; i+1 < len(src); i += 2 {
-		all[src[i]] = src[i+1]
-	}
-	for i := 0; i+1 < len(s.base); i += 2 { // source labels win over stage labels
-		all[s.base[i]] = s.base[i+1]
-	}
-	all, cut, _ := labels.Sanitize(all, s.limits.maxLabelValue())
-	if cut > 0 {
-		s.limits.countLabelsCut(s.tenant)
-	}
-	rendered := RenderLabels(all)
-	s.mu.Lock()
-	ls := s.stream(streamKey(rendered))
-	s.mu.Unlock()
-	ls.rendered = rendered
-	return ls
-}
-
-// appendSignature appends to b a key naming the label set m: its names
-// and values in name order, each after its length, so that no two sets
-// have the same key whatever bytes their values hold.
-func appendSignature(b []byte, m map[string]string) []byte {
-	var small [8]string
-	keys := small[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		v := m[k]
-		b = binary.AppendUvarint(b, uint64(len(k)))
-		b = append(b, k...)
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	return b
-}
-
-// streamKey is a short stable name for a rendered label set, used as the key
-// of the per-stream last times kept in positions.
-func streamKey(labels string) string {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(labels))
-	return strconv.FormatUint(h.Sum64(), 36)
-}
-
-// RenderLabels writes a label set in Loki's push format with names sorted:
-// {a="x", b="y"}. The string is as long as it needs to be: a stream keeps
-// it as long as its file is read, and a strings.Builder's doubling left a
-// quarter of it spare.
-func RenderLabels(ls map[string]string) string {
-	names := make([]string, 0, len(ls))
-	n := 2
-	for k, v := range ls {
-		names = append(names, k)
-		n += len(k) + len(v) + 5 // `, ` `=` and the quotes
-	}
-	sort.Strings(names)
-	b := make([]byte, 0, n)
-	b = append(b, '{')
-	for i, k := range names {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, k...)
-		b = append(b, '=')
-		b = strconv.AppendQuote(b, ls[k])
-	}
-	b = append(b, '}')
-	return string(b)
 }

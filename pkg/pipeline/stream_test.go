@@ -217,3 +217,22 @@ func TestAppendSignature(t *testing.T) {
 		}
 	}
 }
+
+// skipper is a stage that records being told nothing reads Fields.
+type skipper struct{ told bool }
+
+func (s *skipper) Process(*Record) (bool, string) { return true, "" }
+func (s *skipper) SkipFields()                    { s.told = true }
+
+// NewStream tells its pipeline's last stage, and only that one, that
+// nothing reads Fields after it (FieldsSkipper: the zap stage then fills
+// none); a pipeline without stages, or none, is fine.
+func TestStreamTellsLastStageFieldsUnread(t *testing.T) {
+	first, last := &skipper{}, &skipper{}
+	NewStream(StreamConfig{}, New(first, last), Sink{})
+	if first.told || !last.told {
+		t.Errorf("told: first %v, last %v; want the last only", first.told, last.told)
+	}
+	NewStream(StreamConfig{}, New(), Sink{})
+	NewStream(StreamConfig{}, nil, Sink{})
+}

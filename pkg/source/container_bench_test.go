@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 )
 
 // discard takes every entry at once, as a sink with endless room and an
@@ -71,7 +72,7 @@ func benchContainerOutput(b *testing.B, preset bool) {
 		d := &discard{}
 		var p *pipeline.Pipeline
 		if preset {
-			if p, err = pipeline.Build(pipeline.ContainerPreset()); err != nil {
+			if p, err = stage.Build(stage.ContainerPreset()); err != nil {
 				b.Fatal(err)
 			}
 		}

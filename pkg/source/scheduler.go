@@ -32,9 +32,9 @@ type Files struct {
 	Pipeline  func() *pipeline.Pipeline  // per file; nil: none
 	Multiline func() *pipeline.Multiline // per file; nil: lines are entries
 	Poll      time.Duration
-	Open      *file.Limiter
-	Readers   *file.Readers // nil: no bound
-	Watch     *file.Watcher // nil: each tailer has its own
+	OpenFiles *file.OpenFiles
+	ReadSlots *file.ReadSlots // nil: no bound
+	Watch     *file.Watcher   // nil: each tailer has its own
 	Metrics   *file.Metrics
 }
 
@@ -249,8 +249,8 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 			Pipeline:  f.Pipeline,
 			Multiline: f.Multiline,
 			Poll:      f.Poll,
-			Open:      f.Open,
-			Readers:   f.Readers,
+			OpenFiles: f.OpenFiles,
+			ReadSlots: f.ReadSlots,
 			Watch:     f.Watch,
 		}, s.store, s.out, f.Metrics, s.log)
 	}

@@ -356,8 +356,8 @@ func uniq(xs []string) []string {
 	return slices.Compact(xs)
 }
 
-// The labels podtail puts on Loki streams (pkg/labels, pkg/pipeline's zap
-// and json_auto stages). The contrib files configure no other labels.
+// The labels podtail puts on Loki streams (pkg/labels, pkg/pipeline/stage's
+// zap and json_auto stages). The contrib files configure no other labels.
 var podtailStreamLabels = []string{"tenant", "application", "version", "stream", "log_level"}
 
 // checkLogQL parses expr with Loki's parser and checks that its stream

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -28,7 +29,7 @@ func TestBorrowedLines(t *testing.T) {
 		dir := t.TempDir()
 		store, _ := positions.Open(t.TempDir())
 		s := newSink()
-		startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		r := startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
 		log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
 		const n = 60000
 		for i := 1; i <= n; i++ {
@@ -36,7 +37,7 @@ func TestBorrowedLines(t *testing.T) {
 		}
 		_ = lj.Close()
 		waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= n })
-		time.Sleep(100 * time.Millisecond)
+		r.stop(t)
 		exactlyOnce(t, s, 1, n)
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -48,18 +49,21 @@ func TestBorrowedLines(t *testing.T) {
 	})
 	t.Run("pushed back", func(t *testing.T) {
 		dir := t.TempDir()
-		store, _ := positions.Open(t.TempDir())
 		s := newSink()
-		startDir(t, dir, store, &gate{next: s, open: time.Now().Add(700 * time.Millisecond)}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+		st, v := heldBack(t, dir, s)
 		path := filepath.Join(dir, "app.log")
 		_ = os.WriteFile(path, numbered(1, 2000), 0o644)
-		time.Sleep(150 * time.Millisecond) // read, and refused
+		st.steps(3) // read, and refused
 		_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
 		_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
-		time.Sleep(150 * time.Millisecond)
+		st.steps(3)
 		appendTo(t, path, numbered(4001, 6000))
-		waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
-		time.Sleep(100 * time.Millisecond)
+		st.steps(3)
+		if v.refused.Load() == 0 || s.total() != 0 {
+			t.Fatalf("refused %d, passed %d: want every hand-over refused", v.refused.Load(), s.total())
+		}
+		v.shut.Store(false)
+		st.settle()
 		exactlyOnce(t, s, 1, 6000)
 	})
 }
@@ -86,10 +90,10 @@ func zapLines(from, to int) []byte {
 	return b
 }
 
-// checkCaller is a gate that also checks, for every entry it is offered,
+// checkCaller is a valve that also checks, for every entry it is offered,
 // that its caller metadata is the caller its line names.
 type checkCaller struct {
-	gate
+	valve
 	bad atomic.Int64
 }
 
@@ -101,31 +105,33 @@ func (c *checkCaller) Consume(ctx context.Context, es []pipeline.Entry) (int, er
 			c.bad.Add(1)
 		}
 	}
-	return c.gate.Consume(ctx, es)
+	return c.valve.Consume(ctx, es)
 }
 
 // Metadata the zap stage cuts from a borrowed line (the caller) survives a
 // failed hand-over with its line, however the read buffer is reused.
 func TestBorrowedLinesMetadata(t *testing.T) {
 	dir := t.TempDir()
-	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	c := &checkCaller{gate: gate{next: s, open: time.Now().Add(700 * time.Millisecond)}}
-	startDir(t, dir, store, c, NewMetrics(prometheus.NewRegistry(), nil, nil), func(cfg *Config) {
+	c := &checkCaller{valve: valve{next: s}}
+	c.shut.Store(true)
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: c}, nil, func(cfg *Config) {
 		cfg.Pipeline = func() *pipeline.Pipeline {
-			p, err := pipeline.Build(pipeline.ZapPreset())
+			p, err := stage.Build(stage.ZapPreset())
 			if err != nil {
 				t.Fatal(err)
 			}
 			return p
 		}
 	})
+	c.end = st.d.onTimer
 	path := filepath.Join(dir, "app.log")
 	_ = os.WriteFile(path, zapLines(1, 3000), 0o644)
-	time.Sleep(150 * time.Millisecond)
+	st.steps(3)
 	appendTo(t, path, zapLines(3001, 6000))
-	waitFor(t, 10*time.Second, "6000 lines", func() bool { return s.total() >= 6000 })
-	time.Sleep(100 * time.Millisecond)
+	st.steps(3)
+	c.shut.Store(false)
+	st.settle()
 	exactlyOnce(t, s, 1, 6000)
 	if n := c.bad.Load(); n > 0 {
 		t.Fatalf("%d entries whose caller metadata is not their line's", n)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -83,8 +85,8 @@ func startDir(t *testing.T, dir string, store *positions.Store, next pipeline.Co
 	return startDirLimits(t, dir, store, pipeline.Sink{Consumer: next}, m, opts...)
 }
 
-func startDirLimits(t *testing.T, dir string, store *positions.Store, out pipeline.Sink, m *Metrics, opts ...func(*Config)) *running {
-	t.Helper()
+// testConfig is the tests' directory: tenant t, polled every 20 ms.
+func testConfig(dir string, opts ...func(*Config)) Config {
 	cfg := Config{
 		Dir:    dir,
 		Tenant: "t",
@@ -94,7 +96,12 @@ func startDirLimits(t *testing.T, dir string, store *positions.Store, out pipeli
 	for _, o := range opts {
 		o(&cfg)
 	}
-	d := NewDir(cfg, store, out, m, testLogger())
+	return cfg
+}
+
+func startDirLimits(t *testing.T, dir string, store *positions.Store, out pipeline.Sink, m *Metrics, opts ...func(*Config)) *running {
+	t.Helper()
+	d := NewDir(testConfig(dir, opts...), store, out, m, testLogger())
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- d.Run(ctx) }()
@@ -173,7 +180,7 @@ func TestLumberjackFullSpeed(t *testing.T) {
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
 	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store, s, m)
+	r := startDir(t, dir, store, s, m)
 
 	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
 	const n = 100000
@@ -183,11 +190,8 @@ func TestLumberjackFullSpeed(t *testing.T) {
 	}
 	_ = lj.Close()
 	wrote := time.Since(start)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.total() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // a duplicate would arrive now
+	waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= n })
+	r.stop(t) // nothing arrives after the tailer ended: a duplicate is in already
 	exactlyOnce(t, s, 1, n)
 	renamed := testutil.ToFloat64(m.rotations.WithLabelValues("t", "renamed")) + testutil.ToFloat64(m.rotations.WithLabelValues("t", "deleted"))
 	t.Logf("%d lines written in %s (%.0f lines/s), %v rotations followed, %v gzip backups opened",
@@ -206,7 +210,7 @@ func TestLumberjackOutrunsSlowSink(t *testing.T) {
 	s := newSink()
 	s.delay = time.Millisecond
 	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store, s, m)
+	r := startDir(t, dir, store, s, m)
 	log, lj := zapLogger(filepath.Join(dir, "beiluo_test777_v1.log"))
 	const n = 60000
 	for i := 1; i <= n; i++ {
@@ -215,7 +219,7 @@ func TestLumberjackOutrunsSlowSink(t *testing.T) {
 	_ = lj.Close()
 	behind := s.total()
 	waitFor(t, 20*time.Second, "all lines", func() bool { return s.total() >= n })
-	time.Sleep(100 * time.Millisecond)
+	r.stop(t)
 	exactlyOnce(t, s, 1, n)
 	t.Logf("reader was %d lines behind when the writer finished; files opened: plain %v, gzip %v",
 		n-behind, testutil.ToFloat64(m.opened.WithLabelValues("t", "plain")), testutil.ToFloat64(m.opened.WithLabelValues("t", "gzip")))
@@ -261,9 +265,9 @@ func TestRestartReadsRotatedAndGzipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	m2 := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store2, s, m2)
+	r2 := startDir(t, dir, store2, s, m2)
 	waitFor(t, 10*time.Second, "all lines", func() bool { return s.total() >= 15000 })
-	time.Sleep(100 * time.Millisecond)
+	r2.stop(t)
 	exactlyOnce(t, s, 1, 15000)
 	if got := testutil.ToFloat64(m2.opened.WithLabelValues("t", "gzip-resumed")); got < 1 {
 		t.Errorf("no gzip backup was resumed at a stored offset (opened: gzip-resumed=%v)", got)
@@ -326,7 +330,7 @@ func TestCopyTruncate(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	r := startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil))
 	path := filepath.Join(dir, "app.log")
 	write := func(f *os.File, from, to int) {
 		for i := from; i <= to; i++ {
@@ -343,7 +347,7 @@ func TestCopyTruncate(t *testing.T) {
 	write(f, 101, 150)
 	f.Close()
 	waitFor(t, 5*time.Second, "150 lines", func() bool { return s.total() >= 150 })
-	time.Sleep(200 * time.Millisecond)
+	r.stop(t)
 	exactlyOnce(t, s, 1, 150)
 }
 
@@ -363,9 +367,9 @@ func TestLongLinesAndNonRegularFiles(t *testing.T) {
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
 	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store, s, m)
+	r := startDir(t, dir, store, s, m)
 	waitFor(t, 5*time.Second, "3 lines", func() bool { return s.total() >= 3 })
-	time.Sleep(100 * time.Millisecond)
+	r.stop(t)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.lines) != 3 || s.lines[0] != "before" || s.lines[2] != "after" {
@@ -402,58 +406,6 @@ func testLogger() *zap.Logger {
 	return zap.NewNop()
 }
 
-// With a multiline joiner, a Go panic between zap lines is one entry, and
-// the last entry is flushed after max_wait although nothing follows it.
-func TestMultilineGoPanic(t *testing.T) {
-	dir := t.TempDir()
-	store, _ := positions.Open(t.TempDir())
-	s := newSink()
-	startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
-		c.Multiline = func() *pipeline.Multiline {
-			m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "200ms"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return m
-		}
-	})
-	content := `{"level":"info","msg":"before"}
-panic: boom
-goroutine 1 [running]:
-main.main()
-	/app/main.go:10 +0x1d
-{"level":"info","msg":"after"}
-`
-	_ = os.WriteFile(filepath.Join(dir, "app.log"), []byte(content), 0o644)
-	waitFor(t, 5*time.Second, "3 entries", func() bool { return s.total() >= 3 })
-	time.Sleep(300 * time.Millisecond)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.lines) != 3 || !strings.HasPrefix(s.lines[1], "panic: boom\ngoroutine 1") || !strings.HasSuffix(s.lines[1], "+0x1d") {
-		t.Fatalf("entries: %q", s.lines)
-	}
-}
-
-// The open-file bound holds: with one slot and two live files, only one is
-// read until the other is deleted; then the second is read in full.
-func TestOpenFileBound(t *testing.T) {
-	dir := t.TempDir()
-	_ = os.WriteFile(filepath.Join(dir, "a.log"), []byte("a1\na2\n"), 0o644)
-	time.Sleep(10 * time.Millisecond) // distinct mtimes: a is older, read first
-	_ = os.WriteFile(filepath.Join(dir, "b.log"), []byte("b1\nb2\n"), 0o644)
-	store, _ := positions.Open(t.TempDir())
-	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	startDir(t, dir, store, s, m, func(c *Config) { c.Open = NewLimiter(1) })
-	waitFor(t, 5*time.Second, "a's lines", func() bool { return s.total() == 2 })
-	time.Sleep(200 * time.Millisecond)
-	if n := s.total(); n != 2 || testutil.ToFloat64(m.open) != 1 {
-		t.Fatalf("%d lines, %v files open; want a's 2 lines and 1 file", n, testutil.ToFloat64(m.open))
-	}
-	_ = os.Remove(filepath.Join(dir, "a.log"))
-	waitFor(t, 5*time.Second, "b's lines", func() bool { return s.total() == 4 })
-}
-
 // numbered is the lines {"n":from} to {"n":to}, as exactlyOnce reads them.
 func numbered(from, to int) []byte {
 	var b strings.Builder
@@ -463,42 +415,33 @@ func numbered(from, to int) []byte {
 	return []byte(b.String())
 }
 
-// gate refuses entries (waiting out the caller's ctx, as a full queue does)
-// until it opens, then passes them on; with a prefix, it refuses only the
-// entries that start with it.
+// gate refuses entries while shut (waiting out the caller's ctx, as a full
+// queue does), counting the hand-overs it refused, and passes them on once
+// opened; with a prefix, it refuses only the entries that start with it.
 type gate struct {
-	open   time.Time
-	next   *sink
-	prefix string
+	next    *sink
+	prefix  string
+	shut    atomic.Bool
+	refused atomic.Int64
+}
+
+// shutGate is a gate, shut.
+func shutGate(next *sink, prefix string) *gate {
+	g := &gate{next: next, prefix: prefix}
+	g.shut.Store(true)
+	return g
 }
 
 func (g *gate) Consume(ctx context.Context, es []pipeline.Entry) (int, error) {
 	for i, e := range es {
-		if strings.HasPrefix(e.Line, g.prefix) && time.Now().Before(g.open) {
+		if strings.HasPrefix(e.Line, g.prefix) && g.shut.Load() {
+			g.refused.Add(1)
 			<-ctx.Done()
 			return i, ctx.Err()
 		}
 		g.next.take(e)
 	}
 	return len(es), nil
-}
-
-// Pushed back while its file is renamed away: the lines the sink refused
-// stay separate entries (a tailer once shipped its whole buffer of them as
-// one "last line", which Loki refuses), each once, in order.
-func TestPushedBackAcrossRename(t *testing.T) {
-	dir := t.TempDir()
-	store, _ := positions.Open(t.TempDir())
-	s := newSink()
-	startDir(t, dir, store, &gate{open: time.Now().Add(500 * time.Millisecond), next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
-	path := filepath.Join(dir, "app.log")
-	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
-	time.Sleep(100 * time.Millisecond) // read, and refused
-	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
-	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
-	waitFor(t, 10*time.Second, "4000 lines", func() bool { return s.total() >= 4000 })
-	time.Sleep(100 * time.Millisecond)
-	exactlyOnce(t, s, 1, 4000)
 }
 
 // Held back by the sink, the tailer still opens a file that a rotation
@@ -510,20 +453,26 @@ func TestHeldBackTailerOpensRotatedFileAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	startDir(t, dir, store, &gate{open: time.Now().Add(3 * time.Second), next: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
+	g := shutGate(s, "")
+	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
+	r := startDir(t, dir, store, g, m)
 	path := filepath.Join(dir, "app.log")
 	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
-	time.Sleep(300 * time.Millisecond) // read, and held back
+	waitFor(t, 5*time.Second, "the lines read and held back", func() bool { return g.refused.Load() > 0 })
 	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
 	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
-	time.Sleep(200 * time.Millisecond)
+	// Within 200 ms, well before the held-back relist (a second).
+	waitFor(t, 200*time.Millisecond, "the new file opened", func() bool {
+		return testutil.ToFloat64(m.opened.WithLabelValues("t", "plain")) == 2
+	})
 	_ = os.Rename(path, filepath.Join(dir, "app-2.log"))
 	_ = os.Remove(filepath.Join(dir, "app-2.log"))
 	if s.total() != 0 {
 		t.Fatalf("%d lines passed the closed gate", s.total())
 	}
+	g.shut.Store(false)
 	waitFor(t, 10*time.Second, "4000 lines", func() bool { return s.total() >= 4000 })
-	time.Sleep(100 * time.Millisecond)
+	r.stop(t)
 	exactlyOnce(t, s, 1, 4000)
 }
 
@@ -538,10 +487,10 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 			dir := t.TempDir()
 			store, _ := positions.Open(t.TempDir())
 			s := newSink()
-			startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
+			r := startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
 				if !borrowed {
 					c.Multiline = func() *pipeline.Multiline {
-						m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^\{`, "max_wait": "50ms"})
+						m, err := stage.NewMultilineFromSpec(map[string]any{"first_line": `^\{`, "max_wait": "50ms"})
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -555,7 +504,7 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 			_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
 			_ = os.WriteFile(path, numbered(1001, 2000), 0o644)
 			waitFor(t, 5*time.Second, "2000 lines", func() bool { return s.total() >= 2000 })
-			time.Sleep(100 * time.Millisecond)
+			r.stop(t)
 			exactlyOnce(t, s, 1, 2000)
 		})
 	}
@@ -563,26 +512,26 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 
 // acquire (for tests) waits for one of tenant's slots, or until ctx ends; release
 // gives it back.
-func (rs *Readers) acquire(ctx context.Context, tenant string) (release func(), err error) {
-	got := make(chan func(), 1)
-	w := &slotWaiter{grant: func(r func()) { got <- r }}
+func (rs *ReadSlots) acquire(ctx context.Context, tenant string) (release func(), err error) {
+	got := make(chan struct{}, 1)
+	w := &slotWaiter{grant: func() { got <- struct{}{} }}
 	rs.wait(tenant, w)
 	select {
-	case r := <-got:
-		return r, nil
+	case <-got:
 	case <-ctx.Done():
 		if rs.cancel(tenant, w) {
 			return nil, ctx.Err()
 		}
-		return <-got, nil // granted meanwhile
+		<-got // granted meanwhile
 	}
+	return func() { rs.release(tenant) }, nil
 }
 
 // A tenant's read slots: a tenant with all of its slots taken waits (until
 // its context ends), another tenant does not, and a slot given back is
 // taken again.
-func TestReadersPerTenant(t *testing.T) {
-	rs := NewReaders(1)
+func TestReadSlotsPerTenant(t *testing.T) {
+	rs := NewReadSlots(1)
 	releaseA, err := rs.acquire(context.Background(), "a")
 	if err != nil {
 		t.Fatal(err)
@@ -605,7 +554,7 @@ func TestReadersPerTenant(t *testing.T) {
 		t.Fatalf("a's slot not given back: %v", err)
 	}
 	release()
-	var none *Readers
+	var none *ReadSlots
 	if release, err := none.acquire(context.Background(), "a"); err != nil {
 		t.Fatal(err)
 	} else {
@@ -620,27 +569,36 @@ func TestReadersPerTenant(t *testing.T) {
 // arrives once.
 func TestReadSlotWaitStillOpensRotatedFile(t *testing.T) {
 	store, _ := positions.Open(t.TempDir())
-	rs := NewReaders(1)
-	open := time.Now().Add(3 * time.Second)
+	rs := NewReadSlots(1)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	sA, sB := newSink(), newSink()
+	gA, gB := shutGate(sA, ""), shutGate(sB, "")
 	_ = os.WriteFile(filepath.Join(dirA, "app.log"), numbered(1, 2000), 0o644)
-	startDir(t, dirA, store, &gate{open: open, next: sA}, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) { c.Readers = rs })
-	time.Sleep(300 * time.Millisecond) // A reads, is held back, holds the slot
-	startDir(t, dirB, store, &gate{open: open, next: sB}, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) { c.Readers = rs })
+	rA := startDir(t, dirA, store, gA, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) { c.ReadSlots = rs })
+	waitFor(t, 5*time.Second, "A read, held back, holding the slot", func() bool { return gA.refused.Load() > 0 })
+	mB := NewMetrics(prometheus.NewRegistry(), nil, nil)
+	rB := startDir(t, dirB, store, gB, mB, func(c *Config) { c.ReadSlots = rs })
+	opened := func() float64 { return testutil.ToFloat64(mB.opened.WithLabelValues("t", "plain")) }
 	path := filepath.Join(dirB, "app.log")
 	_ = os.WriteFile(path, numbered(1, 2000), 0o644)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 5*time.Second, "B's file opened", func() bool { return opened() == 1 })
 	_ = os.Rename(path, filepath.Join(dirB, "app-1.log"))
 	_ = os.WriteFile(path, numbered(2001, 4000), 0o644)
-	time.Sleep(200 * time.Millisecond)
+	// Within 200 ms, well before the held-back relist (a second).
+	waitFor(t, 200*time.Millisecond, "B's new file opened", func() bool { return opened() == 2 })
 	_ = os.Rename(path, filepath.Join(dirB, "app-2.log"))
 	_ = os.Remove(filepath.Join(dirB, "app-2.log"))
 	if n := sA.total() + sB.total(); n != 0 {
 		t.Fatalf("%d lines passed the closed gate", n)
 	}
+	if gB.refused.Load() != 0 {
+		t.Fatal("B read without a slot")
+	}
+	gA.shut.Store(false)
+	gB.shut.Store(false)
 	waitFor(t, 15*time.Second, "all lines", func() bool { return sA.total() >= 2000 && sB.total() >= 4000 })
-	time.Sleep(100 * time.Millisecond)
+	rA.stop(t)
+	rB.stop(t)
 	exactlyOnce(t, sA, 1, 2000)
 	exactlyOnce(t, sB, 1, 4000)
 }
@@ -653,10 +611,11 @@ func TestRenamedFileJoinedEntryPushedBack(t *testing.T) {
 	dir := t.TempDir()
 	store, _ := positions.Open(t.TempDir())
 	s := newSink()
-	startDir(t, dir, store, &gate{prefix: "panic", open: time.Now().Add(2500 * time.Millisecond), next: s},
+	g := shutGate(s, "panic")
+	r := startDir(t, dir, store, g,
 		NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
 			c.Multiline = func() *pipeline.Multiline {
-				m, err := pipeline.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "30s"})
+				m, err := stage.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "30s"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -667,11 +626,14 @@ func TestRenamedFileJoinedEntryPushedBack(t *testing.T) {
 	_ = os.WriteFile(path, append(numbered(1, 50), "panic: boom\n\tmain.go:3\n"...), 0o644)
 	waitFor(t, 5*time.Second, "49 entries", func() bool { return s.total() >= 49 })
 	_ = os.Rename(path, filepath.Join(dir, "app-1.log"))
+	waitFor(t, 5*time.Second, "the panic, completed by the rename, refused", func() bool { return g.refused.Load() > 0 })
+	g.shut.Store(false)
 	waitFor(t, 10*time.Second, "the panic", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return slices.ContainsFunc(s.lines, func(l string) bool { return strings.HasPrefix(l, "panic: boom\n\tmain.go:3") })
 	})
+	r.stop(t)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.lines) != 51 {

@@ -1,7 +1,6 @@
 package file
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -18,29 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podtail/podtail/pkg/pipeline"
-	"github.com/podtail/podtail/pkg/source/positions"
 )
-
-// startObserved runs a Dir on dir whose warnings the test can count.
-func startObserved(t *testing.T, dir string, out pipeline.Sink, m *Metrics) *observer.ObservedLogs {
-	t.Helper()
-	core, logs := observer.New(zap.WarnLevel)
-	store, err := positions.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := NewDir(Config{
-		Dir:    dir,
-		Tenant: "t",
-		Labels: func(string) (map[string]string, bool) { return map[string]string{"tenant": "t"}, true },
-		Poll:   10 * time.Millisecond,
-	}, store, out, m, zap.New(core))
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{dir: d, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- d.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	return logs
-}
 
 // A hostile tenant's directory: symlinks to another tenant's file, to a
 // host file and to a directory, a hard link to a file outside, a FIFO
@@ -66,10 +43,12 @@ func TestHostileDirectoryEntries(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, "own.log"), []byte("own 1\nown 2\n"), 0o644))
 
 	s := newSink()
-	m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-	logs := startObserved(t, dir, pipeline.Sink{Consumer: s}, m)
-	waitFor(t, 5*time.Second, "the honest file's lines", func() bool { return s.total() >= 2 })
-	time.Sleep(300 * time.Millisecond) // ~30 more cycles
+	core, logs := observer.New(zap.WarnLevel)
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, zap.New(core))
+	m := st.m
+	for range 30 { // 30 cycles, each listing the directory
+		st.settle()
+	}
 	s.mu.Lock()
 	got := append([]string(nil), s.lines...)
 	s.mu.Unlock()
@@ -91,7 +70,9 @@ func TestHostileDirectoryEntries(t *testing.T) {
 	// the content was someone else's, so it stays refused.
 	must(t, os.Remove(secret))
 	must(t, os.Rename(filepath.Join(dir, "hard.log"), filepath.Join(dir, "renamed.log")))
-	time.Sleep(200 * time.Millisecond)
+	for range 10 {
+		st.settle()
+	}
 	if s.count["OTHER TENANT SECRET"] != 0 {
 		t.Fatal("a hard-linked file was read once its other name was gone")
 	}
@@ -110,9 +91,12 @@ func TestSymlinkedLogDirectory(t *testing.T) {
 
 	for _, dir := range []string{filepath.Join(root, "linked-logs"), filepath.Join(root, "linked-parent", "workplace", "logs")} {
 		s := newSink()
-		m := NewMetrics(prometheus.NewRegistry(), nil, nil)
-		logs := startObserved(t, dir, pipeline.Sink{Consumer: s}, m)
-		time.Sleep(300 * time.Millisecond)
+		core, logs := observer.New(zap.WarnLevel)
+		st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, zap.New(core))
+		m := st.m
+		for range 30 {
+			st.settle()
+		}
 		if n := s.total(); n != 0 {
 			t.Errorf("%s: %d lines read through a symlink", dir, n)
 		}
@@ -124,8 +108,10 @@ func TestSymlinkedLogDirectory(t *testing.T) {
 		}
 	}
 	s := newSink()
-	startObserved(t, real, pipeline.Sink{Consumer: s}, NewMetrics(prometheus.NewRegistry(), nil, nil))
-	waitFor(t, 5*time.Second, "the line through the real path", func() bool { return s.total() == 1 })
+	newStepper(t, real, nil, pipeline.Sink{Consumer: s}, nil).settle()
+	if s.total() != 1 {
+		t.Fatalf("%d lines through the real path, want 1", s.total())
+	}
 }
 
 // openAt decides on the descriptor: whatever a name is when it is opened
@@ -175,10 +161,10 @@ func TestLongLineDropped(t *testing.T) {
 	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "d"}, []string{"tenant", "reason"})
 	s := newSink()
 	m := NewMetrics(prometheus.NewRegistry(), drops, nil)
-	startObserved(t, dir, pipeline.Sink{Consumer: s, Limits: lim}, m)
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s, Limits: lim}, nil)
+	st.d.metrics = m
 	must(t, os.WriteFile(filepath.Join(dir, "a.log"), []byte("before\n"+strings.Repeat("z", 1<<20)+"\nafter\n"), 0o644))
-	waitFor(t, 5*time.Second, "2 lines", func() bool { return s.total() >= 2 })
-	time.Sleep(100 * time.Millisecond)
+	st.settle()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.lines) != 2 || s.lines[0] != "before" || s.lines[1] != "after" {

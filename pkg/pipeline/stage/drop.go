@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // dropStage is Promtail's drop stage, plus a level shortcut and sampling.
@@ -43,7 +45,7 @@ type dropStage struct {
 	now        func() time.Time
 }
 
-var _ Stage = (*dropStage)(nil)
+var _ pipeline.Stage = (*dropStage)(nil)
 
 type dropOptions struct {
 	Source            string        `mapstructure:"source"`
@@ -109,7 +111,7 @@ func newDropStage(spec map[string]any, index int) (*dropStage, error) {
 }
 
 // Process implements Stage.
-func (s *dropStage) Process(r *Record) (bool, string) {
+func (s *dropStage) Process(r *pipeline.Record) (bool, string) {
 	if !s.matches(r) {
 		return true, ""
 	}
@@ -119,7 +121,7 @@ func (s *dropStage) Process(r *Record) (bool, string) {
 	return false, s.reason
 }
 
-func (s *dropStage) matches(r *Record) bool {
+func (s *dropStage) matches(r *pipeline.Record) bool {
 	if s.source != "" {
 		v, ok := r.Fields[s.source]
 		if !ok {
@@ -141,7 +143,7 @@ func (s *dropStage) matches(r *Record) bool {
 		return false
 	}
 	if len(s.levels) > 0 {
-		lv, ok := r.Labels[LabelLogLevel]
+		lv, ok := r.Labels[pipeline.LabelLogLevel]
 		if !ok {
 			lv = strings.ToLower(r.Fields["level"])
 		}

@@ -1,8 +1,10 @@
-package pipeline
+package stage
 
 import (
 	"errors"
 	"regexp"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // regexStage is Promtail's regex stage: the named groups of expression
@@ -14,7 +16,7 @@ type regexStage struct {
 	source string
 }
 
-var _ Stage = (*regexStage)(nil)
+var _ pipeline.Stage = (*regexStage)(nil)
 
 type regexOptions struct {
 	Expression string `mapstructure:"expression"`
@@ -46,7 +48,7 @@ func newRegexStage(spec map[string]any) (*regexStage, error) {
 }
 
 // Process implements Stage.
-func (s *regexStage) Process(r *Record) (bool, string) {
+func (s *regexStage) Process(r *pipeline.Record) (bool, string) {
 	text, ok := sourceText(r, s.source)
 	if !ok {
 		return true, ""

@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // limitStage is Promtail's limit stage for one stream: a token bucket
@@ -21,7 +23,7 @@ type limitStage struct {
 	now func() time.Time
 }
 
-var _ Stage = (*limitStage)(nil)
+var _ pipeline.Stage = (*limitStage)(nil)
 
 type limitOptions struct {
 	Rate  float64 `mapstructure:"rate"`
@@ -58,7 +60,7 @@ func newLimitStage(spec map[string]any) (*limitStage, error) {
 }
 
 // Process implements Stage.
-func (s *limitStage) Process(*Record) (bool, string) {
+func (s *limitStage) Process(*pipeline.Record) (bool, string) {
 	if s.lim.AllowN(s.now(), 1) {
 		return true, ""
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 type specs = []map[string]any
@@ -83,8 +85,7 @@ func TestBuildJoinsErrors(t *testing.T) {
 // and that Build does not change the specs.
 func TestBuildDecoding(t *testing.T) {
 	spec := map[string]any{"type": "drop", "drop_ratio": "0.5", "older_than": "500ms", "longer_than": "8KB", "level": []any{"INFO"}}
-	p := mustBuild(t, spec)
-	d := p.stages[0].(*dropStage)
+	d := mustStages(t, spec)[0].(*dropStage)
 	if d.ratio != 0.5 || d.olderThan != 500*time.Millisecond || d.longerThan != 8192 || d.levels[0] != "info" {
 		t.Errorf("decoded %+v", d)
 	}
@@ -94,10 +95,10 @@ func TestBuildDecoding(t *testing.T) {
 	if p := mustBuild(t); p.Len() != 0 {
 		t.Errorf("empty specs: %d stages", p.Len())
 	}
-	if len(StageTypes()) != 12 {
-		t.Errorf("StageTypes: %v", StageTypes())
+	if len(Types()) != 12 {
+		t.Errorf("Types: %v", Types())
 	}
-	for _, typ := range StageTypes() {
+	for _, typ := range Types() {
 		if _, err := newStage(typ, map[string]any{"type": typ}, 0); err != nil && strings.Contains(err.Error(), "unknown stage") {
 			t.Errorf("%s is listed but unknown", typ)
 		}
@@ -125,7 +126,7 @@ func TestSeedPipeline(t *testing.T) {
 		map[string]any{"type": "redact"},
 	)
 	r, keep, _ := process(p, `{"level":"error","ts":1732492800.5,"caller":"a.go:1","msg":"login failed password=hunter2","request_id":"r1"}`)
-	if !keep || r.Labels[LabelLogLevel] != "error" || !strings.Contains(r.Line, "password=****") {
+	if !keep || r.Labels[pipeline.LabelLogLevel] != "error" || !strings.Contains(r.Line, "password=****") {
 		t.Fatalf("error line: keep=%v line=%q labels=%v", keep, r.Line, r.Labels)
 	}
 	if v, _ := metadata(r, "request_id"); v != "r1" {

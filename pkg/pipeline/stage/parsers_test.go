@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"maps"
@@ -207,8 +207,8 @@ func TestTimestamp(t *testing.T) {
 	for _, c := range cases {
 		spec := map[string]any{"type": "timestamp", "source": "ts"}
 		maps.Copy(spec, c.spec)
-		p := mustBuild(t, spec)
-		p.stages[0].(*timestampStage).now = func() time.Time { return t0 }
+		p := mustStages(t, spec)[0].(*timestampStage)
+		p.now = func() time.Time { return t0 }
 		r := rec("x")
 		r.Fields["ts"] = c.val
 		p.Process(r)
@@ -301,10 +301,10 @@ func TestLineFormat(t *testing.T) {
 // TestLimit pins the limit stage: burst, then rate, per pipeline instance,
 // with reason rate_limited.
 func TestLimit(t *testing.T) {
-	build := func() (*Pipeline, *time.Time) {
-		p := mustBuild(t, map[string]any{"type": "limit", "rate": 2, "burst": 3})
+	build := func() (*limitStage, *time.Time) {
+		p := mustStages(t, map[string]any{"type": "limit", "rate": 2, "burst": 3})[0].(*limitStage)
 		now := t0
-		p.stages[0].(*limitStage).now = func() time.Time { return now }
+		p.now = func() time.Time { return now }
 		return p, &now
 	}
 	p, now := build()

@@ -1,9 +1,11 @@
-package pipeline
+package stage
 
 import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // timestampStage is Promtail's timestamp stage: it sets the record's time
@@ -30,7 +32,7 @@ type timestampStage struct {
 	now     func() time.Time
 }
 
-var _ Stage = (*timestampStage)(nil)
+var _ pipeline.Stage = (*timestampStage)(nil)
 
 type tsFormat struct {
 	layout string
@@ -113,7 +115,7 @@ func parseTSFormat(f string) (tsFormat, error) {
 }
 
 // Process implements Stage.
-func (s *timestampStage) Process(r *Record) (bool, string) {
+func (s *timestampStage) Process(r *pipeline.Record) (bool, string) {
 	if v, ok := r.Fields[s.source]; ok {
 		for _, f := range s.formats {
 			if t, ok := s.parse(f, v); ok {

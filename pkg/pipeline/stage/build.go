@@ -1,4 +1,14 @@
-package pipeline
+// Package stage holds the parsing stages of podtail's pipelines (zap,
+// json_auto, json, logfmt, regex, timestamp, labels, structured_metadata,
+// drop, redact, line_format, limit), Build, which makes a
+// pipeline.Pipeline of them from the configured specs, the presets, and
+// the reading of specs (each stage's options; multiline's in
+// NewMultilineFromSpec).
+//
+// The contract the stages implement (pipeline.Record, pipeline.Stage) and
+// what runs them (pipeline.Stream) are in pkg/pipeline, which the sources
+// and the sink import without this package.
+package stage
 
 import (
 	"errors"
@@ -13,6 +23,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 
 	"github.com/podtail/podtail/pkg/labels"
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // Build makes a pipeline from stage specs, in order. Each spec names its
@@ -49,16 +60,26 @@ import (
 //	line_format         template
 //	limit               rate, burst, drop
 //
-// multiline is not a stage (it joins lines before them): see Multiline.
+// multiline is not a stage (it joins lines before them): see
+// pipeline.Multiline and NewMultilineFromSpec.
 //
 // Memory: stages write into r.Fields and r.Labels and allocate them only
 // when they are nil (Stream reuses both across records); values put there
 // are mostly substrings of the line (no copy). Metadata is appended to
 // r.Metadata (one small allocation when it starts nil). The zap stage's
 // usual path (level, ts, caller, fields) allocates only that.
-func Build(specs []map[string]any) (*Pipeline, error) {
+func Build(specs []map[string]any) (*pipeline.Pipeline, error) {
+	stages, err := buildStages(specs)
+	if err != nil {
+		return nil, err
+	}
+	return pipeline.New(stages...), nil
+}
+
+// buildStages is Build's work: the stages of specs, in order.
+func buildStages(specs []map[string]any) ([]pipeline.Stage, error) {
 	var errs []error
-	stages := make([]Stage, 0, len(specs))
+	stages := make([]pipeline.Stage, 0, len(specs))
 	for i, spec := range specs {
 		typ, _ := spec["type"].(string)
 		place := fmt.Sprintf("stage %d (%s)", i+1, typ)
@@ -77,11 +98,11 @@ func Build(specs []map[string]any) (*Pipeline, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return New(stages...), nil
+	return stages, nil
 }
 
-// StageTypes lists the stage types Build knows.
-func StageTypes() []string {
+// Types lists the stage types Build knows.
+func Types() []string {
 	return []string{"drop", "json", "json_auto", "labels", "limit", "line_format", "logfmt",
 		"redact", "regex", "structured_metadata", "timestamp", "zap"}
 }
@@ -98,7 +119,7 @@ func ContainerPreset() []map[string]any {
 	return []map[string]any{{"type": "json_auto"}}
 }
 
-func newStage(typ string, spec map[string]any, index int) (Stage, error) {
+func newStage(typ string, spec map[string]any, index int) (pipeline.Stage, error) {
 	switch typ {
 	case "":
 		if _, ok := spec["type"]; ok {
@@ -132,7 +153,7 @@ func newStage(typ string, spec map[string]any, index int) (Stage, error) {
 	case "multiline":
 		return nil, errors.New("type: multiline is not a pipeline stage: it joins lines before the pipeline (configure it on the source, see Multiline)")
 	}
-	return nil, fmt.Errorf("type: unknown stage %q (known: %s)", typ, strings.Join(StageTypes(), ", "))
+	return nil, fmt.Errorf("type: unknown stage %q (known: %s)", typ, strings.Join(Types(), ", "))
 }
 
 // optErr is a problem with one option.
@@ -291,44 +312,19 @@ func optionPath(name string) string {
 // Record helpers. Process methods allocate Fields and Labels only when the
 // caller left them nil (Stream reuses them across records).
 
-func setField(r *Record, k, v string) {
+func setField(r *pipeline.Record, k, v string) {
 	if r.Fields == nil {
 		r.Fields = make(map[string]string, 8)
 	}
 	r.Fields[k] = v
 }
 
-func setLabel(r *Record, k, v string) {
+func setLabel(r *pipeline.Record, k, v string) {
 	if r.Labels == nil {
 		r.Labels = make(map[string]string, 4)
 	}
 	r.Labels[k] = v
 }
-
-// setMetadata sets name to value, replacing an earlier value of name.
-func setMetadata(r *Record, name, value string) {
-	for i := range r.Metadata {
-		if r.Metadata[i].Name == name {
-			r.Metadata[i].Value = value
-			return
-		}
-	}
-	if r.Metadata == nil {
-		// Every zap line has a caller: slices for 16 records come from one
-		// allocation, each capped so that growing it copies rather than
-		// writes into its neighbour's. (Each Stream keeps its slab: 1 KiB,
-		// not more, as a thousand files have a thousand Streams.)
-		if len(r.mdSlab) < 2 {
-			r.mdSlab = make([]Label, 2*16)
-		}
-		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
-	}
-	r.Metadata = append(r.Metadata, Label{Name: name, Value: value})
-}
-
-// reservedLabels come only from trusted metadata (the source), never from
-// a line.
-var reservedLabels = map[string]bool{labels.Tenant: true, labels.Application: true, labels.Version: true, labels.Stream: true}
 
 func checkLabelName(name string) error {
 	if labels.ValidName(name) != nil {
@@ -342,7 +338,7 @@ func checkLabelName(name string) error {
 
 // sourceText is the text a stage reads: the field source, or the line when
 // source is empty. ok is false when the field is missing.
-func sourceText(r *Record, source string) (string, bool) {
+func sourceText(r *pipeline.Record, source string) (string, bool) {
 	if source == "" {
 		return r.Line, true
 	}

@@ -13,6 +13,10 @@ import (
 	"github.com/podtail/podtail/pkg/labels"
 )
 
+// The per-tenant guards (config key limits) every Stream applies: Limits,
+// its config, and the drop reasons it counts. (The rate limit stage, one
+// stream's own, is pkg/pipeline/stage's limit.)
+
 // Defaults of the guards when a Stream has no Limits (unit tests, tools):
 // lines are bounded as Loki bounds them by default, label values too.
 const (

@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // redactStage masks secrets (the seed's 日志脱敏) in the line, in Fields
@@ -43,7 +45,7 @@ type redactStage struct {
 	quotedRepl string
 }
 
-var _ Stage = (*redactStage)(nil)
+var _ pipeline.Stage = (*redactStage)(nil)
 
 // redactRule finds spans to mask in a text.
 type redactRule struct {
@@ -150,7 +152,7 @@ func newRedactStage(spec map[string]any) (*redactStage, error) {
 }
 
 // Process implements Stage.
-func (s *redactStage) Process(r *Record) (bool, string) {
+func (s *redactStage) Process(r *pipeline.Record) (bool, string) {
 	r.Line = s.redact(r.Line)
 	for k, v := range r.Fields {
 		if v == "" {

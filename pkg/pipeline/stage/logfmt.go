@@ -1,7 +1,9 @@
-package pipeline
+package stage
 
 import (
 	"strconv"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // logfmtStage is Promtail's logfmt stage: mapping {field: key} puts the
@@ -19,7 +21,7 @@ type logfmtStage struct {
 	all     bool
 }
 
-var _ Stage = (*logfmtStage)(nil)
+var _ pipeline.Stage = (*logfmtStage)(nil)
 
 type logfmtOptions struct {
 	Mapping map[string]string `mapstructure:"mapping"`
@@ -42,7 +44,7 @@ func newLogfmtStage(spec map[string]any) (*logfmtStage, error) {
 }
 
 // Process implements Stage.
-func (s *logfmtStage) Process(r *Record) (bool, string) {
+func (s *logfmtStage) Process(r *pipeline.Record) (bool, string) {
 	text, ok := sourceText(r, s.source)
 	if !ok {
 		return true, ""

@@ -1,10 +1,12 @@
-package pipeline
+package stage
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // TestDropConditions pins the drop stage's conditions, alone and together.
@@ -49,8 +51,9 @@ func TestDropConditions(t *testing.T) {
 		for k, v := range c.spec {
 			spec[k] = v
 		}
-		p := mustBuild(t, spec)
-		p.stages[0].(*dropStage).now = func() time.Time { return t0 }
+		stages := mustStages(t, spec)
+		stages[0].(*dropStage).now = func() time.Time { return t0 }
+		p := pipeline.New(stages...)
 		r := rec(c.in.text)
 		r.Time = t0.Add(-c.in.age)
 		for k, v := range c.in.fields {
@@ -97,7 +100,7 @@ func TestDropSampling(t *testing.T) {
 				t.Fatalf("reason %q", reason)
 			}
 		}
-		for _, q := range []*Pipeline{p, again} {
+		for _, q := range []*pipeline.Pipeline{p, again} {
 			if _, k, _ := process(q, l); k != keep {
 				t.Fatalf("line %d: decided %v, then %v", i, keep, k)
 			}

@@ -1,10 +1,12 @@
-package pipeline
+package stage
 
 import (
 	"bytes"
 	"regexp"
 	"strings"
 	"text/template"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // lineFormatStage is Promtail's line_format stage: template (Go
@@ -25,7 +27,7 @@ type lineFormatStage struct {
 	buf  bytes.Buffer
 }
 
-var _ Stage = (*lineFormatStage)(nil)
+var _ pipeline.Stage = (*lineFormatStage)(nil)
 
 type lineFormatOptions struct {
 	Template string `mapstructure:"template"`
@@ -89,7 +91,7 @@ func newLineFormatStage(spec map[string]any) (*lineFormatStage, error) {
 }
 
 // Process implements Stage.
-func (s *lineFormatStage) Process(r *Record) (bool, string) {
+func (s *lineFormatStage) Process(r *pipeline.Record) (bool, string) {
 	clear(s.data)
 	for k, v := range r.Labels {
 		s.data[k] = v

@@ -1,13 +1,12 @@
-package pipeline
+package stage
 
 import (
 	"errors"
 	"strings"
 	"time"
-)
 
-// LabelLogLevel is the label the zap and json_auto stages set.
-const LabelLogLevel = "log_level"
+	"github.com/podtail/podtail/pkg/pipeline"
+)
 
 // LevelUnknown is the log_level of a zap line whose level is missing or not
 // one of zap's.
@@ -79,10 +78,10 @@ type zapStage struct {
 	fudge                                bool
 	last                                 time.Time // last time read from a line
 	lastOK                               bool
-	noFields                             bool // nothing after this stage reads Fields (see Pipeline.fieldsUnread)
+	noFields                             bool // nothing after this stage reads Fields (see SkipFields)
 }
 
-var _ Stage = (*zapStage)(nil)
+var _ pipeline.FieldsSkipper = (*zapStage)(nil)
 
 type zapOptions struct {
 	LevelKey        string `mapstructure:"level_key"`
@@ -127,8 +126,13 @@ func parseActionOnFailure(s string) (fudge bool, err error) {
 	return false, optErrorf("action_on_failure", "%q is not fudge or skip", s)
 }
 
+// SkipFields implements pipeline.FieldsSkipper: nothing after this stage
+// reads Fields (a Stream tells its pipeline's last stage so), so only the
+// level, time and caller are read from a line (see fromJSON).
+func (s *zapStage) SkipFields() { s.noFields = true }
+
 // Process implements Stage.
-func (s *zapStage) Process(r *Record) (bool, string) {
+func (s *zapStage) Process(r *pipeline.Record) (bool, string) {
 	line := r.Line
 	i := skipWS(line, 0)
 	if i < len(line) && line[i] == '{' {
@@ -152,7 +156,7 @@ type zapMember struct {
 
 // fromJSON reads a line that starts with '{'; it reports whether the line
 // is one JSON object and whether it carried a time.
-func (s *zapStage) fromJSON(r *Record) (valid, timed bool) {
+func (s *zapStage) fromJSON(r *pipeline.Record) (valid, timed bool) {
 	if !s.noFields {
 		return s.fromJSONFields(r)
 	}
@@ -175,7 +179,7 @@ func (s *zapStage) fromJSON(r *Record) (valid, timed bool) {
 		}
 	}
 	if m.haveCaller && m.caller.kind == jsonString {
-		setMetadata(r, "caller", m.caller.text())
+		r.SetMetadata("caller", m.caller.text())
 	}
 	s.apply(r, &st)
 	return true, st.haveTime
@@ -247,7 +251,7 @@ func (s *zapStage) scan(line string) (m zapMembers, ok bool) {
 
 // fromJSONFields is fromJSON for a stage whose Fields a later stage reads:
 // every scalar member is a field.
-func (s *zapStage) fromJSONFields(r *Record) (valid, timed bool) {
+func (s *zapStage) fromJSONFields(r *pipeline.Record) (valid, timed bool) {
 	// One pass for the usual line: members go to a buffer on the stack and
 	// are applied once the whole object has been seen to be valid. Longer
 	// objects are validated first, then walked again.
@@ -280,12 +284,12 @@ func (s *zapStage) fromJSONFields(r *Record) (valid, timed bool) {
 
 // apply sets what a valid object gave: the level label, and the time kept
 // for lines without one.
-func (s *zapStage) apply(r *Record, st *zapState) {
+func (s *zapStage) apply(r *pipeline.Record, st *zapState) {
 	if st.haveLevel || !s.auto {
 		if st.level == "" {
 			st.level = LevelUnknown
 		}
-		setLabel(r, LabelLogLevel, st.level)
+		setLabel(r, pipeline.LabelLogLevel, st.level)
 	}
 	if st.haveTime {
 		s.last, s.lastOK = r.Time, true
@@ -297,7 +301,7 @@ type zapState struct {
 	haveLevel, haveTime bool
 }
 
-func (s *zapStage) member(r *Record, st *zapState, m *zapMember) {
+func (s *zapStage) member(r *pipeline.Record, st *zapState, m *zapMember) {
 	key := m.key
 	if m.keyEsc {
 		key = jsonUnquote(key, true)
@@ -313,7 +317,7 @@ func (s *zapStage) member(r *Record, st *zapState, m *zapMember) {
 		}
 	case s.callerKey:
 		if v.kind == jsonString {
-			setMetadata(r, "caller", v.text())
+			r.SetMetadata("caller", v.text())
 		}
 	}
 	if !s.noFields && v.scalar() {
@@ -337,7 +341,7 @@ func jsonTime(v jsonValue) (time.Time, bool) {
 }
 
 // noTime applies action_on_failure to a line that carried no time.
-func (s *zapStage) noTime(r *Record) {
+func (s *zapStage) noTime(r *pipeline.Record) {
 	if s.fudge && s.lastOK {
 		s.last = s.last.Add(time.Nanosecond)
 		r.Time = s.last
@@ -345,7 +349,7 @@ func (s *zapStage) noTime(r *Record) {
 }
 
 // console reads zap's console encoding; it reports whether it found a time.
-func (s *zapStage) console(r *Record) bool {
+func (s *zapStage) console(r *pipeline.Record) bool {
 	line := r.Line
 	col0, rest, ok := strings.Cut(line, "\t")
 	if !ok {
@@ -362,14 +366,14 @@ func (s *zapStage) console(r *Record) bool {
 	} else {
 		return false
 	}
-	setLabel(r, LabelLogLevel, level)
+	setLabel(r, pipeline.LabelLogLevel, level)
 	// The caller is the first of the next two columns (the logger name is
 	// optional) that looks like file.go:line.
 	for k := 0; k < 2 && rest != ""; k++ {
 		var c string
 		c, rest, _ = strings.Cut(rest, "\t")
 		if looksLikeCaller(c) {
-			setMetadata(r, "caller", c)
+			r.SetMetadata("caller", c)
 			break
 		}
 	}

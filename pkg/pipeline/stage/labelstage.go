@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -8,7 +8,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/podtail/podtail/pkg/labels"
+	"github.com/podtail/podtail/pkg/pipeline"
 )
+
+// The labels stage (stream labels from Fields) and the structured_metadata
+// stage (structured metadata from Fields). The rules for label names and
+// values themselves are pkg/labels'.
 
 // LabelOther is the value a label takes once the labels stage has seen
 // max_values distinct values for it.
@@ -37,7 +42,7 @@ type labelsStage struct {
 	seen   map[string]map[string]struct{} // label -> values seen
 }
 
-var _ Stage = (*labelsStage)(nil)
+var _ pipeline.Stage = (*labelsStage)(nil)
 
 type labelFrom struct{ name, field string }
 
@@ -69,7 +74,7 @@ func newLabelsStage(spec map[string]any) (*labelsStage, error) {
 			errs = append(errs, &optErr{key: prefix + name, err: err})
 			continue
 		}
-		if reservedLabels[name] {
+		if pipeline.ReservedLabel(name) {
 			errs = append(errs, optErrorf(prefix+name, "label %q is reserved: it comes only from trusted metadata (the source), not from log lines", name))
 			continue
 		}
@@ -86,7 +91,7 @@ func newLabelsStage(spec map[string]any) (*labelsStage, error) {
 }
 
 // Process implements Stage.
-func (s *labelsStage) Process(r *Record) (bool, string) {
+func (s *labelsStage) Process(r *pipeline.Record) (bool, string) {
 	for _, l := range s.labels {
 		v := r.Fields[l.field]
 		if v == "" {
@@ -125,7 +130,7 @@ type metadataStage struct {
 	values []labelFrom
 }
 
-var _ Stage = (*metadataStage)(nil)
+var _ pipeline.Stage = (*metadataStage)(nil)
 
 type metadataOptions struct {
 	Values map[string]string `mapstructure:"values"`
@@ -160,13 +165,13 @@ func newMetadataStage(spec map[string]any) (*metadataStage, error) {
 }
 
 // Process implements Stage.
-func (s *metadataStage) Process(r *Record) (bool, string) {
+func (s *metadataStage) Process(r *pipeline.Record) (bool, string) {
 	for _, m := range s.values {
 		if v := r.Fields[m.field]; v != "" {
 			if !utf8.ValidString(v) {
 				v = strings.ToValidUTF8(v, "\uFFFD")
 			}
-			setMetadata(r, m.name, v)
+			r.SetMetadata(m.name, v)
 		}
 	}
 	return true, ""

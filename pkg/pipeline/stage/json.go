@@ -1,4 +1,4 @@
-package pipeline
+package stage
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // jsonStage is Promtail's json stage: it reads a JSON object from the line
@@ -28,7 +30,7 @@ type jsonStage struct {
 	dropMalformed bool
 }
 
-var _ Stage = (*jsonStage)(nil)
+var _ pipeline.Stage = (*jsonStage)(nil)
 
 type jsonExpr struct {
 	field string
@@ -151,7 +153,7 @@ func isIdentByte(c byte) bool {
 }
 
 // Process implements Stage.
-func (s *jsonStage) Process(r *Record) (bool, string) {
+func (s *jsonStage) Process(r *pipeline.Record) (bool, string) {
 	text, ok := sourceText(r, s.source)
 	if !ok {
 		return true, ""
