@@ -1,3 +1,8 @@
+// Package file tails the log files in a directory: rotation-safe (lumberjack's
+// rename+create, copytruncate, gzip backups), resuming from positions that
+// move only when Loki has acknowledged the lines. design.md tells the cycle
+// step by step, naming each step's function; the list below says which
+// file holds what.
 package file
 
 import (

@@ -1,6 +1,3 @@
-// Package file tails the log files in a directory: rotation-safe (lumberjack's
-// rename+create, copytruncate, gzip backups), resuming from positions that
-// move only when Loki has acknowledged the lines. See design.md.
 package file
 
 import (
