@@ -17,7 +17,7 @@ FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/source/:FuzzParseConmonTime ./pkg/disco
 # input is bounded by time: FuzzReadFile's 60 KB journal files took minutes each.
 FUZZTIME ?= 40000x
 
-.PHONY: build check unit race fuzz contrib e2e test demo bench clean
+.PHONY: build check unit race fuzz contrib e2e test demo bench bench-ab clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
@@ -67,6 +67,24 @@ demo:
 # BENCHFLAGS=-quick for a short run (see go run ./bench -help).
 bench: build
 	$(TESTBED) go run ./bench -podtail bin/podtail $(BENCHFLAGS)
+
+# A/B: the bench with git revision BASE's podtail (default HEAD~1) as podtail-base beside this tree's, in
+# turn with its runs, and an A/B section in the report (-baseline in go run ./bench -help). BASE is checked
+# out into a temporary git worktree, removed afterwards (the working tree is left alone), and built there by
+# this Makefile's build target into bin/podtail-base. make bench-ab BASE=main BENCHFLAGS=-quick, say.
+# The sub-make goes by another name than $(MAKE): a line naming $(MAKE) runs even under make -n, and this
+# one also adds and removes a worktree.
+BASE ?= HEAD~1
+BUILD_BASE = $(MAKE) --no-print-directory -f $(CURDIR)/Makefile
+bench-ab: build
+	@set -e; rev=$$(git rev-parse --verify --quiet '$(BASE)^{commit}') || { echo "bench-ab: BASE=$(BASE) is not a commit"; exit 1; }; \
+		tmp=$$(mktemp -d -t podtail-base-XXXXXX); \
+		trap 'git worktree remove --force "$$tmp" 2>/dev/null; rm -rf "$$tmp"' EXIT; trap 'exit 130' INT TERM; \
+		echo "bench-ab: building $(BASE) ($$rev) in $$tmp"; \
+		git worktree add --quiet --detach "$$tmp" "$$rev"; \
+		$(BUILD_BASE) -C "$$tmp" build; \
+		cp "$$tmp/bin/podtail" bin/podtail-base
+	$(TESTBED) go run ./bench -podtail bin/podtail -baseline bin/podtail-base $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

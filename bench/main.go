@@ -5,6 +5,11 @@
 //
 //	e2e/testbed/testbed.sh go run ./bench -podtail bin/podtail [-quick] [-scenarios throughput,manyfiles,containers,discovery]
 //
+// With -baseline PATH (make bench-ab builds one from a git revision) a
+// second podtail binary runs as the tool podtail-base beside podtail in
+// every scenario, on the same inputs, and an A/B section compares the two
+// (baseline.go).
+//
 // Scenarios: throughput (100 files × 20,000 zap lines), manyfiles (1,000
 // files × 1,000 lines), containers (200 containers printing to stdout,
 // podtail's k8s-file reading against Promtail's docker_sd on the same Podman
@@ -27,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,6 +53,7 @@ func logf(format string, args ...any) {
 
 type options struct {
 	podtail, promtail, repo, dir, out string
+	baseline                          string // a second podtail binary, run as podtail-base
 	scenarios                         map[string]bool
 	tools                             []string
 	throughput, manyfiles             [2]int
@@ -72,12 +79,13 @@ func main() {
 	var scen, tools, tp, mf string
 	var quick bool
 	flag.StringVar(&o.podtail, "podtail", "bin/podtail", "podtail binary (make bench builds it)")
+	flag.StringVar(&o.baseline, "baseline", "", "a second podtail binary (e.g. the previous commit's: make bench-ab) to run as the tool podtail-base wherever podtail runs, in turn with its runs, and compare with it in an A/B section")
 	flag.StringVar(&o.promtail, "promtail", "", "Promtail binary; empty: build bench/promtailbuild, cached in ~/.cache/podtail")
 	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild)")
 	flag.StringVar(&o.dir, "dir", "", "work directory; empty: a new one under $TMPDIR, removed afterwards")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
 	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,journald,discovery", "scenarios to run, comma-separated (journald: the containers scenario with --log-driver journald)")
-	flag.StringVar(&tools, "tools", "podtail,promtail", "tools to run, comma-separated")
+	flag.StringVar(&tools, "tools", "podtail,promtail", "tools to run, comma-separated: podtail, promtail, and with -baseline podtail-base (which -baseline adds wherever podtail is named)")
 	flag.StringVar(&tp, "throughput", "100x20000", "throughput scenario: FILESxLINES per file")
 	flag.StringVar(&mf, "manyfiles", "1000x1000", "many-files scenario: FILESxLINES per file")
 	flag.IntVar(&o.containers, "containers", 200, "containers scenario: containers printing to stdout")
@@ -88,7 +96,7 @@ func main() {
 	flag.BoolVar(&o.loki, "loki", false, "also pass every push on to a real Loki of the test bed (the sink answers what Loki answers)")
 	flag.BoolVar(&o.profile, "profile", true, "CPU-profile podtail in the throughput scenario (a separate run) and print the top entries")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
-	flag.IntVar(&o.runs, "runs", 3, "file scenarios: runs of podtail and of the bound, taken in turn; the report shows the median run by CPU (this machine's speed wanders by a fifth from minute to minute)")
+	flag.IntVar(&o.runs, "runs", 3, "file scenarios: runs of podtail (and of podtail-base, with -baseline) and of the bound, taken in turn; the report shows the median run by CPU (this machine's speed wanders by a fifth from minute to minute)")
 	flag.DurationVar(&o.stall, "stall", 90*time.Second, "give up on a tool that makes no progress for this long")
 	flag.Parse()
 
@@ -109,15 +117,9 @@ func main() {
 			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, journald, discovery)", s))
 		}
 	}
-	for t := range set(tools) {
-		if t != "podtail" && t != "promtail" {
-			fail(fmt.Errorf("-tools: unknown tool %q (podtail, promtail)", t))
-		}
-	}
-	for _, t := range []string{"podtail", "promtail"} { // always podtail first
-		if set(tools)[t] {
-			o.tools = append(o.tools, t)
-		}
+	var err error
+	if o.tools, err = pickTools(set(tools), o.baseline != ""); err != nil {
+		fail(err)
 	}
 	if quick { // sizes given as flags still win
 		given := map[string]bool{}
@@ -140,7 +142,6 @@ func main() {
 	if o.runs < 1 {
 		fail(fmt.Errorf("-runs: %d is not a count of runs", o.runs))
 	}
-	var err error
 	if o.throughput, err = parseShape("-throughput", tp); err != nil {
 		fail(err)
 	}
@@ -180,6 +181,34 @@ func parseShape(flagName, s string) ([2]int, error) {
 	return [2]int{f, l}, nil
 }
 
+// pickTools checks the tools -tools named and puts them in the order they
+// run in: podtail first, podtail-base (which -baseline adds wherever podtail
+// is named, the point of giving one) beside it, Promtail last.
+func pickTools(named map[string]bool, baseline bool) ([]string, error) {
+	named = maps.Clone(named)
+	for _, t := range slices.Sorted(maps.Keys(named)) {
+		if t != "podtail" && t != "promtail" && t != baseTool {
+			return nil, fmt.Errorf("-tools: unknown tool %q (podtail, promtail, %s)", t, baseTool)
+		}
+	}
+	if named[baseTool] && !baseline {
+		return nil, fmt.Errorf("-tools: %s is the binary -baseline names, and none was given", baseTool)
+	}
+	if baseline && named["podtail"] {
+		named[baseTool] = true
+	}
+	if baseline && !named[baseTool] {
+		return nil, fmt.Errorf("-baseline: %s runs wherever podtail does, and -tools names neither", baseTool)
+	}
+	var tools []string
+	for _, t := range []string{"podtail", baseTool, "promtail"} {
+		if named[t] {
+			tools = append(tools, t)
+		}
+	}
+	return tools, nil
+}
+
 func httpOK(url string) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get(url)
@@ -199,6 +228,7 @@ type bench struct {
 	o                 options
 	dir, runID        string
 	podtail, promtail string
+	baseline          string // podtail-base's binary, with -baseline
 	forward           string // real Loki, with -loki
 	rep               *Report
 	containers        containerSet
@@ -212,6 +242,14 @@ func run(ctx context.Context, o options) (*Report, error) {
 	}
 	if _, err := os.Stat(b.podtail); err != nil {
 		return nil, fmt.Errorf("-podtail: %w (make build makes it)", err)
+	}
+	if o.baseline != "" {
+		if b.baseline, err = filepath.Abs(o.baseline); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(b.baseline); err != nil {
+			return nil, fmt.Errorf("-baseline: %w (make bench-ab builds one from a git revision)", err)
+		}
 	}
 	if contains(o.tools, "promtail") {
 		b.promtail = o.promtail
@@ -238,6 +276,9 @@ func run(ctx context.Context, o options) (*Report, error) {
 		return nil, err
 	}
 	b.rep.machine(b.podtail)
+	if b.baseline != "" {
+		b.rep.baselineMachine(b.baseline)
+	}
 	logf("run %s in %s", b.runID, b.dir)
 
 	if o.loki {
@@ -292,7 +333,13 @@ func (b *bench) toolDir(scenario, tool string) (string, error) {
 	return d, os.MkdirAll(filepath.Join(d, "data"), 0o755)
 }
 
-func (b *bench) startPodtail(cfg podtailConfig) func(sinkURL, dir string) (*proc, error) {
+// startPodtail starts tool (podtail or podtail-base: the same
+// configuration, each its own binary).
+func (b *bench) startPodtail(tool string, cfg podtailConfig) func(sinkURL, dir string) (*proc, error) {
+	bin := b.podtail
+	if tool == baseTool {
+		bin = b.baseline
+	}
 	return func(sinkURL, dir string) (*proc, error) {
 		cfg.SinkURL, cfg.DataDir = sinkURL, filepath.Join(dir, "data")
 		if cfg.Listen == "" {
@@ -302,7 +349,7 @@ func (b *bench) startPodtail(cfg podtailConfig) func(sinkURL, dir string) (*proc
 		if err := os.WriteFile(path, []byte(cfg.yaml()), 0o644); err != nil {
 			return nil, err
 		}
-		return startProc("podtail", filepath.Join(dir, "podtail.log"), b.podtail, "run", "--config", path)
+		return startProc(tool, filepath.Join(dir, "podtail.log"), bin, "run", "--config", path)
 	}
 }
 
@@ -332,8 +379,8 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 	glob := filepath.Join(root, "namespace", "*", "*", "workplace", "logs")
 	specFor := func(tool string) runSpec {
 		spec := runSpec{tool: tool, expect: w.Lines, bytes: w.Bytes, from: w.TimeFrom, to: w.TimeTo, stall: b.o.stall, forward: b.forward}
-		if tool == "podtail" {
-			spec.start = b.startPodtail(podtailConfig{StaticGlob: glob})
+		if isPodtail(tool) {
+			spec.start = b.startPodtail(tool, podtailConfig{StaticGlob: glob})
 		} else {
 			port := testbed.FreePort()
 			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
@@ -342,43 +389,60 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 		}
 		return spec
 	}
-	// podtail and the bound run in turn, runs times each, and the median of
-	// each is reported: the ratio between them then compares runs made under
-	// the same conditions. Promtail runs once: it takes a minute, and its
-	// ratio to podtail is an order of magnitude, far above the noise.
-	var podtails, bounds []Result
+	one := func(tool string, i, n int) (Result, error) {
+		dir, err := b.toolDir(name, tool)
+		if err != nil {
+			return Result{}, err
+		}
+		logf("%s: %s (run %d of %d)", name, tool, i+1, n)
+		r, err := measure(ctx, dir, specFor(tool))
+		if err != nil {
+			return r, err
+		}
+		logf("%s: %s: %s", name, tool, r.brief())
+		return r, nil
+	}
+	// podtail (and podtail-base, with -baseline) and the bound run in turn,
+	// runs times each, and the median of each is reported: the ratios
+	// between them then compare runs made under the same conditions.
+	// Promtail runs once: it takes a minute, and its ratio to podtail is an
+	// order of magnitude, far above the noise.
+	var turn []string // podtail and podtail-base, those asked for
 	for _, tool := range b.o.tools {
-		n := 1
-		if tool == "podtail" {
-			n = b.o.runs
+		if isPodtail(tool) {
+			turn = append(turn, tool)
 		}
-		for i := 0; i < n; i++ {
-			dir, err := b.toolDir(name, tool)
+	}
+	runs := map[string][]Result{}
+	var bounds []Result
+	for i := 0; i < b.o.runs && len(turn) > 0; i++ {
+		for _, tool := range roundOrder(turn, i) {
+			r, err := one(tool, i, b.o.runs)
 			if err != nil {
 				return err
 			}
-			logf("%s: %s (run %d of %d)", name, tool, i+1, n)
-			r, err := measure(ctx, dir, specFor(tool))
-			if err != nil {
-				return err
-			}
-			logf("%s: %s: %s", name, tool, r.brief())
-			if tool != "podtail" {
-				sc.Results = append(sc.Results, r)
-				continue
-			}
-			podtails = append(podtails, r)
-			logf("%s: the necessary-work bound (run %d of %d)", name, i+1, n)
-			br, err := measureBound(root, w.Lines)
-			if err != nil {
-				return err
-			}
-			logf("%s: bound: %s", name, br.brief())
-			bounds = append(bounds, br)
+			runs[tool] = append(runs[tool], r)
 		}
-		if tool == "podtail" {
-			sc.Results = append(sc.Results, median(podtails))
+		logf("%s: the necessary-work bound (run %d of %d)", name, i+1, b.o.runs)
+		br, err := measureBound(root, w.Lines)
+		if err != nil {
+			return err
 		}
+		logf("%s: bound: %s", name, br.brief())
+		bounds = append(bounds, br)
+	}
+	for _, tool := range turn {
+		sc.Results = append(sc.Results, median(runs[tool]))
+	}
+	for _, tool := range b.o.tools {
+		if isPodtail(tool) {
+			continue
+		}
+		r, err := one(tool, 0, 1)
+		if err != nil {
+			return err
+		}
+		sc.Results = append(sc.Results, r)
 	}
 	if len(bounds) == 0 {
 		logf("%s: the necessary-work bound", name)
@@ -409,6 +473,7 @@ func median(rs []Result) Result {
 	sorted := slices.Clone(rs)
 	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.TotalCPU(), b.TotalCPU()) })
 	m := sorted[len(sorted)/2]
+	m.Runs, m.CPUMin, m.CPUMax = len(sorted), sorted[0].TotalCPU(), sorted[len(sorted)-1].TotalCPU()
 	if len(sorted) > 1 {
 		note := fmt.Sprintf("median of %d runs by CPU (%.2f–%.2f s)", len(sorted), sorted[0].TotalCPU().Seconds(), sorted[len(sorted)-1].TotalCPU().Seconds())
 		if m.Note != "" {
@@ -435,7 +500,7 @@ func (b *bench) profilePodtail(ctx context.Context, sc *Scenario, spec runSpec, 
 		return err
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
-	spec.start = b.startPodtail(podtailConfig{StaticGlob: glob, Listen: listen, Pprof: true})
+	spec.start = b.startPodtail("podtail", podtailConfig{StaticGlob: glob, Listen: listen, Pprof: true})
 	profile := filepath.Join(dir, "podtail.cpu.pprof")
 	done := make(chan error, 1)
 	spec.during = func(p *proc) {
@@ -527,8 +592,8 @@ func (b *bench) containerScenario(ctx context.Context, name, driver, sock string
 		}
 		spec := runSpec{tool: tool, expect: lw.Lines * int64(n), bytes: lw.Bytes * int64(n), servicePID: svcPID,
 			from: lw.TimeFrom, to: lw.TimeTo, stall: b.o.stall, forward: b.forward}
-		if tool == "podtail" {
-			spec.start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel})
+		if isPodtail(tool) {
+			spec.start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel})
 		} else {
 			port := testbed.FreePort()
 			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
@@ -537,7 +602,7 @@ func (b *bench) containerScenario(ctx context.Context, name, driver, sock string
 		}
 		logf("%s: %s", name, tool)
 		r, err := measure(ctx, dir, spec)
-		if err != nil && tool != "podtail" && driver == "journald" {
+		if err != nil && !isPodtail(tool) && driver == "journald" {
 			// A peer reads journald containers through the Podman API, which
 			// cannot follow them everywhere (Podman 4.3 with file events
 			// refuses): a finding for the report, not the end of the bench.
@@ -592,9 +657,9 @@ func (b *bench) podmanScenarios(ctx context.Context) error {
 			}
 			var start func(sinkURL, dir string) (*proc, error)
 			var ready func(p *proc) error
-			if tool == "podtail" {
+			if isPodtail(tool) {
 				listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
-				start = b.startPodtail(podtailConfig{Socket: sock, TenantLabel: tenantLabel, Listen: listen})
+				start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel, Listen: listen})
 				ready = func(*proc) error { return waitReady("http://"+listen+"/ready", 30*time.Second) }
 			} else {
 				port := testbed.FreePort()

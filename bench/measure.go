@@ -22,6 +22,11 @@ type Result struct {
 	Sink    SinkStats
 	Extra   int64 // entries beyond the workload, counted after completion
 	Note    string
+	// Runs is how many runs median chose this one from, CPUMin and CPUMax
+	// the least and most total CPU among them: the A/B section sets a
+	// difference against the spread of the runs.
+	Runs           int
+	CPUMin, CPUMax time.Duration
 }
 
 // LinesPerSec and the rest derive the table's columns.

@@ -14,6 +14,7 @@ type Report struct {
 	Started, Finished time.Time
 	Machine           []string
 	PromtailBuild     time.Duration
+	Baseline          string // podtail-base's version and path, with -baseline
 	Scenarios         []*Scenario
 	Latencies         []Latency
 	Notes             []string
@@ -179,6 +180,7 @@ func (rep *Report) String() string {
 		}
 		b.WriteString("\nPromtail's docker_sd refresh_interval is 5s (its documented example); both tools batch for up to their default batch_wait (podtail 500ms, Promtail 1s).\n")
 	}
+	rep.ab(&b)
 	rep.targets(&b)
 	if !rep.Finished.IsZero() {
 		load, _ := os.ReadFile("/proc/loadavg")
