@@ -37,6 +37,14 @@ type Config struct {
 	// loki.queue_bytes must fit in half of it.
 	MemoryLimit ByteSize `mapstructure:"memory_limit"`
 	Spool       Spool    `mapstructure:"spool"`
+	// StaticLabels are added to every stream podtail ships (e.g. host,
+	// cluster), so that several hosts shipping into one Loki can be told
+	// apart. They cannot name tenant, application, version or stream.
+	StaticLabels map[string]string `mapstructure:"static_labels"`
+	// StructuredMetadata names the facts about a line's source attached to
+	// every entry as Loki structured metadata (not labels: their values are
+	// many): container (its name), image, pod, host (this host's name).
+	StructuredMetadata []string `mapstructure:"source_metadata"`
 }
 
 // Spool keeps removed containers' logs until they are delivered.
@@ -82,6 +90,25 @@ type Discovery struct {
 	// what they print from now on). Containers started later are always read
 	// from their first line.
 	ExistingFrom string `mapstructure:"existing_from"`
+	// PodLabels: a container in a pod whose own labels lack the tenant,
+	// app or version label takes the pod's (podman kube play, pods created
+	// with --label).
+	PodLabels bool `mapstructure:"pod_labels"`
+	// Select keeps or drops containers by their name, image, pod or labels,
+	// in order, as Prometheus' relabel keep and drop actions do: a
+	// container is collected only if no rule drops it (see SelectRule).
+	Select []SelectRule `mapstructure:"select"`
+}
+
+// SelectRule is one keep or drop rule of discovery.select. Action keep
+// drops the containers whose Source does not match Regex; drop drops those
+// whose Source matches. Regex is anchored at both ends, as Prometheus'.
+type SelectRule struct {
+	Action string `mapstructure:"action"` // keep or drop
+	// Source is what the regex is matched against: name, image, pod, or
+	// label:<name> (a container label; empty when absent).
+	Source string `mapstructure:"source"`
+	Regex  string `mapstructure:"regex"`
 }
 
 // Loki is the push target and how podtail batches and retries.
@@ -188,7 +215,18 @@ type Files struct {
 	PathRegex string `mapstructure:"path_regex"`
 	// NameRegex labels a file by its name (groups application, version); a
 	// version in a file's name wins for its lines.
-	NameRegex    string        `mapstructure:"name_regex"`
+	NameRegex string `mapstructure:"name_regex"`
+	// MountTypes are the kinds of container mounts looked at for log
+	// directories: bind (a host directory) and volume (a named volume,
+	// read at the host path Podman keeps it in).
+	MountTypes []string `mapstructure:"mount_types"`
+	// Include and Exclude are shell globs over file names in a log
+	// directory: a file is read if its name matches an include glob and no
+	// exclude glob. Rotated copies of an included file are read too:
+	// name.1, name.2.gz, name-20261206(.gz) (logrotate, with or without
+	// dateext), name.gz.
+	Include      []string      `mapstructure:"include"`
+	Exclude      []string      `mapstructure:"exclude"`
 	MaxOpen      int           `mapstructure:"max_open"`
 	PollInterval time.Duration `mapstructure:"poll_interval"`
 	// Static directories, for apps not run in containers (globs rescanned
@@ -226,4 +264,28 @@ type StaticDir struct {
 type Pipelines struct {
 	Container []map[string]any `mapstructure:"container"`
 	Files     []map[string]any `mapstructure:"files"`
+	// Apps are pipelines chosen per app: the first whose Match fits a
+	// source is used for it, and Container and Files above are the default
+	// when none does.
+	Apps []AppPipeline `mapstructure:"apps"`
+}
+
+// AppPipeline is one entry of pipeline.apps: the stages for the sources
+// its Match selects. A kind of source left out (no container or files key)
+// keeps the default pipeline of that kind.
+type AppPipeline struct {
+	Match     AppMatch         `mapstructure:"match"`
+	Container []map[string]any `mapstructure:"container"`
+	Files     []map[string]any `mapstructure:"files"`
+}
+
+// AppMatch selects sources by regexes (anchored) over their tenant,
+// application, version and stream labels and their container's labels;
+// an empty field matches anything, and every field given must match.
+type AppMatch struct {
+	Tenant      string            `mapstructure:"tenant"`
+	Application string            `mapstructure:"application"`
+	Version     string            `mapstructure:"version"`
+	Stream      string            `mapstructure:"stream"` // stdout, stderr or file
+	Labels      map[string]string `mapstructure:"labels"`
 }

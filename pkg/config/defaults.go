@@ -23,6 +23,8 @@ func Default() Config {
 			VersionLabel:  "version",
 			RequireTenant: true,
 			ExistingFrom:  "start",
+			PodLabels:     true,
+			Select:        []SelectRule{},
 		},
 		Loki: Loki{
 			URL:        "http://127.0.0.1:3100",
@@ -43,6 +45,9 @@ func Default() Config {
 			MountSuffixes: []string{labels.DefaultMountSuffix},
 			PathRegex:     labels.DefaultPathRegex,
 			NameRegex:     labels.DefaultNameRegex,
+			MountTypes:    []string{"bind", "volume"},
+			Include:       []string{"*.log"},
+			Exclude:       []string{},
 			MaxOpen:       1024,
 			PollInterval:  250 * time.Millisecond,
 			Static:        []StaticDir{},
@@ -58,6 +63,9 @@ func Default() Config {
 		Pipeline: Pipelines{
 			Container: stage.ContainerPreset(),
 			Files:     stage.ZapPreset(),
+			Apps:      []AppPipeline{},
 		},
+		StaticLabels:       map[string]string{},
+		StructuredMetadata: []string{"container", "image", "pod", "host"},
 	}
 }

@@ -15,9 +15,19 @@ import (
 type Target struct {
 	ID      string
 	Name    string
+	Image   string
+	Pod     string // the pod's name, "" when in none
 	Tenant  string
 	App     string
 	Version string
+	// Labels are the container's labels (the pod's where discovery.pod_labels
+	// filled tenant, app or version from them), for pipeline.apps selectors.
+	Labels map[string]string
+	// Static are static_labels, on every stream of the target.
+	Static map[string]string
+	// Metadata is the structured metadata of every entry of the target
+	// (source_metadata): container, image, pod, host, by name.
+	Metadata map[string]string
 	// Running: the container may still write (created, running, paused);
 	// its readers drain when it turns false.
 	Running   bool
@@ -79,7 +89,11 @@ func (t Target) OutputSource() string {
 
 // StreamLabels are the Loki labels every line of the target carries.
 func (t Target) StreamLabels() map[string]string {
-	ls := map[string]string{labels.Tenant: t.Tenant}
+	ls := make(map[string]string, len(t.Static)+3)
+	for k, v := range t.Static {
+		ls[k] = v
+	}
+	ls[labels.Tenant] = t.Tenant
 	if t.App != "" {
 		ls[labels.Application] = t.App
 	}

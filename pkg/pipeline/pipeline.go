@@ -19,6 +19,7 @@ type Record struct {
 	Metadata []Label
 
 	mdSlab []Label // room for the Metadata of records to come (SetMetadata)
+	mdCap  int     // room per record in mdSlab; 0: 2
 }
 
 // SetMetadata sets name to value, replacing an earlier value of name.
@@ -33,11 +34,14 @@ func (r *Record) SetMetadata(name, value string) {
 		// Every zap line has a caller: slices for 16 records come from one
 		// allocation, each capped so that growing it copies rather than
 		// writes into its neighbour's. (Each Stream keeps its slab: 1 KiB,
-		// not more, as a thousand files have a thousand Streams.)
-		if len(r.mdSlab) < 2 {
-			r.mdSlab = make([]Label, 2*16)
+		// not more, as a thousand files have a thousand Streams.) A
+		// Stream with metadata of its own (StreamConfig.Metadata) makes
+		// room for it too.
+		n := max(r.mdCap, 2)
+		if len(r.mdSlab) < n {
+			r.mdSlab = make([]Label, n*16)
 		}
-		r.Metadata, r.mdSlab = r.mdSlab[:0:2], r.mdSlab[2:]
+		r.Metadata, r.mdSlab = r.mdSlab[:0:n], r.mdSlab[n:]
 	}
 	r.Metadata = append(r.Metadata, Label{Name: name, Value: value})
 }

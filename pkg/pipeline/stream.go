@@ -63,6 +63,7 @@ type Stream struct {
 	out      []Entry
 	ob       *outbox // out's, while it has one
 	borrowed bool    // see StreamConfig.BorrowedLines
+	meta     []Label // StreamConfig.Metadata
 	detached bool    // the entries in out no longer borrow their lines
 
 	onAck func(pos int64, last map[string]int64)
@@ -108,6 +109,9 @@ type StreamConfig struct {
 	// position up to which everything was delivered and the last times per
 	// Loki stream at that point, by stream key (the callee's to keep).
 	OnAck func(pos int64, last map[string]int64)
+	// Metadata is structured metadata of the source (its container, image,
+	// pod, host), added to every entry after what stages set.
+	Metadata []Label
 	// BorrowedLines: the lines the source passes to Send stay valid only
 	// until the next Flush returns (they point into its read buffer).
 	// Entries a failed Flush keeps are copied out then, so the source may
@@ -131,10 +135,13 @@ func NewStream(cfg StreamConfig, p *Pipeline, out Sink) *Stream {
 		p = New()
 	}
 	p.fieldsUnread()
-	return &Stream{
+	st := &Stream{
 		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: out.Consumer, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
 		onAck: cfg.OnAck, limits: out.Limits, borrowed: cfg.BorrowedLines,
+		meta: cfg.Metadata,
 	}
+	st.rec.mdCap = 2 + len(cfg.Metadata)
+	return st
 }
 
 // pairs flattens m to name, value, name, value...: read only when a new
@@ -178,6 +185,9 @@ func (s *Stream) takeOutbox() {
 	s.out = s.ob.es[:0]
 	s.rec.Fields, s.rec.Labels = s.ob.fields, s.ob.labels
 	if s.borrowed {
+		if n := max(s.rec.mdCap, 2) * outboxSize; len(s.ob.md) < n {
+			s.ob.md = make([]Label, n) // kept by the pool for the next
+		}
 		s.rec.mdSlab = s.ob.md
 	}
 }
@@ -338,8 +348,18 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 		ls.last, ls.hasLast = ns, true
 	}
 	// Fresh per record (reset above), so the entry may keep it: from a slab,
-	// or for borrowed lines from the outbox's room, valid until Flush.
+	// or for borrowed lines from the outbox's room, valid until Flush. The
+	// source's own metadata goes after the stages': into the room kept for
+	// it (no allocation), or as the stream's own slice when stages set none
+	// (consumers copy what they keep and write nothing).
 	md := r.Metadata
+	if len(s.meta) > 0 {
+		if len(md) == 0 {
+			md = s.meta
+		} else {
+			md = append(md, s.meta...)
+		}
+	}
 	s.mu.Lock()
 	s.addPending(inflight{pos: pos, ns: ns, ls: ls})
 	s.mu.Unlock()

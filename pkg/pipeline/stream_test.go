@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,7 +30,10 @@ func (b *batchSink) Consume(ctx context.Context, es []Entry) (int, error) {
 		return 0, ctx.Err()
 	}
 	b.calls = append(b.calls, len(es))
-	b.entries = append(b.entries, es...)
+	for _, e := range es { // a Consumer copies what it keeps
+		e.Line, e.Metadata = strings.Clone(e.Line), slices.Clone(e.Metadata)
+		b.entries = append(b.entries, e)
+	}
 	return len(es), nil
 }
 
@@ -235,4 +239,40 @@ func TestStreamTellsLastStageFieldsUnread(t *testing.T) {
 	}
 	NewStream(StreamConfig{}, New(), Sink{})
 	NewStream(StreamConfig{}, nil, Sink{})
+}
+
+// A source's own metadata (StreamConfig.Metadata) follows what stages set
+// on every entry, borrowed lines or not, and is there alone when stages set
+// none.
+func TestStreamSourceMetadata(t *testing.T) {
+	for _, borrowed := range []bool{false, true} {
+		sink := &batchSink{}
+		s := NewStream(StreamConfig{Tenant: "t", Labels: map[string]string{"tenant": "t"}, BorrowedLines: borrowed,
+			Metadata: []Label{{"container", "shop-1"}, {"host", "web-1"}}},
+			New(StageFunc(func(r *Record) (bool, string) {
+				if r.Line != "plain" {
+					r.SetMetadata("caller", r.Line)
+				}
+				return true, ""
+			})), Sink{Consumer: sink})
+		t0 := time.Unix(1_700_000_000, 0)
+		for i, line := range []string{"a.go:1", "plain", "b.go:2"} {
+			if err := s.Send(context.Background(), t0, line, int64(i+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		want := [][]Label{
+			{{"caller", "a.go:1"}, {"container", "shop-1"}, {"host", "web-1"}},
+			{{"container", "shop-1"}, {"host", "web-1"}},
+			{{"caller", "b.go:2"}, {"container", "shop-1"}, {"host", "web-1"}},
+		}
+		for i, e := range sink.entries {
+			if !slices.Equal(e.Metadata, want[i]) {
+				t.Errorf("borrowed=%v: entry %d metadata %v, want %v", borrowed, i, e.Metadata, want[i])
+			}
+		}
+	}
 }

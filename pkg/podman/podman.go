@@ -42,11 +42,15 @@ type Container struct {
 	LogDriver string
 	LogPath   string
 	Mounts    []Mount
+	// Pod is the name of the container's pod ("" when in none); PodLabels
+	// are the pod's labels (nil when in none).
+	Pod       string
+	PodLabels map[string]string
 }
 
-// Mount is one bind mount of a container.
+// Mount is one mount of a container.
 type Mount struct {
-	Type        string
+	Type        string // bind or volume (a named volume; Source is its host path)
 	Source      string // host path
 	Destination string // path inside the container
 	RW          bool
