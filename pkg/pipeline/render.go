@@ -145,3 +145,7 @@ func RenderLabels(ls map[string]string) string {
 	b = append(b, '}')
 	return string(b)
 }
+
+// labelsStream is labels.Stream, for code where a parameter named labels
+// hides the package.
+const labelsStream = labels.Stream

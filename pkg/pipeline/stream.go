@@ -64,6 +64,7 @@ type Stream struct {
 	ob       *outbox // out's, while it has one
 	borrowed bool    // see StreamConfig.BorrowedLines
 	meta     []Label // StreamConfig.Metadata
+	byStream map[string]*Pipeline
 	detached bool    // the entries in out no longer borrow their lines
 
 	onAck func(pos int64, last map[string]int64)
@@ -109,6 +110,11 @@ type StreamConfig struct {
 	// position up to which everything was delivered and the last times per
 	// Loki stream at that point, by stream key (the callee's to keep).
 	OnAck func(pos int64, last map[string]int64)
+	// ByStream holds pipelines for some values of the stream label a source
+	// passes to Send (container output's stdout and stderr may be processed
+	// apart: pipeline.apps); a line of another stream, or without one, goes
+	// through the pipeline NewStream was given.
+	ByStream map[string]*Pipeline
 	// Metadata is structured metadata of the source (its container, image,
 	// pod, host), added to every entry after what stages set.
 	Metadata []Label
@@ -138,7 +144,10 @@ func NewStream(cfg StreamConfig, p *Pipeline, out Sink) *Stream {
 	st := &Stream{
 		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: out.Consumer, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
 		onAck: cfg.OnAck, limits: out.Limits, borrowed: cfg.BorrowedLines,
-		meta: cfg.Metadata,
+		meta: cfg.Metadata, byStream: cfg.ByStream,
+	}
+	for _, bp := range cfg.ByStream {
+		bp.fieldsUnread()
 	}
 	st.rec.mdCap = 2 + len(cfg.Metadata)
 	return st
@@ -317,7 +326,7 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	for i := 0; i+1 < len(labels); i += 2 {
 		r.Labels[labels[i]] = labels[i+1]
 	}
-	if keep, reason := s.pipe.Process(r); !keep {
+	if keep, reason := s.pipeFor(labels).Process(r); !keep {
 		s.drop(reason, pos)
 		return nil
 	}
@@ -372,6 +381,21 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	r.Line, r.Metadata = "", nil
 	s.out = append(s.out, e) // taken: in pending, handed over at Flush
 	return nil
+}
+
+// pipeFor is the pipeline of a line sent with labels (see
+// StreamConfig.ByStream).
+func (s *Stream) pipeFor(labels []string) *Pipeline {
+	if len(s.byStream) > 0 {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if labels[i] == labelsStream {
+				if p, ok := s.byStream[labels[i+1]]; ok {
+					return p
+				}
+			}
+		}
+	}
+	return s.pipe
 }
 
 // admitClockEvery: see Stream.admitCalls.

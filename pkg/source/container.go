@@ -54,7 +54,7 @@ type ContainerOutput struct {
 
 	drainWake
 
-	pipe   *pipeline.Pipeline
+	pipes  Pipes
 	stream *pipeline.Stream
 	inode  atomic.Uint64
 	file   atomic.Pointer[os.File] // the log being read, for SpoolCopy
@@ -79,10 +79,10 @@ func Key(containerID string) string { return "container:" + containerID }
 // NewContainerOutput returns a reader for t whose lines go through p (nil:
 // none) to out. fromEnd starts at the end of the log when no position is
 // stored.
-func NewContainerOutput(t discovery.Target, store *positions.Store, p *pipeline.Pipeline, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
+func NewContainerOutput(t discovery.Target, store *positions.Store, pipes Pipes, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *ContainerOutput {
 	c := &ContainerOutput{
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
-		metrics: m, pipe: p, out: out,
+		metrics: m, pipes: pipes, out: out,
 		log:       outputLog(log, t),
 		drainWake: drainWake{wake: make(chan struct{}, 1)},
 	}
@@ -112,7 +112,8 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 			}
 		},
 		BorrowedLines: true,
-	}, c.pipe, c.out)
+		ByStream:      c.pipes.ByStream,
+	}, c.pipes.Default, c.out)
 	return s
 }
 

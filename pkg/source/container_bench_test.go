@@ -76,7 +76,7 @@ func benchContainerOutput(b *testing.B, preset bool) {
 				b.Fatal(err)
 			}
 		}
-		co := NewContainerOutput(testTarget(path), store, p, pipeline.Sink{Consumer: d}, false, NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+		co := NewContainerOutput(testTarget(path), store, Pipes{Default: p}, pipeline.Sink{Consumer: d}, false, NewMetrics(prometheus.NewRegistry()), zap.NewNop())
 		ctx, cancel := context.WithCancel(context.Background())
 		d.all, d.cancel = lines, cancel // ends Run once every line is in
 		b.StartTimer()

@@ -193,7 +193,7 @@ func newReader(t *testing.T, tg discovery.Target, store *positions.Store, next p
 	if m == nil {
 		m = NewMetrics(prometheus.NewRegistry())
 	}
-	return NewContainerOutput(tg, store, nil, pipeline.Sink{Consumer: next}, fromEnd, m, zap.NewNop())
+	return NewContainerOutput(tg, store, Pipes{}, pipeline.Sink{Consumer: next}, fromEnd, m, zap.NewNop())
 }
 
 func runReader(t *testing.T, co interface{ Run(context.Context) error }) *reader {

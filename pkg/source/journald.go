@@ -53,7 +53,7 @@ type JournalOutput struct {
 	key     string
 	store   *positions.Store
 	out     pipeline.Sink
-	pipe    *pipeline.Pipeline
+	pipes   Pipes
 	journal Journal
 	log     *zap.Logger
 	metrics *Metrics
@@ -80,9 +80,9 @@ type JournalOutput struct {
 }
 
 // NewJournalOutput returns a reader of t's output from the journal.
-func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *pipeline.Pipeline, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
+func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pipes Pipes, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
 	o := &JournalOutput{
-		target: t, key: Key(t.ID), store: store, out: out, pipe: p, journal: j, metrics: m, fromEnd: fromEnd,
+		target: t, key: Key(t.ID), store: store, out: out, pipes: pipes, journal: j, metrics: m, fromEnd: fromEnd,
 		log:       outputLog(log, t),
 		drainWake: drainWake{wake: make(chan struct{}, 1)},
 	}
@@ -97,7 +97,8 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, p *
 		Drops:    m.dropped,
 		Repaired: m.repaired,
 		OnAck:    o.acked,
-	}, p, out)
+		ByStream: pipes.ByStream,
+	}, pipes.Default, out)
 	return o
 }
 

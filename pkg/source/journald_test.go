@@ -64,7 +64,7 @@ func journalTarget(name string) discovery.Target {
 }
 
 func newJournalReader(t *testing.T, root, name string, store *positions.Store, next pipeline.Consumer) *JournalOutput {
-	return NewJournalOutput(journalTarget(name), Journal{Dirs: []string{root}}, store, nil, pipeline.Sink{Consumer: next}, false,
+	return NewJournalOutput(journalTarget(name), Journal{Dirs: []string{root}}, store, Pipes{}, pipeline.Sink{Consumer: next}, false,
 		NewMetrics(prometheus.NewRegistry()), zap.NewNop())
 }
 
@@ -202,7 +202,7 @@ func runJournalToEnd(t *testing.T, o *JournalOutput) error {
 func TestJournalOutputExistingFromEnd(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	s := newSink(t)
-	o := NewJournalOutput(journalTarget("d"), Journal{Dirs: []string{journalDirOf(t, conmonFixture)}}, store, nil, pipeline.Sink{Consumer: s.consumer()}, true,
+	o := NewJournalOutput(journalTarget("d"), Journal{Dirs: []string{journalDirOf(t, conmonFixture)}}, store, Pipes{}, pipeline.Sink{Consumer: s.consumer()}, true,
 		NewMetrics(prometheus.NewRegistry()), zap.NewNop())
 	o.SetDraining(true)
 	if err := runJournalToEnd(t, o); err != nil {

@@ -223,9 +223,9 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 
 func (s *Scheduler) containerSource(t discovery.Target) func() source {
 	return func() source {
-		var p *pipeline.Pipeline
+		var p Pipes
 		if s.cfg.Pipeline != nil {
-			p = s.cfg.Pipeline()
+			p.Default = s.cfg.Pipeline()
 		}
 		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
 		if t.LogDriver == podman.LogDriverJournal {
