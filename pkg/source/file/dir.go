@@ -67,6 +67,14 @@ type Config struct {
 	// traces) for one file, or nil for none. A joined entry's position is
 	// its last line's, so an entry still open is read again after a restart.
 	Multiline func() *pipeline.Multiline
+	// Match says which files of the directory are read, by name: the
+	// include and exclude globs and the rotated copies of included files
+	// (files.include; discovery.FileRules.Reads). A name ending in .gz is
+	// read as gzip. Nil: *.log and *.log.gz.
+	Match func(name string) bool
+	// Metadata is structured metadata of the directory's source (its
+	// container, image, pod, host), on every entry of its files.
+	Metadata []pipeline.Label
 	// Poll is how often the directory is checked when no inotify event comes.
 	Poll time.Duration
 	// OpenFiles bounds the files open at once across directories; nil: no

@@ -32,7 +32,6 @@ const (
 	// at 50 ms.
 	listEveryWatched = time.Second
 	gzSuffix         = ".gz"
-	logSuffix        = ".log"
 )
 
 // listing is what a Dir keeps of its directory between cycles.
@@ -122,10 +121,10 @@ func (d *Dir) list(now time.Time) (fresh []candidate, ok bool) {
 	present := map[uint64]bool{}
 	for _, e := range entries {
 		name := e.Name()
-		gz := strings.HasSuffix(name, logSuffix+gzSuffix)
-		if !gz && !strings.HasSuffix(name, logSuffix) {
+		if !d.reads(name) {
 			continue
 		}
+		gz := strings.HasSuffix(name, gzSuffix)
 		st, err := lstatAt(d.ls.dirfd, name)
 		if err != nil {
 			continue
@@ -156,6 +155,15 @@ func (d *Dir) list(now time.Time) (fresh []candidate, ok bool) {
 	maps.DeleteFunc(d.ls.refused, func(ino uint64, _ string) bool { return gone(ino) })
 	maps.DeleteFunc(d.id.keyOf, func(ino uint64, _ string) bool { return gone(ino) })
 	return fresh, true
+}
+
+// reads reports whether a file of the directory is read, by name:
+// Config.Match, or without one *.log files and their *.log.gz backups.
+func (d *Dir) reads(name string) bool {
+	if d.cfg.Match != nil {
+		return d.cfg.Match(name)
+	}
+	return strings.HasSuffix(name, ".log") || strings.HasSuffix(name, ".log"+gzSuffix)
 }
 
 // refuse records that the entry name (inode ino) is not read, counting it

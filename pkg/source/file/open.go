@@ -77,6 +77,7 @@ func (d *Dir) open(c candidate) bool {
 		Drops:    d.metrics.dropped,
 		Repaired: d.metrics.repaired,
 		OnAck:    d.acked(r),
+		Metadata: d.cfg.Metadata,
 		// Lines go to the sink a read at a time (lines flushes) as views of
 		// the read buffer, which the sink copies from. (Multiline joining
 		// makes lines of its own, and keeps a queue of entries the stream
