@@ -111,6 +111,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Client, error
 	if err != nil {
 		return nil, err
 	}
+	m.queueLimit.Set(float64(cfg.QueueBytes))
 	// A transport of our own (TLS, credentials, headers), so that Run can
 	// close its idle connections without touching anybody else's.
 	transport, err := cfg.transport(log)

@@ -23,6 +23,7 @@ type metrics struct {
 	uncertain      *prometheus.CounterVec // tenant, outcome
 	replayed       *prometheus.CounterVec // tenant, outcome
 	queuedBytes    prometheus.Gauge
+	queueLimit     prometheus.Gauge
 	pushDuration   *prometheus.HistogramVec // tenant, status
 	batchEntries   prometheus.Histogram
 }
@@ -61,6 +62,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "podtail_loki_queued_bytes",
 			Help: "Bytes accepted from sources and not yet acknowledged or dropped.",
 		}),
+		// The bound itself, so that alerts and dashboards compare the queue
+		// with what this podtail was configured with, not with a default
+		// written into them that the next change of defaults leaves behind.
+		queueLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podtail_loki_queue_limit_bytes",
+			Help: "loki.queue_bytes: at podtail_loki_queued_bytes this high, sources stop reading.",
+		}),
 		pushDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "podtail_loki_push_duration_seconds",
 			Help:    "Duration of single push requests, by HTTP status or \"network\".",
@@ -77,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	all := []prometheus.Collector{
 		m.entriesSent, m.bytesSent, m.dropped, m.retries, m.entriesRetried, m.uncertain, m.replayed,
-		m.queuedBytes, m.pushDuration, m.batchEntries,
+		m.queuedBytes, m.queueLimit, m.pushDuration, m.batchEntries,
 	}
 	var errs []error
 	var done []prometheus.Collector
