@@ -77,7 +77,7 @@ func (r *socketRecorder) saw(re *regexp.Regexp, t time.Time) bool {
 
 // readOnlyAPI is every Podman API path podtail uses, all with GET: what a
 // least-privilege socket proxy must let through (README, Security).
-var readOnlyAPI = regexp.MustCompile(`^(/v[0-9.]+)?(/libpod)?/(_ping|info|version|events|containers/json|containers/[0-9a-zA-Z_.-]+/json)$`)
+var readOnlyAPI = regexp.MustCompile(`^(/v[0-9.]+)?(/libpod)?/(_ping|info|version|events|containers/json|containers/[0-9a-zA-Z_.-]+/json|pods/[0-9a-zA-Z_.-]+/json)$`)
 
 var (
 	listPath    = regexp.MustCompile(`/containers/json$`)

@@ -32,6 +32,8 @@ type decision struct {
 	// k8s-file log's path, or the journal.
 	Output     string            `json:"output,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"` // what the Podman API said
+	Image      string            `json:"image,omitempty"`
+	Pod        string            `json:"pod,omitempty"`
 	Collect    bool              `json:"collect"`
 	Tenant     string            `json:"tenant,omitempty"`
 	App        string            `json:"application,omitempty"`
@@ -49,7 +51,7 @@ func decide(ctx context.Context, api *podman.Client, m *discovery.Mapper, id str
 		}
 		return d
 	}
-	d := decision{ID: c.ID, Name: c.Name, State: c.State, LogDriver: c.LogDriver}
+	d := decision{ID: c.ID, Name: c.Name, State: c.State, LogDriver: c.LogDriver, Image: c.Image, Pod: c.Pod}
 	t, err := m.Map(c)
 	if err != nil {
 		d.Reason = err.Error()
@@ -64,8 +66,12 @@ func (d decision) summary() string {
 	if !d.Collect {
 		return "skip: " + strings.TrimPrefix(d.Reason, discovery.ErrSkipped.Error()+": ")
 	}
-	return fmt.Sprintf("collect tenant=%s application=%s version=%s from %s",
-		d.Tenant, orDash(d.App), orDash(d.Version), strings.Join(d.Sources, ", "))
+	pod := ""
+	if d.Pod != "" {
+		pod = " pod=" + d.Pod // the labels may be the pod's
+	}
+	return fmt.Sprintf("collect tenant=%s application=%s version=%s%s from %s",
+		d.Tenant, orDash(d.App), orDash(d.Version), pod, strings.Join(d.Sources, ", "))
 }
 
 func orDash(s string) string {

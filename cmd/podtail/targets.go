@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +33,9 @@ func newDiscoverer(api *podman.Client, cfg *config.Config, rules *discovery.File
 // directories), each publishing its full set; the scheduler gets the union
 // whenever either changes.
 func discover(lt *lifetimes, cfg *config.Config, disc *discovery.Discoverer, src *sources, rules *discovery.FileRules, sched *source.Scheduler, log *zap.Logger) {
+	if _, err := thisHost(); err != nil && slices.Contains(cfg.StructuredMetadata, "host") {
+		log.Warn("this host's name is unknown; entries carry no host metadata", zap.Error(err))
+	}
 	fromPodman := make(chan []discovery.Target, 1)
 	fromStatic := make(chan []discovery.Target, 1)
 	if disc != nil {
@@ -47,7 +54,7 @@ func discover(lt *lifetimes, cfg *config.Config, disc *discovery.Discoverer, src
 		for _, sd := range cfg.Files.Static {
 			dirs = append(dirs, discovery.StaticDir{Glob: sd.Glob, Tenant: sd.Tenant})
 		}
-		static := discovery.NewStatic(dirs, rules, cfg.Files.ScanInterval, log.Named("static"))
+		static := discovery.NewStatic(dirs, rules, shared(cfg), cfg.Files.ScanInterval, log.Named("static"))
 		goRun(&lt.readers, func() { _ = static.Run(lt.readCtx, fromStatic) })
 	}
 	goRun(&lt.readers, func() { syncTargets(lt.readCtx, sched, disc != nil, fromPodman, fromStatic) })
@@ -80,14 +87,49 @@ func mapConfig(cfg *config.Config, rules *discovery.FileRules) discovery.MapConf
 		VersionLabel:  cfg.Discovery.VersionLabel,
 		RequireTenant: cfg.Discovery.RequireTenant,
 		DefaultTenant: cfg.Discovery.DefaultTenant,
+		PodLabels:     cfg.Discovery.PodLabels,
+		Select:        selectRules(cfg),
 		HostPrefix:    cfg.Files.HostPrefix,
 		Files:         rules,
+		Shared:        shared(cfg),
 	}
+}
+
+// thisHost is this host's name, asked once: every target of a run names the
+// same host, and a rename while podtail runs does not split its streams'
+// metadata.
+var thisHost = sync.OnceValues(os.Hostname)
+
+// shared is what every target carries: static_labels, and source_metadata
+// with this host's name.
+func shared(cfg *config.Config) discovery.Shared {
+	host, _ := thisHost() // an error is logged by discover; the host is then left out
+	return discovery.Shared{StaticLabels: cfg.StaticLabels, Metadata: cfg.StructuredMetadata, Host: host}
+}
+
+// selectRules compiles discovery.select; config validation has checked it.
+func selectRules(cfg *config.Config) []discovery.SelectRule {
+	var out []discovery.SelectRule
+	for i, r := range cfg.Discovery.Select {
+		sr, err := discovery.NewSelectRule(r.Action, r.Source, r.Regex)
+		if err != nil {
+			panic(fmt.Errorf("discovery.select[%d]: %w", i, err)) // unreachable: Validate checked the same rules
+		}
+		out = append(out, sr)
+	}
+	return out
 }
 
 // fileRules compiles the file rules; config validation has checked them.
 func fileRules(cfg *config.Config) *discovery.FileRules {
-	rules, err := discovery.NewFileRules(cfg.Files.MountSuffixes, cfg.Files.PathRegex, cfg.Files.NameRegex)
+	rules, err := discovery.NewFileRules(discovery.FileRulesConfig{
+		MountSuffixes: cfg.Files.MountSuffixes,
+		MountTypes:    cfg.Files.MountTypes,
+		Include:       cfg.Files.Include,
+		Exclude:       cfg.Files.Exclude,
+		PathRegex:     cfg.Files.PathRegex,
+		NameRegex:     cfg.Files.NameRegex,
+	})
 	if err != nil {
 		panic(err) // unreachable: Validate compiled the same rules
 	}

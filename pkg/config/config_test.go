@@ -108,3 +108,26 @@ func TestKeysCoverContract(t *testing.T) {
 		}
 	}
 }
+
+// static_labels take names of the user's choosing from a file (as
+// loki.headers do), and a glob that would panic at start is refused.
+func TestStaticLabelsAndGlobsFromFile(t *testing.T) {
+	load := func(yaml string) (*Config, error) {
+		path := filepath.Join(t.TempDir(), "podtail.yaml")
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return Load(path, nil)
+	}
+	c, err := load("static_labels: {cluster: test, host: web-1}\n")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.StaticLabels["cluster"] != "test" || c.StaticLabels["host"] != "web-1" {
+		t.Errorf("static_labels = %v", c.StaticLabels)
+	}
+	_, err = load("files:\n  include: [\"x*[\"]\n")
+	if err == nil || !strings.Contains(err.Error(), `files.include: "x*["`) {
+		t.Errorf("Load = %v, want files.include's bad glob named", err)
+	}
+}

@@ -34,7 +34,8 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		}
 		var unknown []error
 		for _, k := range v.AllKeys() {
-			if !keys[k] && !strings.HasPrefix(k, "loki.headers.") { // header names are free
+			// Header names and static label names are the user's to choose.
+			if !keys[k] && !strings.HasPrefix(k, "loki.headers.") && !strings.HasPrefix(k, "static_labels.") {
 				if to, ok := movedKeys[k]; ok {
 					unknown = append(unknown, fmt.Errorf("%s: moved to %s", k, to))
 					continue

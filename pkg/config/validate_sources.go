@@ -2,11 +2,11 @@ package config
 
 import (
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/labels"
 )
 
@@ -64,7 +64,9 @@ func (c *Config) validateFileNames(p *problems) {
 	}
 	for key, globs := range map[string][]string{"files.include": c.Files.Include, "files.exclude": c.Files.Exclude} {
 		for _, g := range globs {
-			if _, err := filepath.Match(g, ""); err != nil || strings.Contains(g, "/") {
+			// (filepath.Match reports a bad pattern only if matching gets
+			// that far: "x*[" passes against "".)
+			if !discovery.ValidGlob(g) || strings.Contains(g, "/") {
 				p.bad(key, "%q is not a glob of file names", g)
 			}
 		}

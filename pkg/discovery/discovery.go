@@ -24,6 +24,7 @@ type API interface {
 	Storage(ctx context.Context) (podman.Storage, error)
 	List(ctx context.Context) ([]podman.Summary, error)
 	Inspect(ctx context.Context, id string) (podman.Container, error)
+	Pod(ctx context.Context, id string) (podman.Pod, error)
 	Events(ctx context.Context, out chan<- podman.Event, subscribed func()) error
 }
 
@@ -162,7 +163,7 @@ func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Targ
 		// measured) and inspect waits for a --rm container's removal, which
 		// deletes its log. A reader started now holds the log open in time.
 		if _, known := d.targets[ev.ID]; !known {
-			if t, ok := d.provisional(ev); ok {
+			if t, ok := d.provisional(ctx, ev); ok {
 				d.targets[ev.ID] = t
 				d.publish(up)
 			}
@@ -186,8 +187,22 @@ func (d *Discoverer) handle(ctx context.Context, ev podman.Event, up chan []Targ
 // that follows corrects it (a container created with --log-driver or
 // --log-opt path=) or removes it, and the scheduler moves the reader to
 // what inspect says.
-func (d *Discoverer) provisional(ev podman.Event) (Target, bool) {
+//
+// A container in a pod is mapped with its pod's name and labels (a pod
+// inspect does not wait on the container, and is cached for the pod's
+// other containers): a reader keeps the labels of the target it was started
+// for, so a target without them would ship the pod's lines under the wrong
+// application or version. If the pod cannot be read, inspect decides.
+func (d *Discoverer) provisional(ctx context.Context, ev podman.Event) (Target, bool) {
 	c := podman.ContainerFromEvent(ev)
+	if c.PodID != "" {
+		p, err := d.api.Pod(ctx, c.PodID)
+		if err != nil {
+			d.log.Debug("pod not known at create; waiting for inspect", zap.String("container", c.Name), zap.Error(err))
+			return Target{}, false
+		}
+		c.Pod, c.PodLabels = p.Name, p.Labels
+	}
 	switch d.storage.LogDriver {
 	case podman.LogDriverFile:
 		if c.LogPath = d.storage.DefaultLogPath(ev.ID); c.LogPath == "" {

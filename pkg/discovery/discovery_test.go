@@ -51,9 +51,18 @@ type fixture struct {
 	sess *session // the current event subscription
 }
 
+// fixtureMapping is the mapping start uses: the podtail.* labels, a tenant
+// required.
+var fixtureMapping = discovery.MapConfig{TenantLabel: "podtail.tenant", AppLabel: "podtail.app", VersionLabel: "podtail.version", RequireTenant: true}
+
 func start(t *testing.T, api *fakeAPI, reconcile time.Duration) *fixture {
 	t.Helper()
-	m := discovery.NewMapper(discovery.MapConfig{TenantLabel: "podtail.tenant", AppLabel: "podtail.app", VersionLabel: "podtail.version", RequireTenant: true})
+	return startMapping(t, api, reconcile, fixtureMapping)
+}
+
+func startMapping(t *testing.T, api *fakeAPI, reconcile time.Duration, cfg discovery.MapConfig) *fixture {
+	t.Helper()
+	m := discovery.NewMapper(cfg)
 	f := &fixture{t: t, api: api, up: make(chan []discovery.Target, 1),
 		d: discovery.New(api, m, discovery.Config{ReconcileInterval: reconcile, ReconnectBackoff: time.Second, Started: podtailStart}, zap.NewNop())}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,6 +146,7 @@ func TestDiscovererPublishesFullStateFirst(t *testing.T) {
 	}
 	c1 := set[0]
 	want := discovery.Target{ID: "c1", Name: "name-c1", Tenant: "beta", App: "app-c1", Running: false,
+		Labels:    map[string]string{"podtail.tenant": "beta", "podtail.app": "app-c1"},
 		StartedAt: before.UnixNano(), Existing: true, LogDriver: "k8s-file", LogPath: "/logs/c1.log"}
 	if !c1.Equal(want) {
 		t.Errorf("c1 = %+v, want %+v", c1, want)

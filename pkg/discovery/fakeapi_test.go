@@ -24,6 +24,7 @@ type fakeAPI struct {
 	storage    podman.Storage // zero: no provisional targets from create events
 	// holds: Inspect of these IDs answers only once the channel is closed.
 	holds map[string]chan struct{}
+	pods  map[string]podman.Pod // by ID; Inspect fills its containers' pod from it
 }
 
 // session is one Events call: the test sends events on it, or ends it with
@@ -75,7 +76,22 @@ func (f *fakeAPI) Inspect(ctx context.Context, id string) (podman.Container, err
 		return podman.Container{}, fmt.Errorf("inspect %s: %w", id, podman.ErrNotFound)
 	}
 	c.Labels = maps.Clone(c.Labels)
+	if p, ok := f.pods[c.PodID]; ok {
+		c.Pod, c.PodLabels = p.Name, maps.Clone(p.Labels)
+	}
 	return c, nil
+}
+
+// Pod answers from f.pods, as the client's pod inspect: a pod not there is
+// gone.
+func (f *fakeAPI) Pod(_ context.Context, id string) (podman.Pod, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "pod "+id)
+	if p, ok := f.pods[id]; ok {
+		return p, nil
+	}
+	return podman.Pod{}, fmt.Errorf("inspect pod %s: %w", id, podman.ErrPodNotFound)
 }
 
 func (f *fakeAPI) Events(ctx context.Context, out chan<- podman.Event, subscribed func()) error {

@@ -2,6 +2,7 @@ package discovery_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,34 +16,63 @@ import (
 	"github.com/podtail/podtail/pkg/podman"
 )
 
+// seedConfig is the files.* defaults of the seed's layout.
+func seedConfig() discovery.FileRulesConfig {
+	return discovery.FileRulesConfig{
+		MountSuffixes: []string{labels.DefaultMountSuffix}, MountTypes: []string{"bind", "volume"},
+		Include: []string{"*.log"}, PathRegex: labels.DefaultPathRegex, NameRegex: labels.DefaultNameRegex,
+	}
+}
+
 func seedRules(t *testing.T) *discovery.FileRules {
 	t.Helper()
-	r, err := discovery.NewFileRules([]string{labels.DefaultMountSuffix}, labels.DefaultPathRegex, labels.DefaultNameRegex)
+	r, err := discovery.NewFileRules(seedConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// Only bind mounts whose source or destination ends in workplace/logs (whole
-// components) are log directories; host_prefix is joined to the source; the
-// path rule's labels come along.
+// Mounts of the configured types whose source or destination ends in
+// workplace/logs (whole components) are log directories: a named volume at
+// its host directory, as a bind mount; host_prefix is joined to the source;
+// the path rule's labels come along. Other mount types, and a volume with
+// no host directory, are not.
 func TestFileRulesDirs(t *testing.T) {
-	r := seedRules(t)
-	dirs := r.Dirs([]podman.Mount{
+	mounts := []podman.Mount{
 		{Type: "bind", Source: "/srv/namespace/beiluo/test777/workplace/logs", Destination: "/app/logs"},
 		{Type: "bind", Source: "/data/x", Destination: "/app/workplace/logs/"},
 		{Type: "bind", Source: "/data/notworkplace/logs", Destination: "/y"},
-		{Type: "volume", Source: "/var/lib/containers/storage/volumes/v/_data", Destination: "/app/workplace/logs"},
-	}, "/host")
-	if len(dirs) != 2 {
+		{Type: "volume", Name: "v", Source: "/var/lib/containers/storage/volumes/v/_data", Destination: "/app/workplace/logs"},
+		{Type: "volume", Name: "plugin", Source: "", Destination: "/b/workplace/logs"},
+		{Type: "tmpfs", Source: "tmpfs", Destination: "/c/workplace/logs"},
+	}
+	dirs := seedRules(t).Dirs(mounts, "/host")
+	if len(dirs) != 3 {
 		t.Fatalf("dirs: %+v", dirs)
 	}
 	if dirs[0].Path != "/host/srv/namespace/beiluo/test777/workplace/logs" || dirs[0].Labels["application"] != "test777" || dirs[0].Labels["tenant"] != "beiluo" {
 		t.Errorf("first: %+v", dirs[0])
 	}
-	if dirs[1].Path != "/host/data/x" || len(dirs[1].Labels) != 0 {
+	if dirs[1].Path != "/host/data/x" || len(dirs[1].Labels) != 0 || dirs[1].Volume != "" {
 		t.Errorf("second: %+v", dirs[1])
+	}
+	if dirs[2].Path != "/host/var/lib/containers/storage/volumes/v/_data" || dirs[2].Volume != "v" {
+		t.Errorf("volume: %+v", dirs[2])
+	}
+	tg := discovery.Target{LogDirs: dirs[2:]}
+	if got := tg.Sources(); len(got) != 1 || got[0] != "files /host/var/lib/containers/storage/volumes/v/_data/*.log (volume v)" {
+		t.Errorf("Sources = %q", got)
+	}
+
+	cfg := seedConfig()
+	cfg.MountTypes = []string{"bind"}
+	bindOnly, err := discovery.NewFileRules(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirs := bindOnly.Dirs(mounts, ""); len(dirs) != 2 || dirs[1].Path != "/data/x" {
+		t.Errorf("mount_types [bind]: %+v, want the two bind mounts", dirs)
 	}
 }
 
@@ -68,12 +98,27 @@ func TestFileLabels(t *testing.T) {
 	}
 }
 
-func TestFileRulesBadRegex(t *testing.T) {
-	if _, err := discovery.NewFileRules(nil, "(", ""); err == nil || !strings.Contains(err.Error(), "files.path_regex") {
-		t.Errorf("err = %v", err)
-	}
-	if _, err := discovery.NewFileRules(nil, "", "(?P<x"); err == nil || !strings.Contains(err.Error(), "files.name_regex") {
-		t.Errorf("err = %v", err)
+// A bad rule is refused, naming its key and the value.
+func TestFileRulesBad(t *testing.T) {
+	for _, tc := range []struct {
+		edit func(*discovery.FileRulesConfig)
+		want []string
+	}{
+		{func(c *discovery.FileRulesConfig) { c.PathRegex = "(" }, []string{"files.path_regex"}},
+		{func(c *discovery.FileRulesConfig) { c.NameRegex = "(?P<x" }, []string{"files.name_regex"}},
+		{func(c *discovery.FileRulesConfig) { c.MountTypes = []string{"bind", "tmpfs"} }, []string{"files.mount_types", `"tmpfs"`}},
+		{func(c *discovery.FileRulesConfig) { c.Include = []string{"*.log", "[a-"} }, []string{"files.include", `"[a-"`}},
+		{func(c *discovery.FileRulesConfig) { c.Exclude = []string{"sub/*.log"} }, []string{"files.exclude", `"sub/*.log"`}},
+		{func(c *discovery.FileRulesConfig) { c.Exclude = []string{"a[\\"} }, []string{"files.exclude"}},
+	} {
+		cfg := seedConfig()
+		tc.edit(&cfg)
+		_, err := discovery.NewFileRules(cfg)
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%+v: err = %v, want it to name %s", cfg, err, w)
+			}
+		}
 	}
 }
 
@@ -90,8 +135,9 @@ func TestStaticDiscovery(t *testing.T) {
 	}
 	a := mk("beiluo", "test777", "workplace", "logs")
 	mk("bad|tenant", "x", "workplace", "logs")
+	shared := discovery.Shared{StaticLabels: map[string]string{"cluster": "prod"}, Metadata: []string{"container", "image", "pod", "host"}, Host: "web-1"}
 	s := discovery.NewStatic([]discovery.StaticDir{{Glob: filepath.Join(root, "namespace", "*", "*", "workplace", "logs")}},
-		seedRules(t), 20*time.Millisecond, zap.NewNop())
+		seedRules(t), shared, 20*time.Millisecond, zap.NewNop())
 	up := make(chan []discovery.Target, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -102,6 +148,14 @@ func TestStaticDiscovery(t *testing.T) {
 	set := <-up
 	if len(set) != 1 || set[0].Tenant != "beiluo" || set[0].App != "test777" || set[0].LogDirs[0].Path != a || set[0].LogPath != "" || !set[0].Running {
 		t.Fatalf("first set: %+v", set)
+	}
+	// A static directory has no container, image or pod; it has a host,
+	// and the static labels.
+	if md := set[0].Metadata; len(md) != 1 || md["host"] != "web-1" {
+		t.Errorf("Metadata = %v, want only host", md)
+	}
+	if ls := set[0].StreamLabels(); ls["cluster"] != "prod" || ls["tenant"] != "beiluo" {
+		t.Errorf("StreamLabels = %v, want the static label beside the tenant", ls)
 	}
 	b := mk("acme", "shop", "workplace", "logs")
 	select {
@@ -136,7 +190,7 @@ func TestStaticDiscoverySkipsSymlinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := discovery.NewStatic([]discovery.StaticDir{{Glob: filepath.Join(root, "namespace", "*", "*", "workplace", "logs")}},
-		seedRules(t), time.Hour, zap.NewNop())
+		seedRules(t), discovery.Shared{}, time.Hour, zap.NewNop())
 	up := make(chan []discovery.Target, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -160,7 +214,7 @@ func FuzzFileRules(f *testing.F) {
 	f.Add("relative/workplace/logs", "", "a_b_v\xff.log", "", "")
 	f.Add("/srv/namespace/x\n/y/workplace/logs", "/workplace/logs", "_\x00_v1.log", "é", "v1")
 	f.Fuzz(func(t *testing.T, source, dest, name, app, version string) {
-		r, err := discovery.NewFileRules([]string{labels.DefaultMountSuffix}, labels.DefaultPathRegex, labels.DefaultNameRegex)
+		r, err := discovery.NewFileRules(seedConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +226,25 @@ func FuzzFileRules(f *testing.F) {
 		if want := ends(source) || ends(dest); (len(dirs) == 1) != want {
 			t.Fatalf("mount %q -> %q: %d dirs, want a log directory: %v", source, dest, len(dirs), want)
 		}
+		// A pattern Match finds malformed, for any name, is not a ValidGlob.
+		for _, n := range []string{source, dest, app, version, ""} {
+			if _, err := filepath.Match(name, n); err != nil && discovery.ValidGlob(name) {
+				t.Fatalf("ValidGlob(%q) but Match(%q, %q): %v", name, name, n, err)
+			}
+		}
+		// A rotated copy's live file is a shorter name, gz says .gz, and the
+		// copy is read and labelled as the live file is.
+		base, gz := discovery.RotatedBase(name)
+		if len(base) > len(name) || (name != "" && base == "") || gz != (strings.HasSuffix(name, ".gz") && name != ".gz") {
+			t.Fatalf("RotatedBase(%q) = %q, %v", name, base, gz)
+		}
+		if r.Reads(name) && !strings.HasSuffix(name, ".log") && !strings.HasSuffix(base, ".log") {
+			t.Fatalf("Reads(%q) with include *.log, live file %q", name, base)
+		}
 		target := discovery.Target{Tenant: "acme", App: app, Version: version}
+		if a, b := r.FileLabels(target, discovery.LogDir{}, name), r.FileLabels(target, discovery.LogDir{}, base); !maps.Equal(a, b) {
+			t.Fatalf("%q labelled %v, its live file %q %v", name, a, base, b)
+		}
 		for _, d := range dirs {
 			if d.Path != filepath.Join("/host", source) {
 				t.Fatalf("path %q for source %q", d.Path, source)

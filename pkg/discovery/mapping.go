@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/podman"
@@ -51,8 +52,28 @@ type Target struct {
 type LogDir struct {
 	Path   string // as podtail sees it (host_prefix applied)
 	Source string // on the host, as Podman reports it
+	// Volume is the named volume the directory is, "" for a bind mount or
+	// a static directory; for people.
+	Volume string
 	// Labels are the labels the path rule gave (application, version).
 	Labels map[string]string
+	globs  []string // files.include, for people (describe)
+}
+
+// describe says, for people, which files of the directory are read.
+func (d LogDir) describe() string {
+	s := filepath.Join(d.Path, "*.log")
+	switch len(d.globs) {
+	case 0:
+	case 1:
+		s = filepath.Join(d.Path, d.globs[0])
+	default:
+		s = filepath.Join(d.Path, "{"+strings.Join(d.globs, ",")+"}")
+	}
+	if d.Volume != "" {
+		s += " (volume " + d.Volume + ")"
+	}
+	return s
 }
 
 // Equal reports whether two targets are the same (Target holds slices).
@@ -110,7 +131,7 @@ func (t Target) Sources() []string {
 		out = append(out, "stdout+stderr ("+t.LogDriver+") from "+src)
 	}
 	for _, d := range t.LogDirs {
-		out = append(out, "files "+filepath.Join(d.Path, "*.log"))
+		out = append(out, "files "+d.describe())
 	}
 	return out
 }
@@ -120,8 +141,63 @@ type MapConfig struct {
 	TenantLabel, AppLabel, VersionLabel string
 	RequireTenant                       bool
 	DefaultTenant                       string
-	HostPrefix                          string
-	Files                               *FileRules // nil: no files from mounts
+	// PodLabels: a container in a pod whose own labels lack the tenant,
+	// app or version label takes the pod's (discovery.pod_labels).
+	PodLabels bool
+	// Select keeps or drops containers, in order (discovery.select).
+	Select     []SelectRule
+	HostPrefix string
+	Files      *FileRules // nil: no files from mounts
+	Shared     Shared
+}
+
+// Shared is what every target carries, whichever discoverer found it.
+type Shared struct {
+	// StaticLabels are static_labels, on every stream.
+	StaticLabels map[string]string
+	// Metadata names the source facts put on every entry as structured
+	// metadata (source_metadata): container, image, pod, host.
+	Metadata []string
+	// Host is this host's name, for the host metadata: read once at start
+	// (os.Hostname), so that every target of a run says the same.
+	Host string
+}
+
+// static is the static labels of a target; nil when there are none, so
+// that targets compare equal however the configuration spelled "none".
+func (s Shared) static() map[string]string {
+	if len(s.StaticLabels) == 0 {
+		return nil
+	}
+	return s.StaticLabels
+}
+
+// metadata is the structured metadata of a target from its facts; a fact
+// it does not have (a pod for a container in none, a container for a
+// static directory) is left out rather than sent empty.
+func (s Shared) metadata(container, image, pod string) map[string]string {
+	var md map[string]string
+	for _, name := range s.Metadata {
+		var v string
+		switch name {
+		case "container":
+			v = container
+		case "image":
+			v = image
+		case "pod":
+			v = pod
+		case "host":
+			v = s.Host
+		}
+		if v == "" {
+			continue
+		}
+		if md == nil {
+			md = make(map[string]string, len(s.Metadata))
+		}
+		md[name] = v
+	}
+	return md
 }
 
 // Mapper turns containers into targets, or says why not.
@@ -139,10 +215,19 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 	skip := func(format string, args ...any) (Target, error) {
 		return Target{}, fmt.Errorf("%w: "+format, append([]any{ErrSkipped}, args...)...)
 	}
-	tenant, ok := c.Labels[m.cfg.TenantLabel]
-	if !ok || tenant == "" {
+	if c.Infra {
+		// It carries the pod's labels, so it would be collected as one of
+		// the pod's apps, and its output is never theirs.
+		return skip("the infra container of pod %q (Podman's pause process, not an app)", c.Pod)
+	}
+	ls := m.labels(c)
+	if err := m.selected(c, ls); err != nil {
+		return skip("%v", err)
+	}
+	tenant := ls[m.cfg.TenantLabel]
+	if tenant == "" {
 		if m.cfg.RequireTenant {
-			return skip("no %q label", m.cfg.TenantLabel)
+			return skip("no %q label%s", m.cfg.TenantLabel, m.podUnknown(c))
 		}
 		tenant = m.cfg.DefaultTenant
 	}
@@ -150,12 +235,17 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		return skip("label %q: %v", m.cfg.TenantLabel, err)
 	}
 	t := Target{
-		ID:      c.ID,
-		Name:    c.Name,
-		Tenant:  tenant,
-		App:     c.Labels[m.cfg.AppLabel],
-		Version: c.Labels[m.cfg.VersionLabel],
-		Running: c.Running || podman.Alive(c.State),
+		ID:       c.ID,
+		Name:     c.Name,
+		Image:    c.Image,
+		Pod:      c.Pod,
+		Tenant:   tenant,
+		App:      ls[m.cfg.AppLabel],
+		Version:  ls[m.cfg.VersionLabel],
+		Labels:   ls,
+		Static:   m.cfg.Shared.static(),
+		Metadata: m.cfg.Shared.metadata(c.Name, c.Image, c.Pod),
+		Running:  c.Running || podman.Alive(c.State),
 	}
 	if !c.StartedAt.IsZero() { // never started: 0, not an overflowed UnixNano
 		t.StartedAt = c.StartedAt.UnixNano()
@@ -187,4 +277,37 @@ func (m *Mapper) Map(c podman.Container) (Target, error) {
 		t.LogDirs = m.cfg.Files.Dirs(c.Mounts, m.cfg.HostPrefix)
 	}
 	return t, nil
+}
+
+// labels are the container's labels over its pod's (with pod_labels): a
+// container's own empty value does not hide the pod's, since an empty
+// tenant, application or version says nothing. A new map: the target keeps
+// it, and Podman's answer may be shared.
+func (m *Mapper) labels(c podman.Container) map[string]string {
+	var pod map[string]string
+	if m.cfg.PodLabels {
+		pod = c.PodLabels
+	}
+	if len(c.Labels)+len(pod) == 0 {
+		return nil
+	}
+	ls := make(map[string]string, len(c.Labels)+len(pod))
+	for k, v := range pod {
+		ls[k] = v
+	}
+	for k, v := range c.Labels {
+		if v != "" || ls[k] == "" {
+			ls[k] = v
+		}
+	}
+	return ls
+}
+
+// podUnknown explains, for a container missing a label, that its pod's
+// labels could have had it but could not be read.
+func (m *Mapper) podUnknown(c podman.Container) string {
+	if !m.cfg.PodLabels || c.PodErr == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (and its pod's labels are unknown: %v)", c.PodErr)
 }

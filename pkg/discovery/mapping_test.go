@@ -58,6 +58,7 @@ func TestMapLabelsToTarget(t *testing.T) {
 	tg := mustMap(t, discovery.NewMapper(mapCfg), c)
 	want := discovery.Target{
 		ID: c.ID, Name: "shop-1", Tenant: "acme", App: "shop", Version: "1.2.3", Running: true,
+		Labels:    map[string]string{"tenant": "acme", "application": "shop", "version": "1.2.3", "other": "x"},
 		StartedAt: c.StartedAt.UnixNano(), LogDriver: "k8s-file", LogPath: c.LogPath,
 	}
 	if !tg.Equal(want) {

@@ -25,16 +25,19 @@ type StaticDir struct {
 // Static publishes the targets of static directories, rescanning the globs
 // so directories created later are found without a restart.
 type Static struct {
-	dirs  []StaticDir
-	rules *FileRules
-	every time.Duration
-	log   *zap.Logger
-	warn  map[string]bool
+	dirs   []StaticDir
+	rules  *FileRules
+	shared Shared
+	every  time.Duration
+	log    *zap.Logger
+	warn   map[string]bool
 }
 
-// NewStatic returns a static discoverer.
-func NewStatic(dirs []StaticDir, rules *FileRules, every time.Duration, log *zap.Logger) *Static {
-	return &Static{dirs: dirs, rules: rules, every: every, log: log, warn: map[string]bool{}}
+// NewStatic returns a static discoverer. Its targets carry shared's static
+// labels and, of the source metadata, the host: they have no container,
+// image or pod.
+func NewStatic(dirs []StaticDir, rules *FileRules, shared Shared, every time.Duration, log *zap.Logger) *Static {
+	return &Static{dirs: dirs, rules: rules, shared: shared, every: every, log: log, warn: map[string]bool{}}
 }
 
 // Run publishes the full set now and whenever it changes, until ctx ends.
@@ -88,7 +91,8 @@ func (s *Static) scan() []Target {
 			out = append(out, Target{
 				ID: "static:" + dir, Name: dir, Tenant: tenant,
 				App: dirLabels[labels.Application], Version: dirLabels[labels.Version], Running: true,
-				LogDirs: []LogDir{{Path: dir, Source: dir, Labels: dirLabels}},
+				Static: s.shared.static(), Metadata: s.shared.metadata("", "", ""),
+				LogDirs: []LogDir{{Path: dir, Source: dir, Labels: dirLabels, globs: s.rules.Include}},
 			})
 		}
 	}

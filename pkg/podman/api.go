@@ -31,7 +31,11 @@ type apiInspect struct {
 	ID        string `json:"Id"`
 	Name      string `json:"Name"`
 	ImageName string `json:"ImageName"`
-	Config    struct {
+	Pod       string `json:"Pod"` // the pod's ID, "" when in none
+	// IsInfra marks a pod's infra container (Podman's pause process, which
+	// holds the pod's namespaces and writes no output).
+	IsInfra bool `json:"IsInfra"`
+	Config  struct {
 		Labels map[string]string `json:"Labels"`
 	} `json:"Config"`
 	State struct {
@@ -47,10 +51,18 @@ type apiInspect struct {
 	} `json:"HostConfig"`
 	Mounts []struct {
 		Type        string `json:"Type"`
+		Name        string `json:"Name"` // a volume's name
 		Source      string `json:"Source"`
 		Destination string `json:"Destination"`
 		RW          bool   `json:"RW"`
 	} `json:"Mounts"`
+}
+
+// apiPod is GET /libpod/pods/{id}/json (libpod/define.InspectPodData).
+type apiPod struct {
+	ID     string            `json:"Id"`
+	Name   string            `json:"Name"`
+	Labels map[string]string `json:"Labels"`
 }
 
 // apiEvent is one line of GET /libpod/events (Docker's events.Message shape).

@@ -5,11 +5,11 @@
 // containers, because the socket is a root-equivalent credential.
 //
 // It uses the bindings' connection (socket and URI handling, the version
-// prefix, error answers) and decodes the four answers it reads into types of
-// its own (api.go), not the bindings' containers and system packages: those
-// link Podman's image, storage and signing stacks, about 500 packages,
+// prefix, error answers) and decodes the five answers it reads into types of
+// its own (api.go), not the bindings' containers, pods and system packages:
+// those link Podman's image, storage and signing stacks, about 500 packages,
 // which made podtail's binary 23 MB larger and its resident memory 12.7 MB
-// larger (the binary's pages that their init code touches), for three GETs.
+// larger (the binary's pages that their init code touches), for four GETs.
 package podman
 
 import (
@@ -42,16 +42,25 @@ type Container struct {
 	LogDriver string
 	LogPath   string
 	Mounts    []Mount
-	// Pod is the name of the container's pod ("" when in none); PodLabels
-	// are the pod's labels (nil when in none).
+	// PodID is the container's pod ("" when in none); Pod is its name and
+	// PodLabels its labels (nil when in none). When the service could not
+	// say them (the pod was removed meanwhile, or a proxy refuses pods/),
+	// PodErr says why and Pod and PodLabels are empty.
+	PodID     string
 	Pod       string
 	PodLabels map[string]string
+	PodErr    error
+	// Infra marks a pod's infra container: Podman's pause process, which
+	// holds the pod's namespaces, carries the pod's labels and writes no
+	// output of the pod's apps.
+	Infra bool
 }
 
 // Mount is one mount of a container.
 type Mount struct {
 	Type        string // bind or volume (a named volume; Source is its host path)
-	Source      string // host path
+	Name        string // a volume's name
+	Source      string // host path (a volume's _data directory)
 	Destination string // path inside the container
 	RW          bool
 }
@@ -83,6 +92,7 @@ var ErrNotFound = errors.New("no such container")
 type Client struct {
 	uri  string
 	conn *bindings.Connection
+	pods podCache
 }
 
 // Candidates lists the sockets tried when none is configured, in order:
@@ -200,8 +210,10 @@ const (
 )
 
 // ContainerFromEvent is what an event tells of a container: its labels
-// (the event's attributes, less Podman's own) and names. Used before an
-// inspect, which may block until a short-lived --rm container is gone.
+// (the event's attributes, less Podman's own), names and pod ID. Used before
+// an inspect, which may block until a short-lived --rm container is gone.
+// Infra is a guess from Podman's default infra name (<pod ID>-infra, 12
+// characters of it); the inspect that follows says for sure.
 func ContainerFromEvent(ev Event) Container {
 	labels := make(map[string]string, len(ev.Attributes))
 	for k, v := range ev.Attributes {
@@ -211,7 +223,9 @@ func ContainerFromEvent(ev Event) Container {
 			labels[k] = v
 		}
 	}
-	return Container{ID: ev.ID, Name: ev.Name, Image: ev.Image, Labels: labels, State: "created"}
+	pod := ev.Attributes["podId"]
+	return Container{ID: ev.ID, Name: ev.Name, Image: ev.Image, Labels: labels, State: "created",
+		PodID: pod, Infra: pod != "" && ev.Name == Short(pod)+"-infra"}
 }
 
 // List returns every container, running or not: a stopped container's log
@@ -232,7 +246,8 @@ func (c *Client) List(ctx context.Context) ([]Summary, error) {
 	return out, nil
 }
 
-// Inspect returns one container's details, or an error wrapping ErrNotFound.
+// Inspect returns one container's details, its pod's name and labels
+// included (see Container.PodErr), or an error wrapping ErrNotFound.
 func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	var d apiInspect
 	if err := c.get(ctx, "/containers/%s/json", nil, &d, id); err != nil {
@@ -244,9 +259,15 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	}
 	ct := Container{ID: d.ID, Name: d.Name, Image: d.ImageName, Labels: d.Config.Labels,
 		State: d.State.Status, Running: d.State.Running, StartedAt: d.State.StartedAt,
-		LogDriver: d.HostConfig.LogConfig.Type, LogPath: d.HostConfig.LogConfig.Path}
+		LogDriver: d.HostConfig.LogConfig.Type, LogPath: d.HostConfig.LogConfig.Path,
+		PodID: d.Pod, Infra: d.IsInfra}
 	for _, m := range d.Mounts {
-		ct.Mounts = append(ct.Mounts, Mount{Type: m.Type, Source: m.Source, Destination: m.Destination, RW: m.RW})
+		// A named volume's Source is its host directory (<graphroot>/volumes/
+		// <name>/_data for the local driver), as for a bind mount.
+		ct.Mounts = append(ct.Mounts, Mount{Type: m.Type, Name: m.Name, Source: m.Source, Destination: m.Destination, RW: m.RW})
+	}
+	if err := c.withPod(ctx, &ct); err != nil {
+		return Container{}, fmt.Errorf("inspect %s: %w", Short(id), err)
 	}
 	return ct, nil
 }

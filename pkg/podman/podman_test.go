@@ -33,6 +33,12 @@ type fakeService struct {
 	t         *testing.T
 	endEvents bool
 	paths     chan string // every request's method and path, in order
+	// refusePods answers pod inspects as a read-only proxy that does not
+	// pass pods/ would: 403 with a body that is not Podman's JSON.
+	refusePods bool
+	// dropPods closes the connection on a pod inspect, as a service that
+	// went away would.
+	dropPods bool
 }
 
 var versioned = regexp.MustCompile(`^/v[0-9.]+/libpod(/.*)$`)
@@ -69,8 +75,27 @@ func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json(http.StatusOK, file("containers.json"))
 	case path == "/containers/"+recordedID+"/json":
 		json(http.StatusOK, file("inspect.json"))
+	case path == "/containers/"+podMemberID+"/json":
+		json(http.StatusOK, file("inspect-pod-member.json"))
+	case path == "/containers/"+podInfraID+"/json":
+		json(http.StatusOK, file("inspect-pod-infra.json"))
 	case strings.HasPrefix(path, "/containers/"):
 		json(http.StatusNotFound, file("inspect-404.json"))
+	case strings.HasPrefix(path, "/pods/") && f.dropPods:
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			f.t.Error(err)
+			return
+		}
+		_ = conn.Close()
+	case strings.HasPrefix(path, "/pods/") && f.refusePods:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte("<html><body>403 Forbidden</body></html>"))
+	case path == "/pods/"+recordedPodID+"/json":
+		json(http.StatusOK, file("pod-inspect.json"))
+	case strings.HasPrefix(path, "/pods/"):
+		json(http.StatusNotFound, file("pod-404.json"))
 	case path == "/events":
 		if got := r.URL.Query().Get("filters"); got != `{"type":["container"]}` {
 			f.t.Errorf("events filters = %q", got)
@@ -226,6 +251,7 @@ func TestOnlyReads(t *testing.T) {
 	_, _ = c.Storage(ctx)
 	_, _ = c.List(ctx)
 	_, _ = c.Inspect(ctx, recordedID)
+	_, _ = c.Inspect(ctx, podMemberID)
 	_ = c.Events(ctx, make(chan Event, 10), nil)
 	close(f.paths)
 	n := 0
@@ -235,8 +261,8 @@ func TestOnlyReads(t *testing.T) {
 			t.Errorf("request %q", p)
 		}
 	}
-	if n < 5 {
-		t.Errorf("%d requests seen, want ping, info, list, inspect and events", n)
+	if n < 7 {
+		t.Errorf("%d requests seen, want ping, info, list, two inspects, the pod's and events", n)
 	}
 }
 
