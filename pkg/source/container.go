@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
-	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
@@ -66,11 +65,17 @@ type ContainerOutput struct {
 	// not CRI so it does not move later lines' times.
 	lastTime time.Time
 	// skipTo: complete lines ending at or before it were delivered before a
-	// restart and are not sent again (see positions.Position.Delivered).
+	// restart and are not sent again (see positions.Position.Delivered);
+	// skipBy overrides it for a stream whose multi-line entry was not
+	// (DeliveredStreams).
 	skipTo int64
+	skipBy map[string]int64
+	// lastTok is the last position token sent (see token).
+	lastTok int64
 
 	mu     sync.Mutex
 	chains []chain // lines being joined from P parts, oldest first
+	joins  *joins[int64]
 }
 
 // Key is the positions key of a container's output.
@@ -84,9 +89,10 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, pipes Pipes,
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
 		metrics: m, pipes: pipes, out: out,
 		log:       outputLog(log, t),
-		drainWake: drainWake{wake: make(chan struct{}, 1)},
+		drainWake: newDrainWake(),
 	}
 	c.linesN, c.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
+	c.joins = newJoins[int64](pipes.Join, &c.mu)
 	c.stream = c.newStream()
 	return c
 }
@@ -98,6 +104,7 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, pipes Pipes,
 // and a copy of each were a fifth of the reader's time.
 func (c *ContainerOutput) newStream() *pipeline.Stream {
 	gen := c.gen.Add(1)
+	c.lastTok = 0
 	s := pipeline.NewStream(pipeline.StreamConfig{
 		Tenant: c.target.Tenant,
 		Labels: c.target.StreamLabels(),
@@ -113,6 +120,7 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 		},
 		BorrowedLines: true,
 		ByStream:      c.pipes.ByStream,
+		Metadata:      sourceMetadata(c.target),
 	}, c.pipes.Default, c.out)
 	return s
 }
@@ -150,6 +158,10 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		if n > 0 {
 			consumed, err := c.lines(ctx, buf, off, partial)
 			if err == nil {
+				// A stderr trace's entry is due although stdout goes on.
+				err = c.flushJoined(ctx, off+int64(consumed), false)
+			}
+			if err == nil {
 				// Before buf moves: the entries may be views of it. (An
 				// entry a failed Flush keeps is copied out by the stream.)
 				err = c.flush(ctx)
@@ -167,12 +179,21 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		}
 		// At the end of the file: was it truncated or replaced under us?
 		if nf, noff, changed := c.checkRotated(f, off); changed {
+			// What the old file's joiners hold is complete: deliver it
+			// (the old stream's acknowledgements no longer count).
+			if err := c.flushJoined(ctx, off, true); err != nil {
+				return err
+			}
+			if err := c.flush(ctx); err != nil {
+				return err
+			}
 			c.file.Store(nf)
 			f.Close()
 			f, off = nf, noff
 			buf, partial = buf[:0], map[string]*partialLine{}
 			c.stream = c.newStream()
-			c.skipTo = 0
+			c.skipTo, c.skipBy = 0, nil
+			c.joins.reset()
 			c.mu.Lock()
 			c.chains = nil
 			c.mu.Unlock()
@@ -180,19 +201,28 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 		}
 		if c.settled(&idle) {
 			// The container is gone: a line it left unfinished is all
-			// there will be of it.
+			// there will be of it, and so is an entry being joined.
 			for _, name := range []string{Stdout, Stderr} {
 				if p := partial[name]; p != nil && len(p.content) > 0 {
-					_ = c.stream.Send(ctx, p.time, string(p.content), off, labels.Stream, name)
+					_ = c.emit(ctx, p.time, name, string(p.content), true, p.start, off)
 				}
 			}
+			_ = c.flushJoined(ctx, off, true)
 			return c.flush(ctx)
+		}
+		// An entry whose max_wait passed while nothing was written.
+		err := c.flushJoined(ctx, off, false)
+		if err == nil {
+			err = c.flush(ctx)
+		}
+		if err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-c.wake:
-		case <-time.After(wait):
+		case <-c.clock.After(c.joins.wait(c.clock.Now(), wait)):
 		}
 		wait = min(wait*2, pollMax)
 	}

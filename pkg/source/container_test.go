@@ -12,8 +12,8 @@ import (
 
 // A reader started on an existing log ships its lines from the start with
 // the container's times, the target's tenant and the byte offset after each
-// line as Pos, then follows lines appended later, including one written in
-// two pieces.
+// line in Pos (its token, see token), then follows lines appended later,
+// including one written in two pieces.
 func TestContainerOutputFollowsAppendedLines(t *testing.T) {
 	l1, l2 := cri(0, Stdout, "F", "one"), cri(1000, Stdout, "F", "two")
 	lf := newLogFile(t, l1, l2)
@@ -39,8 +39,8 @@ func TestContainerOutputFollowsAppendedLines(t *testing.T) {
 		if e.Tenant != "t" {
 			t.Errorf("entry %d tenant = %q", i, e.Tenant)
 		}
-		if e.Pos != ends[i] {
-			t.Errorf("entry %d Pos = %d, want %d", i, e.Pos, ends[i])
+		if e.Pos>>posShift != ends[i] {
+			t.Errorf("entry %d Pos offset = %d, want %d", i, e.Pos>>posShift, ends[i])
 		}
 		if e.Ack == nil {
 			t.Errorf("entry %d has no Acker", i)
@@ -73,8 +73,8 @@ func TestContainerOutputReassemblesPartialLines(t *testing.T) {
 	if !joined.Time.Equal(base.Add(3)) {
 		t.Errorf("joined entry time = %v, want the F line's %v", joined.Time, base.Add(3))
 	}
-	if want := int64(len(ls[0] + ls[1] + ls[2] + ls[3])); joined.Pos != want {
-		t.Errorf("joined entry Pos = %d, want the F line's end %d", joined.Pos, want)
+	if want := int64(len(ls[0] + ls[1] + ls[2] + ls[3])); joined.Pos>>posShift != want {
+		t.Errorf("joined entry Pos offset = %d, want the F line's end %d", joined.Pos>>posShift, want)
 	}
 	if !strings.Contains(joined.Labels, `stream="stdout"`) {
 		t.Errorf("joined entry labels = %s", joined.Labels)

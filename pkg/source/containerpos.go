@@ -16,10 +16,14 @@ import (
 // its last part ends (-1 while unfinished).
 type chain struct{ start, end int64 }
 
-// acked stores the position up to which everything was delivered. Reading
-// must resume at the start of a joined line not yet delivered in full, so
-// the offset stays there and Delivered records the rest.
-func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
+// acked stores the position up to which everything was delivered (tok is
+// a position token, see token). Reading must resume at the start of a line
+// conmon split, or of a multi-line entry, not yet delivered in full, so the
+// offset stays there and Delivered records the rest; a stream with such an
+// entry gets its own Delivered at the entry's first line (its later lines
+// are in the entry, or after it), so they are read and joined again.
+func (c *ContainerOutput) acked(tok int64, last map[string]int64) {
+	pos := tok >> posShift
 	c.mu.Lock()
 	resume := pos
 	kept := c.chains[:0]
@@ -33,12 +37,22 @@ func (c *ContainerOutput) acked(pos int64, last map[string]int64) {
 		}
 	}
 	c.chains = kept
+	var by map[string]int64
+	c.joins.settle(tok, func(stream string, start int64) {
+		if start < pos {
+			if by == nil {
+				by = map[string]int64{}
+			}
+			by[stream] = start
+			resume = min(resume, start)
+		}
+	})
 	// Still under c.mu: SpoolCopy moves the position to another inode, and
 	// a Put of the old one must not come after it.
 	defer c.mu.Unlock()
 	p := positions.Position{Path: c.target.LogPath, Inode: c.inode.Load(), Offset: resume, Last: last}
 	if resume < pos {
-		p.Delivered = pos
+		p.Delivered, p.DeliveredStreams = pos, by
 	}
 	c.store.Put(c.key, p)
 }
@@ -133,7 +147,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 				zap.Int64("stored", p.Offset), zap.Int64("size", st.Size()))
 		default:
 			off = p.Offset
-			c.skipTo = p.Delivered
+			c.skipTo, c.skipBy = p.Delivered, p.DeliveredStreams
 			c.stream.Restore(p.Last)
 		}
 	} else if c.fromEnd {
@@ -144,7 +158,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 		// An earlier podtail may have read and sent what the log held, past
 		// the acknowledged offset, without the acknowledgement reaching the
 		// positions file: the sink checks such lines with Loki.
-		c.stream.ReplayTo(st.Size())
+		c.stream.ReplayTo(st.Size()<<posShift | (1<<posShift - 1))
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("seek %s to %d: %w", c.target.LogPath, off, err)

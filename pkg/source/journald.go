@@ -65,8 +65,11 @@ type JournalOutput struct {
 
 	stream *pipeline.Stream
 	// skipTo: complete lines up to this entry were delivered before a
-	// restart, though reading resumes earlier (positions.DeliveredCursor).
+	// restart, though reading resumes earlier (positions.DeliveredCursor);
+	// skipBy overrides it for a stream whose multi-line entry was not
+	// (DeliveredCursors).
 	skipTo journal.Cursor
+	skipBy map[string]journal.Cursor
 	// seq numbers the lines handed to the stream: their positions.
 	seq int64
 	// last is the cursor of the last entry read.
@@ -77,6 +80,7 @@ type JournalOutput struct {
 	sent []sentLine
 	// chains: lines being joined from partial entries, oldest first.
 	chains []*journalChain
+	joins  *joins[journal.Cursor]
 }
 
 // NewJournalOutput returns a reader of t's output from the journal.
@@ -84,8 +88,9 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pip
 	o := &JournalOutput{
 		target: t, key: Key(t.ID), store: store, out: out, pipes: pipes, journal: j, metrics: m, fromEnd: fromEnd,
 		log:       outputLog(log, t),
-		drainWake: drainWake{wake: make(chan struct{}, 1)},
+		drainWake: newDrainWake(),
 	}
+	o.joins = newJoins[journal.Cursor](pipes.Join, &o.mu)
 	o.linesN, o.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
 	o.lostN = m.journalLost.WithLabelValues(t.Tenant)
 	o.stream = pipeline.NewStream(pipeline.StreamConfig{
@@ -98,6 +103,7 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pip
 		Repaired: m.repaired,
 		OnAck:    o.acked,
 		ByStream: pipes.ByStream,
+		Metadata: sourceMetadata(t),
 	}, pipes.Default, out)
 	return o
 }
@@ -105,7 +111,7 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pip
 // Run reads until ctx ends, or, once draining, until the end of what the
 // journal holds for the container.
 func (o *JournalOutput) Run(ctx context.Context) error {
-	after, err := o.resume()
+	after, stored, err := o.resume()
 	if err != nil {
 		return err
 	}
@@ -114,7 +120,7 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
-	if o.fromEnd && after.IsZero() {
+	if o.fromEnd && !stored {
 		if err := o.skipToEnd(r); err != nil {
 			return err
 		}
@@ -134,6 +140,11 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 			return nil
 		}
 		n, err := o.read(ctx, r, &e)
+		if err == nil {
+			// A stderr trace's entry is due although stdout goes on, or
+			// nothing was written since.
+			err = o.flushJoined(ctx, o.last, false)
+		}
 		if ferr := o.flush(ctx); err == nil {
 			err = ferr
 		}
@@ -151,8 +162,9 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 		}
 		if o.settled(&idle) {
 			// The container is gone: a line it left unfinished is all
-			// there will be of it.
+			// there will be of it, and so is an entry being joined.
 			o.sendDangling(ctx)
+			_ = o.flushJoined(ctx, o.last, true)
 			return o.flush(ctx)
 		}
 		wait := journalPoll
@@ -164,7 +176,7 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 			return nil
 		case <-o.wake:
 		case <-changed:
-		case <-time.After(wait):
+		case <-o.clock.After(o.joins.wait(o.clock.Now(), wait)):
 		}
 	}
 }

@@ -14,26 +14,46 @@ type sentLine struct {
 	cursor journal.Cursor
 }
 
-// resume is the cursor reading starts after: the stored one, or none.
-func (o *JournalOutput) resume() (journal.Cursor, error) {
+// resume is the cursor reading starts after (zero: the start), and whether
+// a journal position is stored. A stored cursor is "" when a line from the
+// container's first entry on was not delivered, though later ones were
+// (DeliveredCursor): the delivered cursors apply all the same.
+func (o *JournalOutput) resume() (journal.Cursor, bool, error) {
 	p, ok := o.store.Get(o.key)
-	if !ok || p.Cursor == "" {
-		return journal.Cursor{}, nil
+	if !ok || (p.Cursor == "" && p.DeliveredCursor == "") {
+		return journal.Cursor{}, false, nil
 	}
-	after, err := journal.ParseCursor(p.Cursor)
-	if err != nil {
-		// Not ours to guess: reading from the start could re-send the
-		// container's whole history.
-		return journal.Cursor{}, fmt.Errorf("positions %s: %s: %w", o.store.Path(), o.key, err)
-	}
-	if p.DeliveredCursor != "" {
-		if o.skipTo, err = journal.ParseCursor(p.DeliveredCursor); err != nil {
-			return journal.Cursor{}, fmt.Errorf("positions %s: %s: delivered_cursor: %w", o.store.Path(), o.key, err)
+	// Not ours to guess when a cursor does not parse: reading from the
+	// start could re-send the container's whole history.
+	parse := func(what, s string) (journal.Cursor, error) {
+		if s == "" {
+			return journal.Cursor{}, nil
 		}
+		c, err := journal.ParseCursor(s)
+		if err != nil {
+			return c, fmt.Errorf("positions %s: %s: %s%w", o.store.Path(), o.key, what, err)
+		}
+		return c, nil
+	}
+	after, err := parse("", p.Cursor)
+	if err == nil {
+		o.skipTo, err = parse("delivered_cursor: ", p.DeliveredCursor)
+	}
+	for stream, v := range p.DeliveredCursors {
+		if err != nil {
+			break
+		}
+		if o.skipBy == nil {
+			o.skipBy = map[string]journal.Cursor{}
+		}
+		o.skipBy[stream], err = parse("delivered_cursors: "+stream+": ", v)
+	}
+	if err != nil {
+		return journal.Cursor{}, true, err
 	}
 	o.stream.Restore(p.Last)
 	o.last = after
-	return after, nil
+	return after, true, nil
 }
 
 // skipToEnd passes over what the journal holds now (discovery.existing_from
@@ -57,8 +77,11 @@ func (o *JournalOutput) skipToEnd(r *journal.Reader) error {
 }
 
 // acked stores the cursor up to which everything was delivered. Reading
-// must resume before the first part of a joined line not yet delivered, so
-// the cursor stays there and DeliveredCursor records the rest.
+// must resume before the first part of a line split into partial entries,
+// or the first line of a multi-line entry, not yet delivered, so the cursor
+// stays there and DeliveredCursor records the rest; a stream with such a
+// multi-line entry gets its own, before the entry's first line (its later
+// lines are in the entry, or after it), so they are read and joined again.
 func (o *JournalOutput) acked(pos int64, last map[string]int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -90,14 +113,32 @@ func (o *JournalOutput) acked(pos int64, last map[string]int64) {
 	}
 	clear(o.chains[len(kept):])
 	o.chains = kept
-	p := positions.Position{Cursor: resume.String(), Last: last}
-	if resume.IsZero() {
-		p.Cursor = ""
-	}
+	var by map[string]string
+	o.joins.settle(pos, func(stream string, before journal.Cursor) {
+		if !cursorAfter(delivered, before) {
+			return
+		}
+		if by == nil {
+			by = map[string]string{}
+		}
+		by[stream] = cursorString(before)
+		if cursorAfter(resume, before) {
+			resume = before
+		}
+	})
+	p := positions.Position{Cursor: cursorString(resume), Last: last}
 	if resume != delivered {
-		p.DeliveredCursor = delivered.String()
+		p.DeliveredCursor, p.DeliveredCursors = delivered.String(), by
 	}
 	o.store.Put(o.key, p)
+}
+
+// cursorString is c's string form, "" for the zero cursor (the start).
+func cursorString(c journal.Cursor) string {
+	if c.IsZero() {
+		return ""
+	}
+	return c.String()
 }
 
 // cursorAfter reports whether a is past b in the journal: by sequence number

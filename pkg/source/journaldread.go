@@ -22,9 +22,10 @@ type journalChain struct {
 	// skipping: the line went over the line limit and was shipped truncated
 	// (or dropped); its remaining parts are passed over.
 	skipping bool
-	// pos is the position of the line sent for it (0: none yet, or passed
-	// over after a restart); done: its last part was read. It is delivered
-	// once done and pos acknowledged.
+	// pos is the position of the line sent for it (0: none yet, passed
+	// over after a restart, or given to a joiner, whose entry holds the
+	// position from then on); done: its last part was read. It is
+	// delivered once done and pos acknowledged.
 	pos  int64
 	done bool
 }
@@ -90,14 +91,14 @@ func (o *JournalOutput) entry(ctx context.Context, e *journal.Entry) error {
 		ch.content = append(ch.content, msg...)
 		return nil
 	}
-	t, line := e.Time(), string(msg)
+	t, line, before := e.Time(), string(msg), o.last
 	if ch != nil {
-		t, line = ch.time, string(ch.content)+line
+		t, line, before = ch.time, string(ch.content)+line, ch.before
 	}
 	var pos int64
-	if o.skipTo.IsZero() || cursorAfter(e.Cursor, o.skipTo) {
+	if !o.delivered(stream, e.Cursor) {
 		var err error
-		if pos, err = o.send(ctx, t, stream, line, e.Cursor); err != nil {
+		if pos, err = o.emit(ctx, t, stream, line, before, e.Cursor); err != nil {
 			return err
 		}
 	}
@@ -145,17 +146,61 @@ func (o *JournalOutput) endChain(ch *journalChain) {
 	}
 }
 
-// send hands one line to the stream and returns its position.
-func (o *JournalOutput) send(ctx context.Context, t time.Time, stream, line string, cursor journal.Cursor) (int64, error) {
+// delivered says whether a line of stream ending at entry c was delivered
+// before a restart.
+func (o *JournalOutput) delivered(stream string, c journal.Cursor) bool {
+	to, ok := o.skipBy[stream]
+	if !ok {
+		to = o.skipTo
+	}
+	return !to.IsZero() && !cursorAfter(c, to)
+}
+
+// emit hands on one line of stream, through the stream's joiner when it has
+// one, and returns the position it was sent with (0: joined). before is
+// the cursor of the entry read before the line's first, cursor that of
+// its last.
+func (o *JournalOutput) emit(ctx context.Context, t time.Time, stream, line string, before, cursor journal.Cursor) (int64, error) {
+	if !o.joins.has(stream) {
+		return o.send(ctx, t, stream, line, cursor, nil)
+	}
+	o.linesN.Inc()
+	return 0, o.sendJoined(ctx, o.joins.add(stream, line, t, before, o.clock.Now()), cursor)
+}
+
+// flushJoined sends the joined entries whose max_wait has passed (or all,
+// if force); cursor is the last entry read.
+func (o *JournalOutput) flushJoined(ctx context.Context, cursor journal.Cursor, force bool) error {
+	return o.sendJoined(ctx, o.joins.flush(o.clock.Now(), force), cursor)
+}
+
+func (o *JournalOutput) sendJoined(ctx context.Context, out []joinedOut[journal.Cursor], cursor journal.Cursor) error {
+	for _, j := range out {
+		if _, err := o.send(ctx, j.Time, j.stream, j.Line, cursor, j.e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send hands one line, or a joined entry e, to the stream and returns its
+// position. cursor is the last entry read: everything up to it is sent
+// before this or is held (a chain, a joined entry) on its own.
+func (o *JournalOutput) send(ctx context.Context, t time.Time, stream, line string, cursor journal.Cursor, e *joinEntry[journal.Cursor]) (int64, error) {
 	o.mu.Lock()
 	o.seq++
 	pos := o.seq
 	o.sent = append(o.sent, sentLine{pos: pos, cursor: cursor})
+	if e != nil {
+		e.tok = pos // before it is sent: a stage may drop it, acknowledged at once
+	}
 	o.mu.Unlock()
 	if err := o.stream.Send(ctx, t, line, pos, labels.Stream, stream); err != nil {
 		return pos, handOver(ctx, o.target, err)
 	}
-	o.linesN.Inc()
+	if e == nil {
+		o.linesN.Inc() // a joined entry's lines were counted as they came
+	}
 	return pos, nil
 }
 
@@ -170,7 +215,7 @@ func (o *JournalOutput) sendDangling(ctx context.Context) {
 	}
 	o.mu.Unlock()
 	for _, ch := range open {
-		pos, err := o.send(ctx, ch.time, ch.stream, string(ch.content), o.last)
+		pos, err := o.emit(ctx, ch.time, ch.stream, string(ch.content), ch.before, o.last)
 		if err != nil {
 			return
 		}

@@ -1,14 +1,17 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/pipeline"
 )
 
 // What the readers of a container's output (ContainerOutput, JournalOutput)
@@ -18,12 +21,30 @@ import (
 // takes the end of what it reads for the end of the container's output.
 const drainSettle = 300 * time.Millisecond
 
+// clock is the readers' time: the wall clock, or a test's, which makes
+// max_wait and the wake-up at a joined entry's deadline testable without
+// sleeping.
+type clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 // drainWake is what the scheduler tells a container's reader
 // (ContainerOutput, JournalOutput): whether the container has stopped, and
-// when to look for output now. Make wake with room for one wake-up.
+// when to look for output now; and the reader's clock.
 type drainWake struct {
 	draining atomic.Bool
 	wake     chan struct{}
+	clock    clock
+}
+
+func newDrainWake() drainWake {
+	return drainWake{wake: make(chan struct{}, 1), clock: wallClock{}}
 }
 
 // SetDraining tells the reader whether the container has stopped: a
@@ -48,10 +69,11 @@ func (d *drainWake) Wake() {
 // drainSettle. idle is when it last found nothing new (zero: it just found
 // something); the first look that finds nothing sets it to now.
 func (d *drainWake) settled(idle *time.Time) bool {
+	now := d.clock.Now()
 	if idle.IsZero() {
-		*idle = time.Now()
+		*idle = now
 	}
-	return d.draining.Load() && time.Since(*idle) >= drainSettle
+	return d.draining.Load() && now.Sub(*idle) >= drainSettle
 }
 
 // handOver is the outcome of handing entries to the stream: nil once ctx
@@ -66,4 +88,18 @@ func handOver(ctx context.Context, t discovery.Target, err error) error {
 // outputLog is log with the fields that name t's container.
 func outputLog(log *zap.Logger, t discovery.Target) *zap.Logger {
 	return log.WithLazy(zap.String("container", t.Name), zap.String("id", t.ID[:min(12, len(t.ID))]), zap.String("tenant", t.Tenant))
+}
+
+// sourceMetadata is t's structured metadata (source_metadata: container,
+// image, pod, host) in name order, so that every entry carries it alike.
+func sourceMetadata(t discovery.Target) []pipeline.Label {
+	if len(t.Metadata) == 0 {
+		return nil
+	}
+	md := make([]pipeline.Label, 0, len(t.Metadata))
+	for name, value := range t.Metadata {
+		md = append(md, pipeline.Label{Name: name, Value: value})
+	}
+	slices.SortFunc(md, func(a, b pipeline.Label) int { return cmp.Compare(a.Name, b.Name) })
+	return md
 }

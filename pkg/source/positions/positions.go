@@ -41,6 +41,13 @@ type Position struct {
 	// delivered, although reading resumes after Cursor (a line split into
 	// partial entries was still being joined there).
 	DeliveredCursor string `json:"delivered_cursor,omitempty"`
+	// DeliveredStreams and DeliveredCursors hold, for an output stream
+	// (stdout, stderr) whose multi-line entry (a panic's trace) was not
+	// delivered while later lines of the other stream were, what applies
+	// to that stream's lines instead of Delivered (DeliveredCursor): its
+	// lines from the entry's first one on are read and joined again.
+	DeliveredStreams map[string]int64  `json:"delivered_streams,omitempty"`
+	DeliveredCursors map[string]string `json:"delivered_cursors,omitempty"`
 	// Fingerprint identifies a file by its first bytes ("<length>:<hash>"),
 	// so a renamed, copied or gzipped file is recognised as the same file.
 	Fingerprint string `json:"fingerprint,omitempty"`
