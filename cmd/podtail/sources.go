@@ -164,11 +164,9 @@ func newScheduler(readCtx context.Context, store *positions.Store, guards *pipel
 		Spool:        src.spool,
 		Catcher:      src.catcher,
 		Journal:      src.jrnl,
-		Pipeline:     pipelineOf(cfg.Pipeline.Container),
+		Select:       selectorOf(cfg),
 		Files: &source.Files{
 			Rules:     rules,
-			Pipeline:  pipelineOf(cfg.Pipeline.Files),
-			Multiline: multilineOf(cfg.Pipeline.Files),
 			Poll:      cfg.Files.PollInterval,
 			OpenFiles: file.NewOpenFiles(cfg.Files.MaxOpen),
 			// As many of a tenant's directories read at once as there are
@@ -182,31 +180,12 @@ func newScheduler(readCtx context.Context, store *positions.Store, guards *pipel
 	return sched
 }
 
-// pipelineOf returns a factory of pipelines of specs (validated at load):
-// every source gets its own, since stages may keep per-stream state.
-func pipelineOf(specs []map[string]any) func() *pipeline.Pipeline {
-	_, stages, _ := stage.SplitMultiline(specs)
-	return func() *pipeline.Pipeline {
-		p, err := stage.Build(stages)
-		if err != nil {
-			panic(err) // unreachable: Validate built the same specs
-		}
-		return p
+// selectorOf returns what chooses each source's stages: pipeline.apps,
+// then pipeline.container and pipeline.files.
+func selectorOf(cfg *config.Config) *stage.Selector {
+	sel, err := stage.NewSelector(cfg.Pipeline.SelectorConfig())
+	if err != nil {
+		panic(err) // unreachable: Validate built the same selector
 	}
-}
-
-// multilineOf returns a factory of line joiners when specs start with a
-// multiline spec, else nil.
-func multilineOf(specs []map[string]any) func() *pipeline.Multiline {
-	ml, _, _ := stage.SplitMultiline(specs)
-	if ml == nil {
-		return nil
-	}
-	return func() *pipeline.Multiline {
-		m, err := stage.NewMultilineFromSpec(ml)
-		if err != nil {
-			panic(err) // unreachable: Validate built the same spec
-		}
-		return m
-	}
+	return sel
 }

@@ -271,8 +271,10 @@ type Pipelines struct {
 }
 
 // AppPipeline is one entry of pipeline.apps: the stages for the sources
-// its Match selects. A kind of source left out (no container or files key)
-// keeps the default pipeline of that kind.
+// its Match selects. An entry without a list for a kind of source (no
+// container or no files key) is passed over for that kind, so later
+// entries, and the default last, still apply to it; an empty list present
+// means no stages.
 type AppPipeline struct {
 	Match     AppMatch         `mapstructure:"match"`
 	Container []map[string]any `mapstructure:"container"`

@@ -131,3 +131,18 @@ func TestStaticLabelsAndGlobsFromFile(t *testing.T) {
 		t.Errorf("Load = %v, want files.include's bad glob named", err)
 	}
 }
+
+// A misspelt key inside a pipeline.apps entry is an error naming it, not
+// silently ignored.
+func TestAppsUnknownKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "podtail.yaml")
+	yaml := "pipeline:\n  apps:\n    - match: {application: shop}\n      fils: [{type: zap}]\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, nil)
+	if err == nil || !strings.Contains(err.Error(), "fils") {
+		t.Fatalf("Load = %v, want an error naming fils", err)
+	}
+	t.Log(err)
+}

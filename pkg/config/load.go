@@ -66,7 +66,12 @@ func Load(file string, fs *pflag.FlagSet) (*Config, error) {
 		// A list from the environment or a flag is one string:
 		// PODTAIL_LIMITS_TENANTS=a,b.
 		mapstructure.StringToSliceHookFunc(","),
-	)))
+	)), func(dc *mapstructure.DecoderConfig) {
+		// Keys inside lists of structs (pipeline.apps[0].fils) are not among
+		// the known keys checked above: a misspelt one is an error here
+		// rather than silently ignored.
+		dc.ErrorUnused = true
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s%w", where(file), cleanDecodeError(err))
 	}

@@ -196,27 +196,28 @@ func (c *Config) validateSomethingToCollect(p *problems) {
 }
 
 func (c *Config) validateContainerPipeline(p *problems) {
-	if ml, stages, err := stage.SplitMultiline(c.Pipeline.Container); err != nil {
-		p.bad("pipeline.container", "%v", err)
-	} else if ml != nil {
-		p.bad("pipeline.container", "multiline is supported on files only (container output: not yet)")
-	} else if _, err := stage.Build(stages); err != nil {
-		p.bad("pipeline.container", "%v", err)
-	}
+	validateStages(p, "pipeline.container", c.Pipeline.Container)
 }
 
 func (c *Config) validateFilesPipeline(p *problems) {
-	if ml, stages, err := stage.SplitMultiline(c.Pipeline.Files); err != nil {
-		p.bad("pipeline.files", "%v", err)
-	} else {
-		if ml != nil {
-			if _, err := stage.NewMultilineFromSpec(ml); err != nil {
-				p.bad("pipeline.files", "%v", err)
-			}
+	validateStages(p, "pipeline.files", c.Pipeline.Files)
+}
+
+// validateStages checks a list of stages: a multiline stage (first) and the
+// rest. Container output is joined per stream (stdout, stderr).
+func validateStages(p *problems, key string, specs []map[string]any) {
+	ml, stages, err := stage.SplitMultiline(specs)
+	if err != nil {
+		p.bad(key, "%v", err)
+		return
+	}
+	if ml != nil {
+		if _, err := stage.NewMultilineFromSpec(ml); err != nil {
+			p.bad(key, "%v", err)
 		}
-		if _, err := stage.Build(stages); err != nil {
-			p.bad("pipeline.files", "%v", err)
-		}
+	}
+	if _, err := stage.Build(stages); err != nil {
+		p.bad(key, "%v", err)
 	}
 }
 

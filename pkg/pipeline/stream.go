@@ -65,7 +65,7 @@ type Stream struct {
 	borrowed bool    // see StreamConfig.BorrowedLines
 	meta     []Label // StreamConfig.Metadata
 	byStream map[string]*Pipeline
-	detached bool    // the entries in out no longer borrow their lines
+	detached bool // the entries in out no longer borrow their lines
 
 	onAck func(pos int64, last map[string]int64)
 	mu    sync.Mutex

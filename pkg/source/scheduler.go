@@ -13,6 +13,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
 	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
@@ -28,9 +29,8 @@ const (
 
 // Files configures the directory tailers the scheduler starts.
 type Files struct {
+	// Rules label the files and say which ones are read.
 	Rules     *discovery.FileRules
-	Pipeline  func() *pipeline.Pipeline  // per file; nil: none
-	Multiline func() *pipeline.Multiline // per file; nil: lines are entries
 	Poll      time.Duration
 	OpenFiles *file.OpenFiles
 	ReadSlots *file.ReadSlots // nil: no bound
@@ -40,12 +40,15 @@ type Files struct {
 
 // Config configures a Scheduler.
 type Config struct {
-	ExistingFrom string                    // "start" or "end", for containers' output
-	Pipeline     func() *pipeline.Pipeline // per container; nil: none
-	Files        *Files                    // nil: no file tailing
-	Spool        *Spool                    // nil: removed containers' logs are not kept
-	Catcher      *Catcher                  // nil: logs are opened when their reader starts
-	Journal      Journal                   // for containers of the journald log driver
+	ExistingFrom string // "start" or "end", for containers' output
+	// Select chooses the stages of each container's streams and each
+	// directory's files (pipeline.container, pipeline.files,
+	// pipeline.apps); nil: no stages, and every line is an entry.
+	Select  *stage.Selector
+	Files   *Files   // nil: no file tailing
+	Spool   *Spool   // nil: removed containers' logs are not kept
+	Catcher *Catcher // nil: logs are opened when their reader starts
+	Journal Journal  // for containers of the journald log driver
 }
 
 // Scheduler runs one reader per container log and one tailer per log
@@ -223,10 +226,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 
 func (s *Scheduler) containerSource(t discovery.Target) func() source {
 	return func() source {
-		var p Pipes
-		if s.cfg.Pipeline != nil {
-			p.Default = s.cfg.Pipeline()
-		}
+		p := containerPipes(s.cfg.Select, t, s.log)
 		fromEnd := t.Existing && s.cfg.ExistingFrom == "end"
 		if t.LogDriver == podman.LogDriverJournal {
 			return NewJournalOutput(t, s.cfg.Journal, s.store, p, s.out, fromEnd, s.metrics, s.log)
@@ -240,19 +240,23 @@ func (s *Scheduler) containerSource(t discovery.Target) func() source {
 func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() source {
 	f := s.cfg.Files
 	return func() source {
-		return file.NewDir(file.Config{
+		cfg := file.Config{
 			Dir:    d.Path,
 			Tenant: t.Tenant,
 			Labels: func(name string) (map[string]string, bool) {
 				return f.Rules.FileLabels(t, d, name), true
 			},
-			Pipeline:  f.Pipeline,
-			Multiline: f.Multiline,
+			Stages: func(name string) (*pipeline.Pipeline, *pipeline.Multiline) {
+				return fileStages(s.cfg.Select, f.Rules, t, d, name, s.log)
+			},
+			Match:     f.Rules.Reads,
+			Metadata:  sourceMetadata(t),
 			Poll:      f.Poll,
 			OpenFiles: f.OpenFiles,
 			ReadSlots: f.ReadSlots,
 			Watch:     f.Watch,
-		}, s.store, s.out, f.Metrics, s.log)
+		}
+		return file.NewDir(cfg, s.store, s.out, f.Metrics, s.log)
 	}
 }
 

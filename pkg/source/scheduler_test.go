@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -14,7 +15,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/labels"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/pipeline/stage"
+	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -302,4 +306,131 @@ func TestSchedulerFollowsTheLogPathInspectReports(t *testing.T) {
 		t.Errorf("lines = %q, want the real log's", got)
 	}
 	eventually(t, "the provisional reader to end", func() bool { return f.active() == 1 })
+}
+
+// containerPipesOf is containerPipes for tg under the given pipeline.apps,
+// with no stages by default.
+func containerPipesOf(t *testing.T, tg discovery.Target, apps ...stage.App) Pipes {
+	t.Helper()
+	sel, err := stage.NewSelector(stage.SelectorConfig{Container: []map[string]any{}, Apps: apps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return containerPipes(sel, tg, zap.NewNop())
+}
+
+// A container's streams get a pipeline of their own only when their
+// choices differ, and a joiner only where their choice starts with
+// multiline.
+func TestContainerPipesPerStream(t *testing.T) {
+	tg := testTarget("")
+	tg.Labels = map[string]string{"team": "pay"}
+	join := []map[string]any{{"type": "multiline", "first_line": `^\S`}}
+	if p := containerPipes(nil, tg, zap.NewNop()); p.Default != nil || p.ByStream != nil || p.Join != nil {
+		t.Errorf("no selector: %+v, want no stages", p)
+	}
+	if p := containerPipesOf(t, tg, stage.App{Match: stage.Match{Application: "other"}, Container: join}); p.Default == nil || p.ByStream != nil || p.Join != nil {
+		t.Errorf("no entry fits: %+v, want the default alone", p)
+	}
+	p := containerPipesOf(t, tg, stage.App{Match: stage.Match{Stream: Stderr, Labels: map[string]string{"team": "pay"}}, Container: join})
+	if p.Default == nil || len(p.ByStream) != 1 || p.ByStream[Stderr] == nil || p.ByStream[Stderr] == p.Default ||
+		len(p.Join) != 1 || p.Join[Stderr] == nil || p.Join[Stderr]() == nil {
+		t.Errorf("stderr entry: %+v, want stderr's own pipeline and joiner", p)
+	}
+	p = containerPipesOf(t, tg, stage.App{Match: stage.Match{Application: "a"}, Container: join})
+	if p.Default == nil || p.ByStream != nil || len(p.Join) != 2 || p.Join[Stdout] == nil || p.Join[Stderr] == nil {
+		t.Errorf("entry for both streams: %+v, want one pipeline, a joiner per stream", p)
+	}
+}
+
+// The scheduler runs each stream of a container through the stages chosen
+// for it: stderr's lines joined and rewritten, stdout's untouched.
+func TestSchedulerRunsTheStagesChosenPerStream(t *testing.T) {
+	f := newSchedFixture(t, "start", nil, cri(0, Stdout, "F", "a"), cri(1, Stderr, "F", "panic: b"),
+		cri(2, Stderr, "F", "\tframe"), cri(3, Stdout, "F", "\tc"), cri(4, Stderr, "F", "next"))
+	sel, err := stage.NewSelector(stage.SelectorConfig{Apps: []stage.App{{
+		Match: stage.Match{Application: "a", Stream: Stderr},
+		Container: []map[string]any{{"type": "multiline", "first_line": `^\S`, "max_wait": "10ms"},
+			{"type": "line_format", "template": "err: {{.Entry}}"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.cfg.Select = sel
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	got := lines(f.sink.wait(4))
+	slices.Sort(got) // the streams' entries interleave as their joiners finish them
+	if want := []string{"\tc", "a", "err: next", "err: panic: b\n\tframe"}; !slices.Equal(got, want) {
+		t.Errorf("lines = %q, want %q", got, want)
+	}
+}
+
+// A directory's files get the stages chosen by the target's labels, and
+// the target's metadata on every entry.
+func TestSchedulerChoosesStagesForDirectories(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.log"), []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := stage.NewSelector(stage.SelectorConfig{Files: []map[string]any{}, Apps: []stage.App{
+		{Match: stage.Match{Labels: map[string]string{"team": "ops"}}, Files: []map[string]any{{"type": "line_format", "template": "ops: {{.Entry}}"}}},
+		{Match: stage.Match{Labels: map[string]string{"team": "pay"}}, Files: []map[string]any{{"type": "line_format", "template": "pay: {{.Entry}}"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	snk := newSink(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	s := NewScheduler(ctx, openStore(t, t.TempDir()), pipeline.Sink{Consumer: snk.consumer()}, Config{
+		Select: sel,
+		Files: &Files{Rules: &discovery.FileRules{Include: []string{"*.log"}}, Poll: 10 * time.Millisecond,
+			Metrics: file.NewMetrics(reg, m.Dropped(), m.Repaired())},
+	}, m, zap.NewNop())
+	t.Cleanup(func() { cancel(); s.Wait() })
+	tg := discovery.Target{ID: testID, Tenant: "t", App: "a", Running: true, Labels: map[string]string{"team": "pay"},
+		Metadata: map[string]string{"host": "h1", "container": "c"}, LogDirs: []discovery.LogDir{{Path: dir}}}
+	s.Sync([]discovery.Target{tg})
+	got := snk.wait(1)
+	if got[0].Line != "pay: hello" {
+		t.Errorf("line %q, want the pay entry's stages applied", got[0].Line)
+	}
+	if want := []pipeline.Label{{Name: "container", Value: "c"}, {Name: "host", Value: "h1"}}; !slices.Equal(got[0].Metadata, want) {
+		t.Errorf("metadata %v, want %v", got[0].Metadata, want)
+	}
+}
+
+// Stages are chosen per file when it is opened: the version in a file's own
+// name (files.name_regex) selects, so an app's v1 and v2 files in one
+// directory get their own pipelines.
+func TestSchedulerChoosesStagesPerFileVersion(t *testing.T) {
+	dir := t.TempDir()
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.WriteFile(filepath.Join(dir, "u_app_"+v+".log"), []byte("from "+v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sel, err := stage.NewSelector(stage.SelectorConfig{Files: []map[string]any{}, Apps: []stage.App{
+		{Match: stage.Match{Version: "v2"}, Files: []map[string]any{{"type": "line_format", "template": "v2 stages: {{.Entry}}"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	snk := newSink(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	rules := &discovery.FileRules{Include: []string{"*.log"}, NameRegex: regexp.MustCompile(labels.DefaultNameRegex)}
+	s := NewScheduler(ctx, openStore(t, t.TempDir()), pipeline.Sink{Consumer: snk.consumer()}, Config{
+		Select: sel,
+		Files:  &Files{Rules: rules, Poll: 10 * time.Millisecond, Metrics: file.NewMetrics(reg, m.Dropped(), m.Repaired())},
+	}, m, zap.NewNop())
+	t.Cleanup(func() { cancel(); s.Wait() })
+	s.Sync([]discovery.Target{{ID: testID, Tenant: "t", App: "app", Version: "v1", Running: true, LogDirs: []discovery.LogDir{{Path: dir}}}})
+	got := lines(snk.wait(2))
+	slices.Sort(got)
+	if want := []string{"from v1", "v2 stages: from v2"}; !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
 }

@@ -69,27 +69,33 @@ import (
 // r.Metadata (one small allocation when it starts nil). The zap stage's
 // usual path (level, ts, caller, fields) allocates only that.
 func Build(specs []map[string]any) (*pipeline.Pipeline, error) {
-	stages, err := buildStages(specs)
+	stages, err := buildStages(specs, stageNumber)
 	if err != nil {
 		return nil, err
 	}
 	return pipeline.New(stages...), nil
 }
 
-// buildStages is Build's work: the stages of specs, in order.
-func buildStages(specs []map[string]any) ([]pipeline.Stage, error) {
+// stageNumber names the place of spec i of type typ in Build's errors:
+// `stage 2 (json)`, counted from 1 as people count list items.
+func stageNumber(i int, typ string) string {
+	if typ == "" {
+		return fmt.Sprintf("stage %d", i+1)
+	}
+	return fmt.Sprintf("stage %d (%s)", i+1, typ)
+}
+
+// buildStages is Build's work: the stages of specs, in order. place names
+// spec i in errors (Build numbers stages; a Selector names config keys).
+func buildStages(specs []map[string]any, place func(i int, typ string) string) ([]pipeline.Stage, error) {
 	var errs []error
 	stages := make([]pipeline.Stage, 0, len(specs))
 	for i, spec := range specs {
 		typ, _ := spec["type"].(string)
-		place := fmt.Sprintf("stage %d (%s)", i+1, typ)
-		if typ == "" {
-			place = fmt.Sprintf("stage %d", i+1)
-		}
 		s, err := newStage(typ, spec, i)
 		if err != nil {
 			for _, e := range flatten(err) {
-				errs = append(errs, fmt.Errorf("%s: %w", place, e))
+				errs = append(errs, fmt.Errorf("%s: %w", place(i, typ), e))
 			}
 			continue
 		}
@@ -350,15 +356,28 @@ func sourceText(r *pipeline.Record, source string) (string, bool) {
 // before the stages, per stream) from the stages. Multiline anywhere else is
 // an error, since stages need whole entries.
 func SplitMultiline(specs []map[string]any) (multiline map[string]any, stages []map[string]any, err error) {
+	multiline, stages, misplaced := splitMultiline(specs)
+	if misplaced >= 0 {
+		return nil, nil, fmt.Errorf("%s: %s", stageNumber(misplaced, "multiline"), errMultilineFirst)
+	}
+	return multiline, stages, nil
+}
+
+// errMultilineFirst is what is wrong with a multiline spec after a stage.
+var errMultilineFirst = errors.New("must be the first stage: it joins lines before the others")
+
+// splitMultiline is SplitMultiline's work; misplaced is the index of the
+// first multiline spec that is not first, or -1.
+func splitMultiline(specs []map[string]any) (multiline map[string]any, stages []map[string]any, misplaced int) {
 	for i, s := range specs {
 		if s["type"] == "multiline" {
 			if i != 0 {
-				return nil, nil, fmt.Errorf("stage %d (multiline): must be the first stage: it joins lines before the others", i+1)
+				return nil, nil, i
 			}
 			multiline = s
 			continue
 		}
 		stages = append(stages, s)
 	}
-	return multiline, stages, nil
+	return multiline, stages, -1
 }

@@ -25,7 +25,7 @@ func mustBuild(t testing.TB, specs ...map[string]any) *pipeline.Pipeline {
 // clock, its decoded options) before it makes them a pipeline.
 func mustStages(t testing.TB, specs ...map[string]any) []pipeline.Stage {
 	t.Helper()
-	stages, err := buildStages(specs)
+	stages, err := buildStages(specs, stageNumber)
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}

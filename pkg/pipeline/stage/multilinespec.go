@@ -10,6 +10,20 @@ import (
 // NewMultilineFromSpec is pipeline.NewMultiline from a spec map as Build takes
 // (`type: multiline` may be present). Errors are prefixed "multiline: ".
 func NewMultilineFromSpec(spec map[string]any) (*pipeline.Multiline, error) {
+	cfg, err := multilineConfig(spec)
+	if err != nil {
+		return nil, err
+	}
+	m, err := pipeline.NewMultiline(cfg)
+	if err != nil {
+		return nil, multilineErrors([]error{err})
+	}
+	return m, nil
+}
+
+// multilineConfig decodes a multiline spec: apart from NewMultiline, so that
+// a joiner per file (Choice.Joiner) does not decode its spec each time.
+func multilineConfig(spec map[string]any) (pipeline.MultilineConfig, error) {
 	var errs []error
 	in := make(map[string]any, len(spec))
 	for k, v := range spec {
@@ -31,21 +45,19 @@ func NewMultilineFromSpec(spec map[string]any) (*pipeline.Multiline, error) {
 	if err := decode(in, &cfg); err != nil {
 		errs = append(errs, err)
 	}
-	var m *pipeline.Multiline
-	if len(errs) == 0 {
-		var err error
-		if m, err = pipeline.NewMultiline(cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if len(errs) > 0 {
-		var out []error
-		for _, e := range errs {
-			for _, f := range flatten(e) {
-				out = append(out, fmt.Errorf("multiline: %w", f))
-			}
-		}
-		return nil, errors.Join(out...)
+		return cfg, multilineErrors(errs)
 	}
-	return m, nil
+	return cfg, nil
+}
+
+// multilineErrors prefixes each of errs, opened, with "multiline: ".
+func multilineErrors(errs []error) error {
+	var out []error
+	for _, e := range errs {
+		for _, f := range flatten(e) {
+			out = append(out, fmt.Errorf("multiline: %w", f))
+		}
+	}
+	return errors.Join(out...)
 }

@@ -116,12 +116,12 @@ func TestBorrowedLinesMetadata(t *testing.T) {
 	c := &checkCaller{valve: valve{next: s}}
 	c.shut.Store(true)
 	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: c}, nil, func(cfg *Config) {
-		cfg.Pipeline = func() *pipeline.Pipeline {
+		cfg.Stages = func(string) (*pipeline.Pipeline, *pipeline.Multiline) {
 			p, err := stage.Build(stage.ZapPreset())
 			if err != nil {
 				t.Fatal(err)
 			}
-			return p
+			return p, nil
 		}
 	})
 	c.end = st.d.onTimer

@@ -60,13 +60,14 @@ type Config struct {
 	// (backups included: "app_v1-2026-11-25T01-02-03.000.log.gz"), or false
 	// to leave the file alone.
 	Labels func(name string) (map[string]string, bool)
-	// Pipeline returns the stages for one file (each file gets its own, as
-	// stages may keep per-stream state). Nil: lines are shipped as they are.
-	Pipeline func() *pipeline.Pipeline
-	// Multiline returns a joiner of multi-line entries (Go panics, stack
-	// traces) for one file, or nil for none. A joined entry's position is
-	// its last line's, so an entry still open is read again after a restart.
-	Multiline func() *pipeline.Multiline
+	// Stages returns, for the file of that name, its stages (each file gets
+	// its own, as stages may keep per-stream state; nil: lines are shipped
+	// as they are) and its joiner of multi-line entries (Go panics, stack
+	// traces; nil: every line is an entry). By name, as pipeline.apps may
+	// choose by the version in a file's name. A joined entry's position is
+	// its last line's, so an entry still open is read again after a
+	// restart. Nil Stages: neither.
+	Stages func(name string) (*pipeline.Pipeline, *pipeline.Multiline)
 	// Match says which files of the directory are read, by name: the
 	// include and exclude globs and the rotated copies of included files
 	// (files.include; discovery.FileRules.Reads). A name ending in .gz is
@@ -294,9 +295,10 @@ func (d *Dir) dropSlot() {
 	}
 }
 
-func (d *Dir) pipeline() *pipeline.Pipeline {
-	if d.cfg.Pipeline == nil {
-		return nil
+// stages are the stages and joiner of the file name (Config.Stages).
+func (d *Dir) stages(name string) (*pipeline.Pipeline, *pipeline.Multiline) {
+	if d.cfg.Stages == nil {
+		return nil, nil
 	}
-	return d.cfg.Pipeline()
+	return d.cfg.Stages(name)
 }

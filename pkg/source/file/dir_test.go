@@ -250,12 +250,12 @@ func TestRenamedFileLastLineWithoutNewline(t *testing.T) {
 			s := newSink()
 			r := startDir(t, dir, store, s, NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
 				if !borrowed {
-					c.Multiline = func() *pipeline.Multiline {
+					c.Stages = func(string) (*pipeline.Pipeline, *pipeline.Multiline) {
 						m, err := stage.NewMultilineFromSpec(map[string]any{"first_line": `^\{`, "max_wait": "50ms"})
 						if err != nil {
 							t.Fatal(err)
 						}
-						return m
+						return nil, m
 					}
 				}
 			})

@@ -153,12 +153,12 @@ func TestRenamedFileJoinedEntryPushedBack(t *testing.T) {
 	g := shutGate(s, "panic")
 	r := startDir(t, dir, store, g,
 		NewMetrics(prometheus.NewRegistry(), nil, nil), func(c *Config) {
-			c.Multiline = func() *pipeline.Multiline {
+			c.Stages = func(string) (*pipeline.Pipeline, *pipeline.Multiline) {
 				m, err := stage.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "30s"})
 				if err != nil {
 					t.Fatal(err)
 				}
-				return m
+				return nil, m
 			}
 		})
 	path := filepath.Join(dir, "app.log")

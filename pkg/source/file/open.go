@@ -70,6 +70,7 @@ func (d *Dir) open(c candidate) bool {
 	}
 	d.seq++
 	r.seq = d.seq
+	stages, ml := d.stages(c.name)
 	r.stream = pipeline.NewStream(pipeline.StreamConfig{
 		Tenant:   d.cfg.Tenant,
 		Labels:   labels,
@@ -82,17 +83,13 @@ func (d *Dir) open(c candidate) bool {
 		// the read buffer, which the sink copies from. (Multiline joining
 		// makes lines of its own, and keeps a queue of entries the stream
 		// refused: see r.joined.)
-		BorrowedLines: d.cfg.Multiline == nil,
-	}, d.pipeline(), d.out)
+		BorrowedLines: ml == nil,
+	}, stages, d.out)
 	if p, ok := d.store.Get(r.key); ok {
 		r.stream.Restore(p.Last)
 	}
 	r.stream.ReplayTo(r.replayTo)
-	if d.cfg.Multiline != nil {
-		r.ml = d.cfg.Multiline()
-	} else {
-		r.borrow = true
-	}
+	r.ml, r.borrow = ml, ml == nil
 	r.now = d.clock.Now
 	r.bytesN = d.metrics.bytes.WithLabelValues(d.cfg.Tenant)
 	r.linesN = d.metrics.lines.WithLabelValues(d.cfg.Tenant)

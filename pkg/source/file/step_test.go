@@ -214,12 +214,12 @@ func TestMultilineGoPanic(t *testing.T) {
 	dir := t.TempDir()
 	s := newSink()
 	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil, func(c *Config) {
-		c.Multiline = func() *pipeline.Multiline {
+		c.Stages = func(string) (*pipeline.Pipeline, *pipeline.Multiline) {
 			m, err := stage.NewMultilineFromSpec(map[string]any{"first_line": `^(\{|panic:)`, "max_wait": "200ms"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return m
+			return nil, m
 		}
 	})
 	content := `{"level":"info","msg":"before"}
