@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/spf13/cobra"
 
 	"github.com/podtail/podtail/pkg/config"
@@ -217,17 +219,18 @@ func newConfigCmd(load loader) *cobra.Command {
 	return cfgCmd
 }
 
-// printConfig writes "config OK" and every effective key with its value;
-// secrets (config.Secret) print as <redacted>.
+// printConfig writes "config OK" and the effective configuration as YAML,
+// a file podtail reads back to the same configuration; secrets
+// (config.Secret) print as <redacted>.
 func printConfig(w io.Writer, cfg *config.Config) error {
-	fmt.Fprintln(w, "# config OK; effective configuration:")
+	fmt.Fprintln(w, "# config OK; effective configuration (file, PODTAIL_* environment and flags):")
 	if cfg.Loki.TLS.InsecureSkipVerify {
 		fmt.Fprintln(w, "# WARNING: loki.tls.insecure_skip_verify is true: Loki's certificate is not checked")
 	}
-	for _, kv := range cfg.Settings() {
-		if _, err := fmt.Fprintf(w, "%s: %v\n", kv.Key, kv.Value); err != nil {
-			return err
-		}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(cfg.Tree()); err != nil {
+		return fmt.Errorf("printing the configuration: %w", err)
 	}
-	return nil
+	return enc.Close()
 }

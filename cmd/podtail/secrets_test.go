@@ -59,9 +59,9 @@ loki:
 		}
 		noSecret(t, out)
 		for _, want := range []string{
-			"loki.basic_auth.username: podtail",
-			"loki.basic_auth.password: <redacted>",
-			"x-gateway-key:<redacted>",
+			"    username: podtail",
+			"    password: <redacted>",
+			"x-gateway-key: <redacted>",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
@@ -76,7 +76,7 @@ loki:
 			t.Fatalf("config check: %v\n%s", err, out)
 		}
 		noSecret(t, out)
-		if !strings.Contains(out, "loki.bearer_token: <redacted>") {
+		if !strings.Contains(out, "  bearer_token: <redacted>") {
 			t.Errorf("output lacks the masked token:\n%s", out)
 		}
 	})
@@ -113,4 +113,42 @@ loki:
 			t.Errorf("no warning:\n%s", out)
 		}
 	})
+}
+
+// What config check prints is YAML that podtail reads back to the same
+// configuration: an operator can keep it as the file.
+func TestConfigCheckPrintsLoadableYAML(t *testing.T) {
+	in := `
+loki:
+  url: http://loki.example:3100
+  queue_bytes: 12MiB
+  batch_wait: 250ms
+static_labels: {cluster: prod}
+discovery:
+  select:
+    - {action: drop, source: name, regex: "podtail.*"}
+pipeline:
+  apps:
+    - match: {application: shop}
+      container: []
+      files:
+        - type: zap
+        - {type: drop, level: [info], drop_ratio: 0.9}
+`
+	out, err := configCheck(t, in)
+	if err != nil {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	again, err := configCheck(t, out)
+	if err != nil {
+		t.Fatalf("config check of its own output: %v\n%s", err, out)
+	}
+	if again != out {
+		t.Errorf("printed configuration read back prints differently:\n%s\n---\n%s", out, again)
+	}
+	for _, want := range []string{"queue_bytes: 12MiB", "batch_wait: 250ms", "cluster: prod", "container: []", "regex: podtail.*"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 }

@@ -104,11 +104,11 @@ type Discovery struct {
 // drops the containers whose Source does not match Regex; drop drops those
 // whose Source matches. Regex is anchored at both ends, as Prometheus'.
 type SelectRule struct {
-	Action string `mapstructure:"action"` // keep or drop
+	Action string `mapstructure:"action" yaml:"action"` // keep or drop
 	// Source is what the regex is matched against: name, image, pod, or
 	// label:<name> (a container label; empty when absent).
-	Source string `mapstructure:"source"`
-	Regex  string `mapstructure:"regex"`
+	Source string `mapstructure:"source" yaml:"source"`
+	Regex  string `mapstructure:"regex" yaml:"regex"`
 }
 
 // Loki is the push target and how podtail batches and retries.
@@ -254,9 +254,9 @@ type Limits struct {
 
 // StaticDir is a glob of log directories outside containers.
 type StaticDir struct {
-	Glob string `mapstructure:"glob"`
+	Glob string `mapstructure:"glob" yaml:"glob"`
 	// Tenant for every matched directory; empty: path_regex's tenant group.
-	Tenant string `mapstructure:"tenant"`
+	Tenant string `mapstructure:"tenant" yaml:"tenant"`
 }
 
 // Pipelines lists stages ({type: ..., options}) per kind of source; see
@@ -281,13 +281,26 @@ type AppPipeline struct {
 	Files     []map[string]any `mapstructure:"files"`
 }
 
+// MarshalYAML writes a list only when present: absent and empty differ
+// (passed over for that kind, or no stages).
+func (a AppPipeline) MarshalYAML() (any, error) {
+	m := map[string]any{"match": a.Match}
+	if a.Container != nil {
+		m["container"] = a.Container
+	}
+	if a.Files != nil {
+		m["files"] = a.Files
+	}
+	return m, nil
+}
+
 // AppMatch selects sources by regexes (anchored) over their tenant,
 // application, version and stream labels and their container's labels;
 // an empty field matches anything, and every field given must match.
 type AppMatch struct {
-	Tenant      string            `mapstructure:"tenant"`
-	Application string            `mapstructure:"application"`
-	Version     string            `mapstructure:"version"`
-	Stream      string            `mapstructure:"stream"` // stdout, stderr or file
-	Labels      map[string]string `mapstructure:"labels"`
+	Tenant      string            `mapstructure:"tenant" yaml:"tenant"`
+	Application string            `mapstructure:"application" yaml:"application"`
+	Version     string            `mapstructure:"version" yaml:"version"`
+	Stream      string            `mapstructure:"stream" yaml:"stream"` // stdout, stderr or file
+	Labels      map[string]string `mapstructure:"labels" yaml:"labels"`
 }

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"sort"
 	"time"
+
+	"github.com/docker/go-units"
 )
 
 // Keys lists every configuration key, sorted.
@@ -62,4 +64,34 @@ func flatten(c Config) map[string]any {
 	}
 	walk("", reflect.ValueOf(c))
 	return out
+}
+
+// Tree is c as nested maps by key, with durations and sizes written as a
+// configuration file writes them ("500ms", "6MiB") and secrets kept as
+// Secret (they print as <redacted>): what `podtail config check` prints,
+// and a file Load reads back to the same configuration but the secrets.
+func (c Config) Tree() map[string]any {
+	var walk func(v reflect.Value) map[string]any
+	walk = func(v reflect.Value) map[string]any {
+		out := map[string]any{}
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			name := t.Field(i).Tag.Get("mapstructure")
+			f := v.Field(i)
+			switch x := f.Interface().(type) {
+			case time.Duration:
+				out[name] = x.String()
+			case ByteSize:
+				out[name] = units.BytesSize(float64(x))
+			default:
+				if f.Kind() == reflect.Struct {
+					out[name] = walk(f)
+				} else {
+					out[name] = x
+				}
+			}
+		}
+		return out
+	}
+	return walk(reflect.ValueOf(c))
 }
