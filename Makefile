@@ -17,7 +17,7 @@ FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/source/:FuzzParseConmonTime ./pkg/disco
 # input is bounded by time: FuzzReadFile's 60 KB journal files took minutes each.
 FUZZTIME ?= 40000x
 
-.PHONY: build check unit race fuzz contrib e2e test demo bench bench-ab clean
+.PHONY: man build check unit race fuzz contrib e2e test demo bench bench-ab clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
@@ -55,6 +55,10 @@ e2e:
 		{ echo "== e2e failed in profile $$p; what the failed tests said (all of it: bin/e2e-$$p.log):"; awk -f e2e/failures.awk bin/e2e-$$p.log; exit 1; }; done
 
 test: check unit race fuzz contrib e2e
+
+# Man pages, generated from the commands' own help (see cmd/podtail/man.go).
+man: build
+	bin/podtail man --dir bin/man
 
 # The test bed's preparation (Podman from apt, Loki's modules and build) runs while podtail builds: on a fresh
 # machine the downloads then overlap the compiles.

@@ -77,6 +77,7 @@ func newRootCmd() *cobra.Command {
 			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), "podtail", version) },
 		},
 	)
+	root.AddCommand(newManCmd(root))
 	return root
 }
 
@@ -93,8 +94,19 @@ func addKeyFlags(fs *pflag.FlagSet, keys ...string) {
 		"log.level":     "debug, info, warn or error",
 		"log.format":    "json or console",
 	}
+	defaults := map[string]any{}
+	for _, s := range config.Default().Settings() {
+		defaults[s.Key] = s.Value
+	}
 	for _, k := range keys {
-		fs.String(k, "", help[k])
+		// The flag's own default stays empty, so that config.Load binds only
+		// the flags given (a flag's default would override the file); the
+		// configuration's default is in the help instead.
+		h := help[k]
+		if d := fmt.Sprint(defaults[k]); d != "" {
+			h += " (default " + d + ")"
+		}
+		fs.String(k, "", h)
 	}
 }
 

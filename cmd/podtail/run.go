@@ -29,7 +29,28 @@ func newRunCmd(load loader) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Collect containers' output and ship it to Loki",
-		Args:  cobra.NoArgs,
+		Long: `Collect the output and log files of Podman's containers (and of files.static
+directories) and ship them to Loki, each tenant under its own X-Scope-OrgID.
+
+Configuration comes from the file (--config, PODTAIL_CONFIG), then PODTAIL_*
+environment variables (PODTAIL_LOKI_URL for loki.url), then the flags below;
+every key, its default and its variable: podtail config keys; the effective
+result: podtail config check. Positions are kept in data_dir and move only
+when Loki has acknowledged the lines, so a restart loses and repeats nothing.
+
+Signals: SIGTERM or SIGINT stop reading, deliver what was read (within
+shutdown_timeout) and save positions; SIGHUP reloads the configuration (a bad
+one is reported and the running one carries on).`,
+		Example: `  # With the shipped configuration, Loki on this host:
+  podtail run --config /etc/podtail/podtail.yaml
+
+  # Loki elsewhere, rootless Podman of the current user, console logs:
+  podtail run --loki.url http://loki.example:3100 \
+    --podman.socket unix://$XDG_RUNTIME_DIR/podman/podman.sock --log.format console
+
+  # Static directories only, no Podman (files.static in the file):
+  PODTAIL_PODMAN_ENABLED=false podtail run --config static.yaml`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load(cmd.Flags())
 			if err != nil {
