@@ -379,16 +379,7 @@ func TestSchedulerChoosesStagesForDirectories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	snk := newSink(t)
-	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	s := NewScheduler(ctx, openStore(t, t.TempDir()), pipeline.Sink{Consumer: snk.consumer()}, Config{
-		Select: sel,
-		Files: &Files{Rules: &discovery.FileRules{Include: []string{"*.log"}}, Poll: 10 * time.Millisecond,
-			Metrics: file.NewMetrics(reg, m.Dropped(), m.Repaired())},
-	}, m, zap.NewNop())
-	t.Cleanup(func() { cancel(); s.Wait() })
+	s, snk := filesScheduler(t, sel, &discovery.FileRules{Include: []string{"*.log"}})
 	tg := discovery.Target{ID: testID, Tenant: "t", App: "a", Running: true, Labels: map[string]string{"team": "pay"},
 		Metadata: map[string]string{"host": "h1", "container": "c"}, LogDirs: []discovery.LogDir{{Path: dir}}}
 	s.Sync([]discovery.Target{tg})
@@ -417,20 +408,26 @@ func TestSchedulerChoosesStagesPerFileVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	snk := newSink(t)
-	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	rules := &discovery.FileRules{Include: []string{"*.log"}, NameRegex: regexp.MustCompile(labels.DefaultNameRegex)}
-	s := NewScheduler(ctx, openStore(t, t.TempDir()), pipeline.Sink{Consumer: snk.consumer()}, Config{
-		Select: sel,
-		Files:  &Files{Rules: rules, Poll: 10 * time.Millisecond, Metrics: file.NewMetrics(reg, m.Dropped(), m.Repaired())},
-	}, m, zap.NewNop())
-	t.Cleanup(func() { cancel(); s.Wait() })
+	s, snk := filesScheduler(t, sel, &discovery.FileRules{Include: []string{"*.log"}, NameRegex: regexp.MustCompile(labels.DefaultNameRegex)})
 	s.Sync([]discovery.Target{{ID: testID, Tenant: "t", App: "app", Version: "v1", Running: true, LogDirs: []discovery.LogDir{{Path: dir}}}})
 	got := lines(snk.wait(2))
 	slices.Sort(got)
 	if want := []string{"from v1", "v2 stages: from v2"}; !slices.Equal(got, want) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
+}
+
+// filesScheduler is a scheduler of log directories read by rules, with the
+// stages sel chooses, into a sink.
+func filesScheduler(t *testing.T, sel *stage.Selector, rules *discovery.FileRules) (*Scheduler, *sink) {
+	ctx, cancel := context.WithCancel(context.Background())
+	snk := newSink(t)
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	s := NewScheduler(ctx, openStore(t, t.TempDir()), pipeline.Sink{Consumer: snk.consumer()}, Config{
+		Select: sel,
+		Files:  &Files{Rules: rules, Poll: 10 * time.Millisecond, Metrics: file.NewMetrics(reg, m.Dropped(), m.Repaired())},
+	}, m, zap.NewNop())
+	t.Cleanup(func() { cancel(); s.Wait() })
+	return s, snk
 }

@@ -18,6 +18,19 @@ func logrotateNames(c *Config) {
 	c.Match = re.MatchString
 }
 
+// readingApp is a tailer that has read app.log's lines 1..1000, and the
+// app has written on to line upTo since.
+func readingApp(t *testing.T, upTo int) (*stepper, *sink, string) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	must(t, os.WriteFile(path, numbered(1, 1000), 0o644))
+	s := newSink()
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil, logrotateNames)
+	st.settle()
+	appendTo(t, path, numbered(1001, upTo))
+	return st, s, path
+}
+
 // gzipFile compresses src into dst and removes src, as logrotate's
 // compress does.
 func gzipFile(t *testing.T, src, dst string) {
@@ -67,13 +80,7 @@ func TestLogrotateCompressedWhileDown(t *testing.T) {
 // in the copy only (app.log.1): it is the same file by its head, so reading
 // resumes there at the offset read, and the truncated app.log is read anew.
 func TestLogrotateCopytruncateKeepsTheTail(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "app.log")
-	must(t, os.WriteFile(path, numbered(1, 1000), 0o644))
-	s := newSink()
-	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil, logrotateNames)
-	st.settle()
-	appendTo(t, path, numbered(1001, 1200)) // not read before the copy
+	st, s, path := readingApp(t, 1200) // 1001..1200 not read before the copy
 	b, err := os.ReadFile(path)
 	must(t, err)
 	must(t, os.WriteFile(path+".1", b, 0o644))
@@ -87,13 +94,7 @@ func TestLogrotateCopytruncateKeepsTheTail(t *testing.T) {
 // dateext: app.log renamed to app.log-20261206 and created anew while the
 // tailer runs: every line once.
 func TestLogrotateDateext(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "app.log")
-	must(t, os.WriteFile(path, numbered(1, 1000), 0o644))
-	s := newSink()
-	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil, logrotateNames)
-	st.settle()
-	appendTo(t, path, numbered(1001, 1500))
+	st, s, path := readingApp(t, 1500)
 	must(t, os.Rename(path, path+"-20261206"))
 	must(t, os.WriteFile(path, numbered(1501, 2000), 0o644))
 	st.settle()
