@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,7 +14,7 @@ import (
 )
 
 // SIGHUP reloads the configuration. A bad one is reported, naming the key,
-// and the running collector carries on; a good one replaces it (here: a new
+// and the running collector carries on (so does one moving data_dir); a good one replaces it (here: a new
 // listen address) without losing or repeating a line of two apps writing
 // throughout.
 func TestReloadOnSIGHUP(t *testing.T) {
@@ -33,6 +34,18 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	p.signal(syscall.SIGHUP)
 	eventually(t, 5*time.Second, "the bad configuration reported", func() bool {
 		return strings.Contains(p.Log(), "not valid") && strings.Contains(p.Log(), "shutdown_timout: unknown key (did you mean shutdown_timeout")
+	})
+	// data_dir holds the run's lock and positions: a reload cannot move it.
+	moved := regexp.MustCompile(`(?m)^data_dir: .*$`).ReplaceAllString(string(orig), "data_dir: "+t.TempDir())
+	if moved == string(orig) {
+		t.Fatalf("no data_dir in the config:\n%s", orig)
+	}
+	if err := os.WriteFile(p.cfgFile, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	eventually(t, 5*time.Second, "the data_dir change refused", func() bool {
+		return strings.Contains(p.Log(), "data_dir cannot change on a reload")
 	})
 	sent := p.metric("podtail_loki_entries_sent_total", "tenant", w.tenant)
 	time.Sleep(time.Second)

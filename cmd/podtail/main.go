@@ -78,6 +78,8 @@ func newRootCmd() *cobra.Command {
 		},
 	)
 	root.AddCommand(newManCmd(root))
+	root.AddCommand(newPipelineCmd(load))
+	root.AddCommand(newPositionsCmd(load))
 	return root
 }
 

@@ -56,6 +56,11 @@ one is reported and the running one carries on).`,
 			if err != nil {
 				return err
 			}
+			lock, err := lockDataDir(cfg.DataDir) // for run's whole life: one podtail per data_dir
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			hup := make(chan os.Signal, 1)
@@ -102,6 +107,13 @@ func supervise(ctx context.Context, cfg *config.Config, reload <-chan os.Signal,
 				c, err := load()
 				if err != nil {
 					log.Error("SIGHUP: the new configuration is not valid; carrying on with the running one", zap.Error(err))
+					continue
+				}
+				if c.DataDir != cfg.DataDir {
+					// The run holds data_dir's lock and its positions; moving
+					// them under a running collector is a restart's job.
+					log.Error("SIGHUP: data_dir cannot change on a reload (restart podtail for that); carrying on with the running configuration",
+						zap.String("data_dir", cfg.DataDir), zap.String("new_data_dir", c.DataDir))
 					continue
 				}
 				log.Info("SIGHUP: configuration reloaded; restarting the collector with it")

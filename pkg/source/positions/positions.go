@@ -4,7 +4,9 @@
 // lost, and nothing re-sent but what was in flight.
 //
 // Writes are atomic (temp file, fsync, rename, fsync dir): a crash leaves the
-// old file or the new one, never half of one.
+// old file or the new one, never half of one. One process at a time writes
+// it: the holder of data_dir's lock (LockDir), which `podtail run` keeps for
+// its whole life; Load reads it without taking part.
 package positions
 
 import (
@@ -117,18 +119,40 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("positions %s: %w", s.path, err)
 	}
-	var f fileFormat
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("positions %s is corrupt (move it away to start over, which re-sends logs): %w", s.path, err)
-	}
-	if f.Positions != nil {
-		s.m = f.Positions
+	if s.m, err = decode(s.path, b); err != nil {
+		return nil, err
 	}
 	for k := range s.m {
 		s.stale[k] = struct{}{}
 	}
 	s.resumed = true
 	return s, nil
+}
+
+// decode parses the positions file read from path.
+func decode(path string, b []byte) (map[string]Position, error) {
+	var f fileFormat
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("positions %s is corrupt (move it away to start over, which re-sends logs): %w", path, err)
+	}
+	if f.Positions == nil {
+		return map[string]Position{}, nil
+	}
+	return f.Positions, nil
+}
+
+// Load reads dir's positions file as it is, for people and tools (podtail
+// positions list): it creates, locks and writes nothing, so it works beside
+// a running podtail, whose writes replace the file whole (it sees the old
+// one or the new one). A missing file is an error that wraps
+// os.ErrNotExist.
+func Load(dir string) (map[string]Position, error) {
+	path := filepath.Join(dir, FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("positions %s: %w", path, err)
+	}
+	return decode(path, b)
 }
 
 // Resumed reports whether the positions file was there when the store was
