@@ -133,10 +133,10 @@ func (s *zapStage) SkipFields() { s.noFields = true }
 
 // Process implements Stage.
 func (s *zapStage) Process(r *pipeline.Record) (bool, string) {
-	line := r.Line
+	line := firstLine(r.Line)
 	i := skipWS(line, 0)
 	if i < len(line) && line[i] == '{' {
-		if valid, timed := s.fromJSON(r); valid && timed {
+		if valid, timed := s.fromJSON(r, line); valid && timed {
 			return true, ""
 		}
 	} else if !s.auto && s.console(r) {
@@ -154,17 +154,27 @@ type zapMember struct {
 	val    jsonValue
 }
 
-// fromJSON reads a line that starts with '{'; it reports whether the line
-// is one JSON object and whether it carried a time.
-func (s *zapStage) fromJSON(r *pipeline.Record) (valid, timed bool) {
+// firstLine is line up to its first newline: an entry joined by the
+// multiline stage (a zap line, then a panic's trace) is read by its first
+// line, the app's own; a JSON object never holds a raw newline.
+func firstLine(line string) string {
+	if i := strings.IndexByte(line, '\n'); i >= 0 {
+		return line[:i]
+	}
+	return line
+}
+
+// fromJSON reads text, r's line (or its first line) that starts with '{';
+// it reports whether text is one JSON object and whether it carried a time.
+func (s *zapStage) fromJSON(r *pipeline.Record, text string) (valid, timed bool) {
 	if !s.noFields {
-		return s.fromJSONFields(r)
+		return s.fromJSONFields(r, text)
 	}
 	// Nothing reads Fields (the usual case: zap is the last stage), so only
 	// level, time and caller matter: one pass keeps the last of each (a
 	// repeated key's last value wins, as in encoding/json), and they are
 	// applied once the whole object is known to be valid.
-	m, ok := s.scan(r.Line)
+	m, ok := s.scan(text)
 	if !ok {
 		return false, false
 	}
@@ -251,13 +261,13 @@ func (s *zapStage) scan(line string) (m zapMembers, ok bool) {
 
 // fromJSONFields is fromJSON for a stage whose Fields a later stage reads:
 // every scalar member is a field.
-func (s *zapStage) fromJSONFields(r *pipeline.Record) (valid, timed bool) {
+func (s *zapStage) fromJSONFields(r *pipeline.Record, text string) (valid, timed bool) {
 	// One pass for the usual line: members go to a buffer on the stack and
 	// are applied once the whole object has been seen to be valid. Longer
 	// objects are validated first, then walked again.
 	var buf [16]zapMember
 	n := 0
-	it := newObjectIter(r.Line)
+	it := newObjectIter(text)
 	for it.next() {
 		if n < len(buf) {
 			buf[n] = zapMember{key: it.key, keyEsc: it.keyEsc, val: it.val}
@@ -273,7 +283,7 @@ func (s *zapStage) fromJSONFields(r *pipeline.Record) (valid, timed bool) {
 			s.member(r, &st, &buf[i])
 		}
 	} else {
-		it := newObjectIter(r.Line)
+		it := newObjectIter(text)
 		for it.next() {
 			s.member(r, &st, &zapMember{key: it.key, keyEsc: it.keyEsc, val: it.val})
 		}
@@ -350,7 +360,7 @@ func (s *zapStage) noTime(r *pipeline.Record) {
 
 // console reads zap's console encoding; it reports whether it found a time.
 func (s *zapStage) console(r *pipeline.Record) bool {
-	line := r.Line
+	line := firstLine(r.Line)
 	col0, rest, ok := strings.Cut(line, "\t")
 	if !ok {
 		return false

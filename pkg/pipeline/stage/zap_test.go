@@ -433,3 +433,32 @@ func TestEpochSecondsMatchesDigits(t *testing.T) {
 		t.Fatal("zap's own format missed the fast path")
 	}
 }
+
+// An entry the multiline stage joined (a zap error line, then a Go panic's
+// trace) is read by its first line: level, time and caller as for the line
+// alone, in JSON and console format, whether Fields are read or not; the
+// entry is shipped whole. (It was taken for not JSON: errors with a trace
+// lost their log_level and time.)
+func TestZapJoinedEntry(t *testing.T) {
+	const trace = "\npanic: boom\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:9 +0x1d"
+	jsonLine := `{"level":"error","ts":1732492800.5,"caller":"app/main.go:8","msg":"giving up","n":{"a":1}}`
+	consoleLine := "2024-11-25T00:00:00.500Z\tERROR\tapp/main.go:8\tgiving up\t{\"n\": 1}"
+	for _, line := range []string{jsonLine, consoleLine} {
+		for _, fields := range []bool{false, true} {
+			p := mustBuild(t, ZapPreset()...)
+			if !fields {
+				p = asStreamRuns(t, ZapPreset()...)
+			}
+			r, keep, _ := process(p, line+trace)
+			if !keep || r.Line != line+trace {
+				t.Fatalf("%.20q: kept %v, line %q", line, keep, r.Line)
+			}
+			if r.Labels[pipeline.LabelLogLevel] != "error" || !r.Time.Equal(time.Unix(1732492800, 500000000)) {
+				t.Errorf("%.20q fields=%v: level %q, time %v", line, fields, r.Labels[pipeline.LabelLogLevel], r.Time)
+			}
+			if c, _ := metadata(r, "caller"); c != "app/main.go:8" {
+				t.Errorf("%.20q fields=%v: caller %q", line, fields, c)
+			}
+		}
+	}
+}
