@@ -37,6 +37,7 @@ type podtailOpts struct {
 	extra      string // more YAML
 	lokiURL    string // default: the test bed's Loki
 	lokiExtra  string // more keys of the loki: section, unindented ("bearer_token_file: /x")
+	noPodman   bool   // podman.enabled: false (files.static only)
 }
 
 // startPodtail runs `podtail run` with a config file of its own and waits
@@ -59,9 +60,13 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
 	if o.lokiExtra != "" {
 		queue += "\n  " + strings.ReplaceAll(strings.TrimSpace(o.lokiExtra), "\n", "\n  ")
 	}
+	enabled := ""
+	if o.noPodman {
+		enabled = "\n  enabled: false"
+	}
 	p := &podtailProc{t: t, dataDir: o.dataDir, listen: fmt.Sprintf("127.0.0.1:%d", testbed.FreePort()), done: make(chan struct{})}
 	cfg := fmt.Sprintf(`podman:
-  socket: %s
+  socket: %s%s
   reconcile_interval: 2s
   reconnect_backoff: 1s
 loki:
@@ -75,7 +80,7 @@ server:
   listen: %s
 log:
   level: debug
-%s`, o.socket, o.lokiURL, queue, o.dataDir, p.listen, o.extra)
+%s`, o.socket, enabled, o.lokiURL, queue, o.dataDir, p.listen, o.extra)
 	cfgFile := filepath.Join(t.TempDir(), "podtail.yaml")
 	p.cfgFile = cfgFile
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

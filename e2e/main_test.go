@@ -27,6 +27,7 @@ var bed struct {
 	dir      string
 	podtail  string // binary
 	zaplog   string // the zap + lumberjack test app, static
+	panicker string // the app that dies of a Go panic on stderr, static
 	image    string
 	lokiURL  string
 	socket   string // unix:// URI of the shared Podman service
@@ -71,7 +72,8 @@ func setup() (int, error) {
 
 	bed.podtail = filepath.Join(dir, "podtail")
 	bed.zaplog = filepath.Join(dir, "zaplog")
-	for bin, pkg := range map[string]string{bed.podtail: "../cmd/podtail", bed.zaplog: "./apps/zaplog"} {
+	bed.panicker = filepath.Join(dir, "panicker")
+	for bin, pkg := range map[string]string{bed.podtail: "../cmd/podtail", bed.zaplog: "./apps/zaplog", bed.panicker: "./apps/panicker"} {
 		build := exec.Command("go", "build", "-o", bin, pkg)
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {

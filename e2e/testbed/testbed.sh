@@ -57,6 +57,19 @@ install_podman() {
 	apt-get install -y -qq podman runc busybox-static >/dev/null
 }
 
+# Debian's logrotate, which the e2e tests run on app log files (its
+# copytruncate and create modes, with compression) with a configuration and
+# state file of their own: not the host's, and no cron job runs it.
+install_logrotate() {
+	if command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ]; then
+		return
+	fi
+	log "installing logrotate"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -o DPkg::Lock::Timeout=300 update -qq
+	apt-get install -y -qq -o DPkg::Lock::Timeout=300 logrotate >/dev/null
+}
+
 # A containers.conf carried by the test bed. It makes containers run on
 # these VMs; it is a property of the test machines, not something podtail
 # needs on users' hosts.
@@ -258,7 +271,10 @@ case $profile in
 podman4-file)
 	# apt and Loki's download and build do not depend on each other: they overlap
 	# (the image needs Podman, so it waits).
-	install_podman &
+	(
+		install_podman
+		install_logrotate
+	) &
 	podman_pid=$!
 	write_containers_conf
 	build_loki
@@ -270,6 +286,7 @@ podman5-journald)
 	# is a few hash sums.
 	(
 		install_podman5_deps
+		install_logrotate
 		build_podman5
 	) &
 	podman_pid=$!

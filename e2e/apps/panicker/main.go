@@ -5,7 +5,10 @@
 //
 // With -line-delay it runs itself as a child and passes the child's stderr
 // on a line at a time, that long apart, so that a test can kill podtail
-// while the trace is half written. The trace is still the runtime's.
+// while the trace is half written. The trace is still the runtime's. With
+// -interleave as well, it prints a JSON line on stdout after each line of
+// the trace it passes on, so that the other stream moves on while a trace
+// is being joined.
 package main
 
 import (
@@ -25,9 +28,10 @@ func main() {
 	lines := flag.Int("lines", 5, "JSON lines on stdout before the panic")
 	goroutines := flag.Int("goroutines", 3, "goroutines parked (their stacks are in the trace)")
 	delay := flag.Duration("line-delay", 0, "pass the trace on a line at a time, this long apart")
+	interleave := flag.Bool("interleave", false, "with -line-delay: a JSON line on stdout after each line of the trace")
 	flag.Parse()
 	if *delay > 0 {
-		os.Exit(relay(*delay))
+		os.Exit(relay(*delay, *interleave))
 	}
 	debug.SetTraceback("all") // every goroutine's stack, as GOTRACEBACK=all
 	for i := 1; i <= *lines; i++ {
@@ -42,11 +46,12 @@ func main() {
 }
 
 // relay runs this program without -line-delay and copies its stderr a line
-// at a time, delay apart; it returns the child's exit status.
-func relay(delay time.Duration) int {
+// at a time, delay apart, each followed by a JSON line on stdout when
+// interleave is set; it returns the child's exit status.
+func relay(delay time.Duration, interleave bool) int {
 	var args []string
 	flag.Visit(func(f *flag.Flag) {
-		if f.Name != "line-delay" {
+		if f.Name != "line-delay" && f.Name != "interleave" {
 			args = append(args, "-"+f.Name+"="+f.Value.String())
 		}
 	})
@@ -66,10 +71,13 @@ func relay(delay time.Duration) int {
 	go func() {
 		defer wg.Done()
 		r := bufio.NewReader(stderr)
-		for {
+		for k := 1; ; k++ {
 			line, err := r.ReadString('\n')
 			if line != "" {
 				_, _ = io.WriteString(os.Stderr, line)
+				if interleave {
+					fmt.Printf("{\"level\":\"info\",\"msg\":\"trace line relayed\",\"line\":%d}\n", k)
+				}
 				time.Sleep(delay)
 			}
 			if err != nil {
