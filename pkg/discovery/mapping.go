@@ -174,7 +174,8 @@ func (s Shared) static() map[string]string {
 
 // metadata is the structured metadata of a target from its facts; a fact
 // it does not have (a pod for a container in none, a container for a
-// static directory) is left out rather than sent empty.
+// static directory), or that a static label names, is left out rather than
+// sent empty or twice.
 func (s Shared) metadata(container, image, pod string) map[string]string {
 	var md map[string]string
 	for _, name := range s.Metadata {
@@ -189,7 +190,10 @@ func (s Shared) metadata(container, image, pod string) map[string]string {
 		case "host":
 			v = s.Host
 		}
-		if v == "" {
+		if _, isLabel := s.StaticLabels[name]; v == "" || isLabel {
+			// A static label of the same name says it already, on every
+			// stream; as metadata too, Loki would rename it host_extracted
+			// and | host="..." would filter on the label only.
 			continue
 		}
 		if md == nil {

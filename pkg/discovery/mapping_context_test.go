@@ -148,8 +148,8 @@ func TestNewSelectRuleBad(t *testing.T) {
 }
 
 // Every target carries static_labels on its streams, and the source
-// metadata named (container, image, pod when in one, host), nothing when
-// none is named.
+// metadata named (container, image, pod when in one, host unless a static
+// label says it), nothing when none is named.
 func TestMapSharedContext(t *testing.T) {
 	cfg := mapCfg
 	cfg.PodLabels = true
@@ -160,7 +160,8 @@ func TestMapSharedContext(t *testing.T) {
 	c := inPod(map[string]string{"tenant": "acme"}, nil)
 	c.Image = "localhost/shop:2"
 	tg := mustMap(t, discovery.NewMapper(cfg), c)
-	if want := map[string]string{"container": "shop-1", "image": "localhost/shop:2", "pod": "ptv-pod1", "host": "node-7"}; !maps.Equal(tg.Metadata, want) {
+	// host is a static label here: not metadata too (Loki would rename it).
+	if want := map[string]string{"container": "shop-1", "image": "localhost/shop:2", "pod": "ptv-pod1"}; !maps.Equal(tg.Metadata, want) {
 		t.Errorf("Metadata = %v, want %v", tg.Metadata, want)
 	}
 	if ls := tg.StreamLabels(); ls["cluster"] != "prod" || ls["host"] != "web-1" || ls["tenant"] != "acme" {
