@@ -38,8 +38,9 @@ func lines(ss []stream) []string {
 }
 
 // Two tenants' containers, 10,000 lines each on stdout and stderr: every
-// line in Loki exactly once, under its own tenant and labels, and neither
-// tenant can see the other's lines.
+// line in Loki exactly once, under its own tenant and labels (and with its
+// container, image and host as structured metadata), and neither tenant
+// can see the other's lines.
 func TestTwoTenantsEveryLineOnce(t *testing.T) {
 	needBed(t)
 	startPodtail(t, podtailOpts{})
@@ -63,7 +64,11 @@ func TestTwoTenantsEveryLineOnce(t *testing.T) {
 			if len(ss) != 1 {
 				t.Fatalf("%s %s: %d streams, want 1", a.tenant, st, len(ss))
 			}
-			want := map[string]string{"tenant": a.tenant, "application": a.app, "version": a.version, "stream": st}
+			// Loki's answer merges the entries' structured metadata into the
+			// stream's labels: the source metadata is there beside them.
+			hostname, _ := os.Hostname()
+			want := map[string]string{"tenant": a.tenant, "application": a.app, "version": a.version, "stream": st,
+				"container": name("two", a.app), "image": bed.image, "host": hostname}
 			if fmt.Sprint(ss[0].Labels) != fmt.Sprint(want) {
 				t.Errorf("labels %v, want %v", ss[0].Labels, want)
 			}
