@@ -107,6 +107,7 @@ type Latency struct {
 	Starts, Seen  int
 	P50, P99, Max time.Duration
 	CLI           time.Duration // median time `podman run -d` itself took
+	Failed        string        // how a peer failed the scenario, when it did
 }
 
 // discovery starts n containers one after the other, interval apart, each

@@ -1,7 +1,7 @@
-// Command bench measures podtail against Promtail on this machine, in one
-// run, on the same inputs and the same Loki-protocol sink, and against the
-// necessary-work bound (one tight loop doing only what the seed's pipeline
-// requires). `make bench` runs it through the test bed:
+// Command bench measures podtail against Promtail and Grafana Alloy on this
+// machine, in one run, on the same inputs and the same Loki-protocol sink,
+// and against the necessary-work bound (one tight loop doing only what the
+// seed's pipeline requires). `make bench` runs it through the test bed:
 //
 //	e2e/testbed/testbed.sh go run ./bench -podtail bin/podtail [-quick] [-scenarios throughput,manyfiles,containers,discovery]
 //
@@ -13,8 +13,10 @@
 // Scenarios: throughput (100 files × 20,000 zap lines), manyfiles (1,000
 // files × 1,000 lines), containers (200 containers printing to stdout,
 // podtail's k8s-file reading against Promtail's docker_sd on the same Podman
-// socket, the Podman service's CPU counted for both) and discovery (50
-// container starts, `podman run -d` returning → first line at the sink).
+// socket and Alloy's discovery.docker + loki.source.docker on it, the
+// Podman service's CPU counted for each) and discovery (50 container
+// starts, `podman run -d` returning → first line at the sink). A peer that
+// fails a scenario gets a row saying how, and the bench goes on.
 // Tools run one after the other, each from fresh positions, and each is
 // measured until the sink has counted every line: wall time, CPU time from
 // /proc/<pid>/stat, peak RSS (VmHWM). A CPU profile of podtail in the
@@ -52,17 +54,18 @@ func logf(format string, args ...any) {
 }
 
 type options struct {
-	podtail, promtail, repo, dir, out string
-	baseline                          string // a second podtail binary, run as podtail-base
-	scenarios                         map[string]bool
-	tools                             []string
-	throughput, manyfiles             [2]int
-	containers, containerLines        int
-	starts                            int
-	startInterval                     time.Duration
-	loki, profile, keep               bool
-	runs                              int
-	stall                             time.Duration
+	podtail, promtail, alloy, repo string
+	dir, out                       string
+	baseline                       string // a second podtail binary, run as podtail-base
+	scenarios                      map[string]bool
+	tools                          []string
+	throughput, manyfiles          [2]int
+	containers, containerLines     int
+	starts                         int
+	startInterval                  time.Duration
+	loki, profile, keep            bool
+	runs                           int
+	stall                          time.Duration
 }
 
 func main() {
@@ -81,11 +84,12 @@ func main() {
 	flag.StringVar(&o.podtail, "podtail", "bin/podtail", "podtail binary (make bench builds it)")
 	flag.StringVar(&o.baseline, "baseline", "", "a second podtail binary (e.g. the previous commit's: make bench-ab) to run as the tool podtail-base wherever podtail runs, in turn with its runs, and compare with it in an A/B section")
 	flag.StringVar(&o.promtail, "promtail", "", "Promtail binary; empty: build bench/promtailbuild, cached in ~/.cache/podtail")
-	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild)")
+	flag.StringVar(&o.alloy, "alloy", "", "Grafana Alloy binary; empty: build bench/alloybuild, cached in ~/.cache/podtail (cold: ~15 minutes on 2 cores and ~6.3 GB of memory)")
+	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild and bench/alloybuild)")
 	flag.StringVar(&o.dir, "dir", "", "work directory; empty: a new one under $TMPDIR, removed afterwards")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
 	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,journald,discovery", "scenarios to run, comma-separated (journald: the containers scenario with --log-driver journald)")
-	flag.StringVar(&tools, "tools", "podtail,promtail", "tools to run, comma-separated: podtail, promtail, and with -baseline podtail-base (which -baseline adds wherever podtail is named)")
+	flag.StringVar(&tools, "tools", "podtail,promtail,alloy", "tools to run, comma-separated: podtail, promtail, alloy, and with -baseline podtail-base (which -baseline adds wherever podtail is named)")
 	flag.StringVar(&tp, "throughput", "100x20000", "throughput scenario: FILESxLINES per file")
 	flag.StringVar(&mf, "manyfiles", "1000x1000", "many-files scenario: FILESxLINES per file")
 	flag.IntVar(&o.containers, "containers", 200, "containers scenario: containers printing to stdout")
@@ -183,12 +187,13 @@ func parseShape(flagName, s string) ([2]int, error) {
 
 // pickTools checks the tools -tools named and puts them in the order they
 // run in: podtail first, podtail-base (which -baseline adds wherever podtail
-// is named, the point of giving one) beside it, Promtail last.
+// is named, the point of giving one) beside it, then the peers, Promtail
+// and Alloy.
 func pickTools(named map[string]bool, baseline bool) ([]string, error) {
 	named = maps.Clone(named)
 	for _, t := range slices.Sorted(maps.Keys(named)) {
-		if t != "podtail" && t != "promtail" && t != baseTool {
-			return nil, fmt.Errorf("-tools: unknown tool %q (podtail, promtail, %s)", t, baseTool)
+		if !isPodtail(t) && !isPeer(t) {
+			return nil, fmt.Errorf("-tools: unknown tool %q (podtail, promtail, alloy, %s)", t, baseTool)
 		}
 	}
 	if named[baseTool] && !baseline {
@@ -201,13 +206,17 @@ func pickTools(named map[string]bool, baseline bool) ([]string, error) {
 		return nil, fmt.Errorf("-baseline: %s runs wherever podtail does, and -tools names neither", baseTool)
 	}
 	var tools []string
-	for _, t := range []string{"podtail", baseTool, "promtail"} {
+	for _, t := range []string{"podtail", baseTool, "promtail", "alloy"} {
 		if named[t] {
 			tools = append(tools, t)
 		}
 	}
 	return tools, nil
 }
+
+// isPeer says whether tool is one of the collectors podtail is compared
+// with, each run on the same inputs and sink with its own configuration.
+func isPeer(tool string) bool { return tool == "promtail" || tool == "alloy" }
 
 func httpOK(url string) error {
 	c := &http.Client{Timeout: 2 * time.Second}
@@ -228,6 +237,7 @@ type bench struct {
 	o                 options
 	dir, runID        string
 	podtail, promtail string
+	alloy             string
 	baseline          string // podtail-base's binary, with -baseline
 	forward           string // real Loki, with -loki
 	rep               *Report
@@ -261,6 +271,16 @@ func run(ctx context.Context, o options) (*Report, error) {
 			b.rep.PromtailBuild = time.Since(buildStart)
 		}
 	}
+	if contains(o.tools, "alloy") {
+		b.alloy = o.alloy
+		if b.alloy == "" {
+			buildStart := time.Now()
+			if b.alloy, err = alloyBinary(o.repo); err != nil {
+				return nil, err
+			}
+			b.rep.AlloyBuild = time.Since(buildStart)
+		}
+	}
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
 	b.runID = hex.EncodeToString(id)
@@ -275,7 +295,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 	} else if err := os.MkdirAll(b.dir, 0o755); err != nil {
 		return nil, err
 	}
-	b.rep.machine(b.podtail)
+	b.rep.machine(b.podtail, b.alloy)
 	if b.baseline != "" {
 		b.rep.baselineMachine(b.baseline)
 	}
@@ -363,6 +383,51 @@ func (b *bench) startPromtail(config func(sinkURL, dataDir string) string) func(
 	}
 }
 
+// startAlloy runs `alloy run` on the configuration config makes, with its
+// HTTP server on listen and its components' state (positions) under the
+// run's data directory; usage reporting off.
+func (b *bench) startAlloy(listen string, config func(sinkURL string) string) func(sinkURL, dir string) (*proc, error) {
+	return func(sinkURL, dir string) (*proc, error) {
+		path := filepath.Join(dir, "config.alloy")
+		if err := os.WriteFile(path, []byte(config(sinkURL)), 0o644); err != nil {
+			return nil, err
+		}
+		return startProc("alloy", filepath.Join(dir, "alloy.log"), b.alloy, "run",
+			"--server.http.listen-addr="+listen, "--storage.path="+filepath.Join(dir, "data"), "--disable-reporting", path)
+	}
+}
+
+// peerStart starts a peer (promtail or alloy) on the files under root or,
+// with sock set, on the containers labelled tenantLabel; ready says when it
+// is up (for the discovery scenario).
+func (b *bench) peerStart(tool, root, sock, tenantLabel string) (start func(sinkURL, dir string) (*proc, error), ready func(*proc) error) {
+	port := testbed.FreePort()
+	switch tool {
+	case "alloy":
+		listen := fmt.Sprintf("127.0.0.1:%d", port)
+		start = b.startAlloy(listen, func(sinkURL string) string {
+			if sock != "" {
+				return alloyDockerConfig(sinkURL, sock, tenantLabel)
+			}
+			return alloyFilesConfig(sinkURL, root)
+		})
+		// Alloy is ready once its components are loaded and running.
+		ready = func(*proc) error { return waitReady("http://"+listen+"/-/ready", 30*time.Second) }
+	default:
+		start = b.startPromtail(func(sinkURL, dataDir string) string {
+			if sock != "" {
+				return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
+			}
+			return promtailFilesConfig(sinkURL, dataDir, root, port)
+		})
+		// Promtail's /ready waits for a target, and there is none yet.
+		ready = func(*proc) error {
+			return waitReady(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), 30*time.Second)
+		}
+	}
+	return start, ready
+}
+
 // files runs a file scenario: generate, each tool, the bound, the profile.
 func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bool) error {
 	s := shapeFor(shape[0], shape[1])
@@ -382,10 +447,7 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 		if isPodtail(tool) {
 			spec.start = b.startPodtail(tool, podtailConfig{StaticGlob: glob})
 		} else {
-			port := testbed.FreePort()
-			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
-				return promtailFilesConfig(sinkURL, dataDir, root, port)
-			})
+			spec.start, _ = b.peerStart(tool, root, "", "")
 		}
 		return spec
 	}
@@ -405,8 +467,9 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 	// podtail (and podtail-base, with -baseline) and the bound run in turn,
 	// runs times each, and the median of each is reported: the ratios
 	// between them then compare runs made under the same conditions.
-	// Promtail runs once: it takes a minute, and its ratio to podtail is an
-	// order of magnitude, far above the noise.
+	// The peers run once: they take a minute, and their ratio to podtail is
+	// an order of magnitude, far above the noise. A peer that fails (exits,
+	// or stalls) gets a row saying how, and the bench goes on.
 	var turn []string // podtail and podtail-base, those asked for
 	for _, tool := range b.o.tools {
 		if isPodtail(tool) {
@@ -440,7 +503,10 @@ func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bo
 		}
 		r, err := one(tool, 0, 1)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			r = b.peerFailed(name, r, err)
 		}
 		sc.Results = append(sc.Results, r)
 	}
@@ -595,20 +661,16 @@ func (b *bench) containerScenario(ctx context.Context, name, driver, sock string
 		if isPodtail(tool) {
 			spec.start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel})
 		} else {
-			port := testbed.FreePort()
-			spec.start = b.startPromtail(func(sinkURL, dataDir string) string {
-				return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
-			})
+			spec.start, _ = b.peerStart(tool, "", sock, tenantLabel)
 		}
 		logf("%s: %s", name, tool)
 		r, err := measure(ctx, dir, spec)
-		if err != nil && !isPodtail(tool) && driver == "journald" {
-			// A peer reads journald containers through the Podman API, which
-			// cannot follow them everywhere (Podman 4.3 with file events
-			// refuses): a finding for the report, not the end of the bench.
-			b.rep.Notes = append(b.rep.Notes, fmt.Sprintf("%s: %s could not read the containers: %s; its log's last line: %s",
-				name, tool, firstLine(err.Error()), lastLine(err.Error(), 400)))
-			logf("%s: %s failed: %v", name, tool, err)
+		if err != nil && !isPodtail(tool) && ctx.Err() == nil {
+			// A peer reads the containers through the Podman API's Docker
+			// compatibility, which cannot follow them everywhere (Podman 4.3
+			// with file events refuses journald containers): a finding for
+			// the scenario's table, not the end of the bench.
+			sc.Results = append(sc.Results, b.peerFailed(name, r, err))
 			continue
 		}
 		if err != nil {
@@ -662,18 +724,18 @@ func (b *bench) podmanScenarios(ctx context.Context) error {
 				start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel, Listen: listen})
 				ready = func(*proc) error { return waitReady("http://"+listen+"/ready", 30*time.Second) }
 			} else {
-				port := testbed.FreePort()
-				start = b.startPromtail(func(sinkURL, dataDir string) string {
-					return promtailDockerConfig(sinkURL, dataDir, sock, tenantLabel, port)
-				})
-				// Promtail's /ready waits for a target, and there is none yet.
-				ready = func(*proc) error {
-					return waitReady(fmt.Sprintf("http://127.0.0.1:%d/metrics", port), 30*time.Second)
-				}
+				start, ready = b.peerStart(tool, "", sock, tenantLabel)
 			}
 			logf("discovery: %s, %d starts %s apart", tool, b.o.starts, b.o.startInterval)
 			lat, err := discovery(ctx, &b.containers, image, prefix+"-"+tool, tenantLabel, b.o.starts, b.o.startInterval,
 				b.forward, start, ready, dir, tool)
+			if err != nil && !isPodtail(tool) && ctx.Err() == nil {
+				lat.Failed = failure(err)
+				logf("discovery: %s failed: %v", tool, err)
+				b.rep.Latencies = append(b.rep.Latencies, lat)
+				b.containers.removeAll()
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("discovery: %w", err)
 			}
@@ -683,6 +745,28 @@ func (b *bench) podmanScenarios(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// peerFailed is the row of a peer that failed in a scenario: what the
+// sink had counted by then, and how it failed.
+func (b *bench) peerFailed(scenario string, r Result, err error) Result {
+	logf("%s: %s failed: %v", scenario, r.Tool, err)
+	r.Failed = failure(err)
+	return r
+}
+
+// failure is a failed run's reason for a table cell: measure's first line
+// (how far the tool got, without the sink's whole stats) and the last line
+// of the tool's log.
+func failure(err error) string {
+	s := firstLine(err.Error())
+	if i := strings.Index(s, " (sink {"); i >= 0 {
+		s = s[:i]
+	}
+	if l := lastLine(err.Error(), 400); l != "" && l != s {
+		s += "; its log's last line: " + l
+	}
+	return s
 }
 
 // lastLine is the last non-empty line of s, cut to at most n bytes.

@@ -22,6 +22,10 @@ type Result struct {
 	Sink    SinkStats
 	Extra   int64 // entries beyond the workload, counted after completion
 	Note    string
+	// Failed, when set, says how the tool failed the run (a peer's failure
+	// is a row of the table, not the end of the bench); the figures are
+	// then those up to the failure.
+	Failed string
 	// Runs is how many runs median chose this one from, CPUMin and CPUMax
 	// the least and most total CPU among them: the A/B section sets a
 	// difference against the spread of the runs.
@@ -95,10 +99,12 @@ func measure(ctx context.Context, dir string, spec runSpec) (Result, error) {
 			last, lastAt = n, time.Now()
 		}
 		if time.Since(lastAt) > spec.stall {
+			res.stopped(p, sink, start, spec.servicePID, svc0)
 			return res, fmt.Errorf("%s: stuck at %d of %d entries for %s (sink %+v); its log %s ends:\n%s",
 				spec.tool, n, spec.expect, spec.stall, sink.Stats(), p.log, p.tail())
 		}
 		if p.exited() {
+			res.stopped(p, sink, start, spec.servicePID, svc0)
 			return res, fmt.Errorf("%s exited at %d of %d entries; its log %s ends:\n%s", spec.tool, n, spec.expect, p.log, p.tail())
 		}
 		select {
@@ -130,4 +136,23 @@ func measure(ctx context.Context, dir string, spec runSpec) (Result, error) {
 	res.Sink = sink.Stats()
 	res.Extra = res.Sink.Entries - spec.expect
 	return res, nil
+}
+
+// stopped fills in what a failed run got to: the sink's counts, the time,
+// the Podman service's CPU, and while the tool still runs, its CPU and
+// peak RSS.
+func (r *Result) stopped(p *proc, sink *Sink, start time.Time, servicePID int, svc0 time.Duration) {
+	r.Sink = sink.Stats()
+	r.Wall = time.Since(start)
+	if servicePID != 0 {
+		if svc1, err := procCPU(servicePID); err == nil {
+			r.ServiceCPU = svc1 - svc0
+		}
+	}
+	if p.exited() {
+		return
+	}
+	r.CPU, _ = procCPU(p.pid())
+	r.PeakRSS, _ = peakRSS(p.pid())
+	r.FileRSS, _ = fileRSS(p.pid())
 }
