@@ -36,6 +36,9 @@ type writers struct {
 	tenant      string
 	n, lines    int
 	first, last time.Time // when the first container started, the last finishes writing
+	// over is how far back verify looks in Loki: the last hour, or more
+	// for lines stamped while the clock was set back.
+	over time.Duration
 }
 
 func startWriters(t *testing.T, tenant string, n, lines, rate int) *writers {
@@ -63,15 +66,16 @@ func (w *writers) total() int { return 2 * w.n * w.lines }
 // each file's zap lines once, with log_level and the zap ts.
 func (w *writers) verify(t *testing.T) {
 	t.Helper()
-	waitCount(t, w.tenant, fmt.Sprintf(`{tenant=%q}`, w.tenant), w.total(), 2*time.Minute)
+	over := max(w.over, time.Hour)
+	waitCountOver(t, w.tenant, fmt.Sprintf(`{tenant=%q}`, w.tenant), w.total(), 2*time.Minute, over)
 	for i := 0; i < w.n; i++ {
 		app := fmt.Sprintf("app%02d", i)
-		ss, err := testbed.QueryAll(bed.lokiURL, w.tenant, fmt.Sprintf(`{tenant=%q, application=%q, stream="stdout"}`, w.tenant, app))
+		ss, err := testbed.QueryAllOver(bed.lokiURL, w.tenant, fmt.Sprintf(`{tenant=%q, application=%q, stream="stdout"}`, w.tenant, app), over)
 		if err != nil {
 			t.Fatal(err)
 		}
 		seqLines(t, lines(ss), fmt.Sprintf("w%02d-", i), w.lines)
-		ss, err = testbed.QueryAll(bed.lokiURL, w.tenant, fmt.Sprintf(`{tenant=%q, application=%q, stream="file"}`, w.tenant, app))
+		ss, err = testbed.QueryAllOver(bed.lokiURL, w.tenant, fmt.Sprintf(`{tenant=%q, application=%q, stream="file"}`, w.tenant, app), over)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,13 +15,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // FileName is the positions file inside data_dir.
@@ -90,38 +95,73 @@ type Store struct {
 	// resumed: the file was there when opened, so a podtail ran with this
 	// data_dir before and may have sent more than it stored.
 	resumed bool
-}
+	// recovery says what Open did with a damaged file; nil if it found none.
+	recovery *Recovery
 
-type fileFormat struct {
-	Version   int                 `json:"version"`
-	Positions map[string]Position `json:"positions"`
+	// wrap is the seam a test fails writes through (ENOSPC): what a sync
+	// writes goes through wrap(file); nil writes to the file.
+	wrap func(io.Writer) io.Writer
+
+	// opened is when the store was opened, with its monotonic reading, and
+	// minSkew the lowest the wall clock has been seen behind the monotonic
+	// one since (0 or less; see Forget). Both under mu.
+	opened  time.Time
+	minSkew time.Duration
+	// wallStep is, in tests only, added to the wall clock's reading: a
+	// date -s that the store alone sees.
+	wallStep atomic.Int64
+	// dirtySince is when the oldest change not on disk was made (zero when
+	// the file holds every change), under mu: podtail_positions_unsaved_seconds.
+	dirtySince time.Time
+	metrics    metrics
 }
 
 // Open loads dir/positions.json, creating dir if needed. A missing file is
 // an empty store, and is written at once (empty), so that a podtail killed
-// before its first sync still leaves word that it ran (see Resumed). An
-// unreadable file is an error naming it, because starting from nothing
-// would re-send everything.
-func Open(dir string) (*Store, error) {
+// before its first sync still leaves word that it ran (see Resumed).
+//
+// A damaged file (not JSON, cut short, empty, or JSON of another shape) is
+// kept aside as positions.json.corrupt-<time> and replaced by an empty one,
+// and the store says Resumed: the sources read again from their start, and
+// the sink asks Loki what it holds of those lines before sending them, so
+// nothing is lost and nothing is sent twice. Recovered says what was done,
+// for the log. A file that cannot be read at all, or of a newer version, is
+// an error naming it.
+//
+// A data_dir that is full (ENOSPC, EDQUOT) does not stop Open: the store
+// works in memory and Run writes the file when space returns.
+func Open(dir string) (*Store, error) { return open(dir, nil) }
+
+// open is Open with the seam that writes go through (nil: none).
+func open(dir string, wrap func(io.Writer) io.Writer) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dir, err)
 	}
-	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}, changed: make(chan struct{}, 1),
-		enc: map[string][]byte{}, stale: map[string]struct{}{}}
+	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}, metrics: newMetrics(), changed: make(chan struct{}, 1),
+		enc: map[string][]byte{}, stale: map[string]struct{}{}, wrap: wrap, opened: time.Now()}
+	s.removeTemps()
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		b, _ := json.Marshal(fileFormat{Version: 1, Positions: s.m})
-		if err := WriteFile(s.path, b); err != nil {
-			return nil, fmt.Errorf("positions: %w", err)
+		if err := s.writeEmpty(); err != nil {
+			return nil, err
 		}
 		return s, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("positions %s: %w", s.path, err)
 	}
-	if s.m, err = decode(s.path, b); err != nil {
+	m, err := decode(s.path, b)
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		if err := s.setAside(ce); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if err != nil {
 		return nil, err
 	}
+	s.m = m
 	for k := range s.m {
 		s.stale[k] = struct{}{}
 	}
@@ -129,17 +169,52 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// decode parses the positions file read from path.
+// writeEmpty writes the store (empty) as the positions file. Without room
+// for it, the store carries on in memory, dirty, and Run writes it later.
+func (s *Store) writeEmpty() error {
+	s.dirty, s.dirtySince = 1, time.Now()
+	if err := s.Sync(); err != nil && !NoSpace(err) {
+		return err
+	}
+	s.poke()
+	return nil
+}
+
+// decode parses the positions file read from path: a *CorruptError when
+// it is not a positions file (not JSON, cut short, another shape).
 func decode(path string, b []byte) (map[string]Position, error) {
-	var f fileFormat
+	var f struct {
+		Version   *int                `json:"version"`
+		Positions map[string]Position `json:"positions"`
+	}
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("positions %s is corrupt (move it away to start over, which re-sends logs): %w", path, err)
+		if len(b) == 0 {
+			err = errors.New("empty file")
+		}
+		return nil, &CorruptError{Path: path, Err: err}
+	}
+	switch {
+	case f.Version == nil:
+		return nil, &CorruptError{Path: path, Err: errors.New(`no "version": not a positions file`)}
+	case *f.Version > fileVersion:
+		return nil, fmt.Errorf("positions %s is of version %d, written by a newer podtail than this one (version %d): "+
+			"run that podtail, or move the file away to start over", path, *f.Version, fileVersion)
+	case *f.Version != fileVersion:
+		return nil, &CorruptError{Path: path, Err: fmt.Errorf("version %d: not a positions file", *f.Version)}
+	}
+	for k, p := range f.Positions {
+		if p.Offset < 0 || p.Delivered < 0 {
+			return nil, &CorruptError{Path: path, Err: fmt.Errorf("position %q: negative offset", k)}
+		}
 	}
 	if f.Positions == nil {
 		return map[string]Position{}, nil
 	}
 	return f.Positions, nil
 }
+
+// fileVersion is the version of the positions file this podtail writes.
+const fileVersion = 1
 
 // Load reads dir's positions file as it is, for people and tools (podtail
 // positions list): it creates, locks and writes nothing, so it works beside
@@ -196,13 +271,38 @@ func (s *Store) lastOf(key string) map[string]int64 {
 
 // Put records the position for key.
 func (s *Store) Put(key string, p Position) {
-	p.Updated = time.Now().UTC()
+	now, wall := s.now()
+	p.Updated = wall.UTC()
 	s.mu.Lock()
 	s.m[key] = p
 	s.stale[key] = struct{}{}
-	s.dirty++
+	s.changedAt(now, wall)
 	s.mu.Unlock()
 	s.poke()
+}
+
+// now reads the clock: the time with its monotonic reading, and the wall
+// clock's reading alone.
+func (s *Store) now() (now, wall time.Time) {
+	now = time.Now()
+	return now, now.Round(0).Add(time.Duration(s.wallStep.Load()))
+}
+
+// changedAt counts a change made at now (wall: the wall clock then). s.mu
+// must be held.
+func (s *Store) changedAt(now, wall time.Time) {
+	if s.dirty == 0 {
+		s.dirtySince = now
+	}
+	s.dirty++
+	s.minSkew = min(s.minSkew, s.skew(now, wall))
+}
+
+// skew is how far the wall clock moved since the store was opened beyond
+// the monotonic clock: the sum of the steps it took meanwhile (date -s, an
+// NTP step), negative for a clock set back.
+func (s *Store) skew(now, wall time.Time) time.Duration {
+	return wall.Sub(s.opened.Round(0)) - now.Sub(s.opened)
 }
 
 // poke tells Run to sync; one pending signal stands for any number.
@@ -215,14 +315,22 @@ func (s *Store) poke() {
 
 // Delete forgets key.
 func (s *Store) Delete(key string) {
+	now, wall := s.now()
 	s.mu.Lock()
 	if _, ok := s.m[key]; ok {
 		delete(s.m, key)
 		s.stale[key] = struct{}{}
-		s.dirty++
+		s.changedAt(now, wall)
 	}
 	s.mu.Unlock()
 	s.poke()
+}
+
+// Len is how many positions the store holds.
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 // Keys returns the keys that start with prefix.
@@ -240,21 +348,37 @@ func (s *Store) Keys(prefix string) []string {
 
 // Forget deletes positions not updated for longer than age whose keys keep
 // returns false for.
+//
+// Age is measured on the wall clock (Updated is what the file keeps across
+// restarts), less any step the clock took while this store was open: a
+// clock set back or forward (an hour, by hand or by NTP) makes positions
+// forgotten later than age, never sooner. Positions updated before a
+// forward step would otherwise look an hour older at once; those updated
+// while the clock was behind would look older once it is set right.
 func (s *Store) Forget(age time.Duration, keep func(key string) bool) {
-	cut := time.Now().Add(-age)
+	now, wall := s.now()
 	defer s.poke()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sk := s.skew(now, wall)
+	s.minSkew = min(s.minSkew, sk)
+	// A position updated when the skew was u (≥ minSkew) is really
+	// wall - Updated - sk + u old: at least wall - Updated - (sk - minSkew).
+	// One read from the file counts as updated under skew 0.
+	cut := wall.Add(-age - (sk - s.minSkew))
 	for k, p := range s.m {
 		if p.Updated.Before(cut) && !keep(k) {
 			delete(s.m, k)
 			s.stale[k] = struct{}{}
-			s.dirty++
+			s.changedAt(now, wall)
 		}
 	}
 }
 
-// Sync writes the positions to disk if they changed.
+// Sync writes the positions to disk if they changed. When it fails (data_dir
+// full), the positions stay in memory, still to be written, and the file
+// keeps what the last successful sync wrote: a write replaces it whole or
+// not at all.
 func (s *Store) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -263,7 +387,7 @@ func (s *Store) Sync() error {
 		s.mu.Unlock()
 		return nil
 	}
-	gen := s.dirty
+	gen, at := s.dirty, time.Now()
 	pieces, err := s.encode()
 	s.mu.Unlock()
 	if err != nil {
@@ -273,7 +397,11 @@ func (s *Store) Sync() error {
 		s.bw = bufio.NewWriterSize(nil, 32<<10)
 	}
 	err = writeFile(s.path, func(f *os.File) error {
-		s.bw.Reset(f)
+		var w io.Writer = f
+		if s.wrap != nil {
+			w = s.wrap(f)
+		}
+		s.bw.Reset(w)
 		for _, p := range pieces {
 			if _, err := s.bw.Write(p); err != nil {
 				return err
@@ -284,17 +412,34 @@ func (s *Store) Sync() error {
 	s.bw.Reset(nil)
 	clear(pieces)
 	if err != nil {
-		return fmt.Errorf("positions: %w", err)
+		s.metrics.writeErrors.Inc()
+		return fmt.Errorf("positions not saved: %w", err)
 	}
 	s.mu.Lock()
 	s.dirty -= gen
+	if s.dirty == 0 {
+		s.dirtySince = time.Time{}
+	} else {
+		s.dirtySince = at // changes made during the write are no older
+	}
 	s.mu.Unlock()
+	s.metrics.writes.Inc()
 	return nil
 }
 
-// encode renders the file (fileFormat, with keys in order) as pieces to
-// write one after the other, re-encoding only the positions changed since
-// the last call. s.mu and s.wmu must be held.
+// unsaved is how long the oldest change not yet on disk has waited.
+func (s *Store) unsaved() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirtySince.IsZero() {
+		return 0
+	}
+	return time.Since(s.dirtySince)
+}
+
+// encode renders the file ({"version":1,"positions":{...}}, keys in
+// order) as pieces to write one after the other, re-encoding only the
+// positions changed since the last call. s.mu and s.wmu must be held.
 func (s *Store) encode() ([][]byte, error) {
 	for k := range s.stale {
 		p, ok := s.m[k]
@@ -363,19 +508,20 @@ const syncGap = 20 * time.Millisecond
 // duplicates at full speed. One sync costs a few milliseconds (two fsyncs),
 // and happens at most once per push acknowledged.
 //
-// After a failed sync it retries no sooner than retry, so a full disk does
-// not turn into a busy loop.
-func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error)) {
+// After a failed sync (data_dir full) it retries no sooner than retry, so a
+// full disk does not turn into a busy loop; the positions go on moving in
+// memory meanwhile. It logs the first failure, then at most every
+// failureLogEvery while they go on, and the first sync that works again.
+func (s *Store) Run(ctx context.Context, retry time.Duration, log *zap.Logger) {
+	f := failures{retry: retry}
 	for {
 		select {
 		case <-ctx.Done():
-			if err := s.Sync(); err != nil {
-				onErr(err)
-			}
+			f.note(time.Now(), s.Sync(), s.path, log)
 			return
 		case <-s.changed:
 			if err := s.Sync(); err != nil {
-				onErr(err)
+				f.note(time.Now(), err, s.path, log)
 				s.poke()
 				select {
 				case <-ctx.Done():
@@ -383,6 +529,7 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error))
 				}
 				continue
 			}
+			f.note(time.Now(), nil, s.path, log)
 			// Changes coming faster than this are written together.
 			select {
 			case <-ctx.Done():
@@ -390,6 +537,50 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, onErr func(error))
 			}
 		}
 	}
+}
+
+// failureLogEvery is the least time between two logs of the same failure to
+// write positions.
+const failureLogEvery = time.Minute
+
+// failures is Run's account of failed syncs, for its log.
+type failures struct {
+	retry         time.Duration
+	n             int       // failed syncs in a row
+	since, logged time.Time // the first of them; the last logged
+}
+
+// note logs what the outcome of a sync at now says: a first failure, one
+// going on (once per failureLogEvery), the end of them.
+func (f *failures) note(now time.Time, err error, path string, log *zap.Logger) {
+	if err == nil {
+		if f.n > 0 {
+			log.Warn("positions saved again", zap.String("file", path), zap.Int("failed_writes", f.n),
+				zap.Duration("unsaved_for", now.Sub(f.since).Round(time.Millisecond)))
+			*f = failures{retry: f.retry}
+		}
+		return
+	}
+	f.n++
+	if f.n == 1 {
+		f.since, f.logged = now, now
+		log.Error("positions cannot be written; reading and shipping go on, positions are kept in memory and "+
+			"written as soon as they can be (a crash meanwhile reads again from the last positions written, "+
+			"and what Loki holds of that is not sent again)",
+			zap.String("file", path), zap.Duration("retry_every", f.retry), zap.Error(err))
+		return
+	}
+	if now.Sub(f.logged) >= failureLogEvery {
+		f.logged = now
+		log.Error("positions still cannot be written", zap.String("file", path), zap.Int("failed_writes", f.n),
+			zap.Duration("unsaved_for", now.Sub(f.since).Round(time.Second)), zap.Error(err))
+	}
+}
+
+// NoSpace reports whether err is the file system being full: out of space,
+// or over a quota.
+func NoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // WriteFile replaces path with b atomically and durably: a temp file in the
