@@ -97,6 +97,18 @@ var given = struct {
 	ports map[int]bool
 }{ports: map[int]bool{}}
 
+// OverLimitTenant is a tenant the test bed's Loki refuses, as it refuses a
+// tenant over its limits: its ingestion rate and burst (overrides.yaml, Loki's
+// per-tenant runtime configuration) are ~100 bytes, less than any push, so
+// every push of it is answered 429 ("Ingestion rate limit exceeded").
+const OverLimitTenant = "over-limit"
+
+var lokiOverrides = []byte(`overrides:
+  ` + OverLimitTenant + `:
+    ingestion_rate_mb: 0.0001
+    ingestion_burst_size_mb: 0.0001
+`)
+
 // Loki is a running (or stopped) Loki of the test bed.
 type Loki struct {
 	URL                string
@@ -113,6 +125,9 @@ func StartLoki(dir string) (*Loki, error) {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "loki.yaml"), lokiConfig, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "overrides.yaml"), lokiOverrides, 0o644); err != nil {
 		return nil, err
 	}
 	l := &Loki{dir: dir, httpPort: FreePort(), grpcPort: FreePort()}
@@ -258,8 +273,14 @@ func query(lokiURL, tenant, logql string, start, end int64, limit int) ([]Stream
 // QueryAll runs a LogQL log query as tenant over the last hour and returns
 // every entry, paging forward through Loki's per-query limit.
 func QueryAll(lokiURL, tenant, logql string) ([]Stream, error) {
+	return QueryAllOver(lokiURL, tenant, logql, time.Hour)
+}
+
+// QueryAllOver is QueryAll over the last span (for entries stamped while
+// the clock was set back).
+func QueryAllOver(lokiURL, tenant, logql string, span time.Duration) ([]Stream, error) {
 	const page = 5000 // Loki caps a gRPC message at 4 MB: 5,000 lines of ~200 B stay well under
-	start := time.Now().Add(-time.Hour).UnixNano()
+	start := time.Now().Add(-span).UnixNano()
 	end := time.Now().Add(time.Minute).UnixNano()
 	byLabels := map[string]*Stream{}
 	var order []string
@@ -306,7 +327,12 @@ func QueryAll(lokiURL, tenant, logql string) ([]Stream, error) {
 // Count returns sum(count_over_time(selector[1h])) as tenant: how many
 // entries Loki holds, without fetching them.
 func Count(lokiURL, tenant, selector string) (int, error) {
-	groups, err := CountBy(lokiURL, tenant, selector, "")
+	return CountOver(lokiURL, tenant, selector, time.Hour)
+}
+
+// CountOver is Count over the last span.
+func CountOver(lokiURL, tenant, selector string, span time.Duration) (int, error) {
+	groups, err := countBy(lokiURL, tenant, selector, "", span)
 	if err != nil || len(groups) == 0 {
 		return 0, err
 	}
@@ -321,8 +347,12 @@ type Group struct {
 
 // CountBy returns sum by (by) (count_over_time(selector[1h])) as tenant.
 func CountBy(lokiURL, tenant, selector, by string) ([]Group, error) {
+	return countBy(lokiURL, tenant, selector, by, time.Hour)
+}
+
+func countBy(lokiURL, tenant, selector, by string, span time.Duration) ([]Group, error) {
 	v := url.Values{}
-	v.Set("query", fmt.Sprintf("sum by (%s) (count_over_time(%s[1h]))", by, selector))
+	v.Set("query", fmt.Sprintf("sum by (%s) (count_over_time(%s[%ds]))", by, selector, int(span.Seconds())))
 	v.Set("time", strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10))
 	body, err := get(lokiURL+"/loki/api/v1/query", tenant, v)
 	if err != nil {
