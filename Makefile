@@ -17,7 +17,7 @@ FUZZ := ./pkg/source/:FuzzParseCRI ./pkg/source/:FuzzParseConmonTime ./pkg/disco
 # input is bounded by time: FuzzReadFile's 60 KB journal files took minutes each.
 FUZZTIME ?= 40000x
 
-.PHONY: man build check unit race fuzz contrib e2e test demo bench bench-ab clean
+.PHONY: man e2e-clock build check unit race fuzz contrib e2e test demo bench bench-ab clean
 build:
 	go build -ldflags "-X main.version=$(VERSION)" -o bin/podtail ./cmd/podtail
 
@@ -56,6 +56,12 @@ e2e:
 
 test: check unit race fuzz contrib e2e
 
+# The e2e test that steps this machine's clock back an hour and forward again
+# (positions must survive it); not in make test, as CI's timing would see it.
+e2e-clock:
+	@for p in $(E2E_PROFILES); do echo "== e2e clock step, profile $$p"; \
+		PODTAIL_PROFILE=$$p PODTAIL_E2E_STEP_CLOCK=1 $(TESTBED) go test -count=1 -v -timeout 20m -run TestClockSteppedBack ./e2e/ || exit 1; done
+
 # Man pages, generated from the commands' own help (see cmd/podtail/man.go).
 man: build
 	bin/podtail man --dir bin/man
@@ -66,7 +72,8 @@ demo:
 	@bash -c 'set -e; $(TESTBED) & prep=$$!; $(MAKE) --no-print-directory build || { wait $$prep; exit 1; }; wait $$prep'
 	$(TESTBED) go run ./e2e/demo -podtail bin/podtail
 
-# podtail against Promtail (built from Loki's module by bench/promtailbuild, cached) on the same files,
+# podtail against Promtail and Alloy (built from their modules by bench/promtailbuild and bench/alloybuild,
+# cached; Alloy's first build takes 13+ minutes) on the same files,
 # containers and Loki-protocol sink, plus the necessary-work bound and a CPU profile; not part of make test.
 # BENCHFLAGS=-quick for a short run (see go run ./bench -help).
 bench: build

@@ -20,6 +20,7 @@ import (
 	"github.com/podtail/podtail/pkg/config"
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/podman"
+	"github.com/podtail/podtail/pkg/server"
 )
 
 // decision is what podtail makes of one container, for people and for --json.
@@ -151,13 +152,33 @@ func newEventsCmd(load loader) *cobra.Command {
 }
 
 func newTargetsCmd(load loader) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON      bool
+		from        string
+		tenant, app string
+	)
 	cmd := &cobra.Command{
 		Use:   "targets",
 		Short: "List every container and whether podtail collects it",
-		Args:  cobra.NoArgs,
+		Long: `Lists every container Podman has and what podtail makes of it: collected
+under which tenant, application and version, from where, or why not.
+
+With --from, asks a running podtail instead (its server.listen address, with
+server.status enabled) and lists what it reads: every container's output and
+every log file, with its labels, state, bytes read and acknowledged, lag,
+and last error.`,
+		Example: `  podtail targets
+  podtail targets --from 127.0.0.1:9080 --tenant acme
+  podtail targets --from http://127.0.0.1:9080 --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if from != "" {
+				return targetsFrom(ctx, cmd.OutOrStdout(), from, server.Filter{Tenant: tenant, App: app}, asJSON)
+			}
+			if tenant != "" || app != "" {
+				return exitError{code: 2, err: errors.New("--tenant and --app go with --from")}
+			}
 			cfg, api, err := connectFor(ctx, load, cmd)
 			if err != nil {
 				return err
@@ -187,6 +208,9 @@ func newTargetsCmd(load loader) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines instead of a table")
+	cmd.Flags().StringVar(&from, "from", "", "ask the running podtail at this address (host:port or URL; server.status must be on) what it reads")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "with --from: only this tenant's sources")
+	cmd.Flags().StringVar(&app, "app", "", "with --from: only this application's sources")
 	addKeyFlags(cmd.Flags(), "podman.socket")
 	return cmd
 }

@@ -80,6 +80,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newManCmd(root))
 	root.AddCommand(newPipelineCmd(load))
 	root.AddCommand(newPositionsCmd(load))
+	root.AddCommand(newTapCmd(load))
 	return root
 }
 

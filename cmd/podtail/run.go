@@ -149,18 +149,25 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if r := store.Recovered(); r != nil {
+		log.Error("positions file damaged; kept aside, and every source is read again from its start: what Loki holds of it is not sent again",
+			zap.String("file", store.Path()), zap.String("kept_as", r.Aside), zap.Error(r.Cause))
+	}
 	api, err := connectPodman(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	rules := fileRules(cfg)
 	reg := newRegistry()
+	reg.MustRegister(store.Collectors()...)
 	sink, err := newSink(ctx, cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	disc := newDiscoverer(api, cfg, rules, started, log)
-	srv, err := listen(cfg, reg, disc, sink, log)
+	status := newStatusProvider(cfg) // given its sources below, once they exist
+	tap := newTap(cfg)               // server.tap; nil while off
+	srv, err := listen(cfg, reg, disc, sink, status, log, server.WithTap(ctx, tap))
 	if err != nil {
 		return err
 	}
@@ -177,7 +184,9 @@ func run(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer src.close()
+	src.tap = tap
 	sched := newScheduler(lt.readCtx, store, src.guards, sink, src, cfg, rules, reg, log)
+	serveStatus(lt, status, sched, sink, src.guards, src.metrics.Dropped())
 	discover(lt, cfg, disc, src, rules, sched, log)
 
 	<-ctx.Done()
@@ -256,8 +265,9 @@ func newSink(ctx context.Context, cfg *config.Config, reg *prometheus.Registry, 
 }
 
 // listen opens podtail's HTTP endpoint, ready when the discoverer (if any)
-// is connected to Podman and the sink runs.
-func listen(cfg *config.Config, reg *prometheus.Registry, disc *discovery.Discoverer, sink *loki.Client, log *zap.Logger) (*server.Server, error) {
+// is connected to Podman and the sink runs; with server.status, the status
+// page from status (its sources come later: serveStatus).
+func listen(cfg *config.Config, reg *prometheus.Registry, disc *discovery.Discoverer, sink *loki.Client, status *server.StatusProvider, log *zap.Logger, opts ...server.Option) (*server.Server, error) {
 	return server.Listen(cfg.Server.Listen, reg, map[string]server.Check{
 		"discovery": func() error {
 			if disc != nil && !disc.Connected() {
@@ -271,7 +281,7 @@ func listen(cfg *config.Config, reg *prometheus.Registry, disc *discovery.Discov
 			}
 			return nil
 		},
-	}, log, server.WithPprof(cfg.Server.Pprof))
+	}, log, append([]server.Option{server.WithPprof(cfg.Server.Pprof), server.WithStatus(status)}, opts...)...)
 }
 
 // serve starts the background helpers: the HTTP server, and saving
@@ -283,7 +293,7 @@ func serve(lt *lifetimes, srv *server.Server, store *positions.Store, log *zap.L
 		}
 	})
 	goRun(&lt.bg, func() {
-		store.Run(lt.bgCtx, time.Second, func(err error) { log.Error("saving positions", zap.Error(err)) })
+		store.Run(lt.bgCtx, time.Second, log)
 	})
 }
 
@@ -309,8 +319,8 @@ func shutdown(lt *lifetimes, cfg *config.Config, sched *source.Scheduler, sink *
 	lt.sinkWG.Wait()
 	lt.stopBg()
 	lt.bg.Wait()
-	if err := store.Sync(); err != nil {
-		return err
+	if err := store.Sync(); err != nil { // a reload goes on: the next run reads what was written
+		log.Error("positions not saved at stop; the next start reads again from the last ones written, not sending again what Loki holds", zap.Error(err))
 	}
 	log.Info("stopped")
 	return nil

@@ -32,6 +32,7 @@ type sources struct {
 	metrics  *source.Metrics
 	guards   *pipeline.Limits
 	watch    *file.Watcher // nil: inotify unavailable
+	tap      *pipeline.Tap // server.tap; nil while off
 }
 
 // openSources opens the sources, and starts trimming the journal's pages in
@@ -159,7 +160,7 @@ func newWatcher(cfg *config.Config, log *zap.Logger) *file.Watcher {
 // the readers.
 func newScheduler(readCtx context.Context, store *positions.Store, guards *pipeline.Limits, sink *loki.Client,
 	src *sources, cfg *config.Config, rules *discovery.FileRules, reg *prometheus.Registry, log *zap.Logger) *source.Scheduler {
-	sched := source.NewScheduler(readCtx, store, pipeline.Sink{Consumer: sink, Limits: guards}, source.Config{
+	sched := source.NewScheduler(readCtx, store, pipeline.Sink{Consumer: sink, Limits: guards, Tap: src.tap}, source.Config{
 		ExistingFrom: cfg.Discovery.ExistingFrom,
 		Spool:        src.spool,
 		Catcher:      src.catcher,

@@ -191,6 +191,15 @@ type Server struct {
 	// Pprof adds Go's /debug/pprof/ handlers, for profiling (bench/ uses
 	// it). Off by default: a profile exposes internals and costs CPU.
 	Pprof bool `mapstructure:"pprof"`
+	// Status serves the status page (/status, and /status.json for
+	// scripts and podtail targets --from). Off by default: it shows
+	// container names, tenants and paths to whoever reaches the address.
+	Status bool `mapstructure:"status"`
+	// Tap serves /tap, which streams the entries passing through the
+	// pipeline to podtail tap. Off by default: it shows log content to
+	// whoever reaches the address. While nobody taps, it costs each line
+	// one atomic load.
+	Tap bool `mapstructure:"tap"`
 }
 
 // Log configures podtail's own logs.

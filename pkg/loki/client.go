@@ -61,6 +61,8 @@ type Client struct {
 	// replayOff: Loki's query API did not answer a replay check; the rest
 	// are sent unchecked.
 	replayOff atomic.Bool
+	// book records pushes' outcomes for Stats (stats.go).
+	book book
 
 	workers sync.WaitGroup // tenant workers; Add only from Run's goroutine
 

@@ -68,6 +68,7 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 		// Resending cannot fix a time protobuf cannot carry.
 		log.Error("Dropping entries whose time a push request cannot carry (outside the years 1 to 9999)", zap.Int("dropped", b.unencodable))
 		c.m.dropped.WithLabelValues(tenant, "encode").Add(float64(b.unencodable))
+		c.book.settled(tenant, 0, map[string]int{"encode": b.unencodable})
 		if b.unencodable+b.skipped == b.entries {
 			c.settle(t, b)
 			return
@@ -119,6 +120,7 @@ func (c *Client) push(ctx context.Context, t *tenant, b *batch) {
 				log.Info("Delivered a batch after retrying", zap.Int("attempts", attempt))
 			}
 			c.m.entriesSent.WithLabelValues(tenant).Add(float64(b.entries - b.skipped - b.unencodable))
+			c.book.settled(tenant, b.entries-b.skipped-b.unencodable, nil)
 			c.m.bytesSent.WithLabelValues(tenant).Add(float64(b.bytes - b.skippedBytes - b.unencodableBytes))
 			c.settle(t, b)
 			return
@@ -165,6 +167,7 @@ func (c *Client) drop(t *tenant, b *batch, reasons map[string]int) {
 	for reason, n := range reasons {
 		c.m.dropped.WithLabelValues(t.id, reason).Add(float64(n))
 	}
+	c.book.settled(t.id, 0, reasons)
 	c.settle(t, b)
 }
 
@@ -192,6 +195,7 @@ func (c *Client) reject(t *tenant, b *batch, se *statusError, log *zap.Logger) {
 	}
 	if sent := b.entries - b.skipped - dropped; sent > 0 {
 		c.m.entriesSent.WithLabelValues(t.id).Add(float64(sent))
+		c.book.settled(t.id, sent, nil)
 	}
 	c.drop(t, b, reasons)
 }
@@ -224,6 +228,9 @@ func (c *Client) post(parent context.Context, tenant string, pb *pushBody) error
 	if err != nil {
 		c.m.pushDuration.WithLabelValues(tenant, reasonNetwork).Observe(time.Since(start).Seconds())
 		err = fmt.Errorf("loki push for tenant %q: %w", tenant, err)
+		if parent.Err() == nil {
+			c.book.pushed(tenant, time.Since(start), 0, err)
+		}
 		// Sent in full and no answer, not even by loki.timeout: Loki may be
 		// storing it still. Only shutdown (parent) makes the outcome moot.
 		if wrote.Load() && parent.Err() == nil {
@@ -238,9 +245,11 @@ func (c *Client) post(parent context.Context, tenant string, pb *pushBody) error
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused
 	_ = resp.Body.Close()
-	c.m.pushDuration.WithLabelValues(tenant, strconv.Itoa(resp.StatusCode)).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	c.m.pushDuration.WithLabelValues(tenant, strconv.Itoa(resp.StatusCode)).Observe(took.Seconds())
 
 	if resp.StatusCode/100 == 2 {
+		c.book.pushed(tenant, took, resp.StatusCode, nil)
 		return nil
 	}
 	text := strings.TrimSpace(string(msg[:min(len(msg), maxErrBody)]))
@@ -248,6 +257,7 @@ func (c *Client) post(parent context.Context, tenant string, pb *pushBody) error
 		text += " …(truncated)"
 	}
 	se := &statusError{tenant: tenant, url: c.pushURL, status: resp.StatusCode, body: text, full: string(msg)}
+	c.book.pushed(tenant, took, resp.StatusCode, se)
 	if resp.StatusCode/100 == 5 && !ringRefusal(text) {
 		// Loki's distributor answers 500 when an ingester did not answer in
 		// time, and the ingester may have stored the push all the same (a

@@ -155,7 +155,7 @@ func (l *Limits) cutLine(tenant, line string) (string, bool) {
 		return line, true
 	}
 	if drop {
-		return "", false
+		return line, false // as it was: a tap shows it dropped
 	}
 	l.countTruncated(tenant)
 	return truncateLine(line, max), true

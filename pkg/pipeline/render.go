@@ -68,6 +68,22 @@ func (s *Stream) render(added map[string]string, src []string) *lokiStream {
 
 // renderNew renders a label set render has not cached.
 func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
+	all, cut, _ := labels.Sanitize(s.mergeLabels(added, src), s.limits.maxLabelValue())
+	if cut > 0 {
+		s.limits.countLabelsCut(s.tenant)
+	}
+	rendered := RenderLabels(all)
+	s.mu.Lock()
+	ls := s.stream(streamKey(rendered))
+	s.mu.Unlock()
+	ls.rendered = rendered
+	return ls
+}
+
+// mergeLabels is a line's label set before Loki's rules (labels.Sanitize):
+// the stages' added labels but reserved ones, under the pairs the source
+// passed to Send (src), under the source's own.
+func (s *Stream) mergeLabels(added map[string]string, src []string) map[string]string {
 	all := make(map[string]string, len(s.base)/2+len(added))
 	for k, v := range added {
 		if !reservedLabels[k] {
@@ -80,16 +96,7 @@ func (s *Stream) renderNew(added map[string]string, src []string) *lokiStream {
 	for i := 0; i+1 < len(s.base); i += 2 { // source labels win over stage labels
 		all[s.base[i]] = s.base[i+1]
 	}
-	all, cut, _ := labels.Sanitize(all, s.limits.maxLabelValue())
-	if cut > 0 {
-		s.limits.countLabelsCut(s.tenant)
-	}
-	rendered := RenderLabels(all)
-	s.mu.Lock()
-	ls := s.stream(streamKey(rendered))
-	s.mu.Unlock()
-	ls.rendered = rendered
-	return ls
+	return all
 }
 
 // appendSignature appends to b a key naming the label set m: its names

@@ -13,7 +13,8 @@ import (
 
 // The Stream: what it is, Send (stages, guards, unique times), Flush and
 // the outbox. What it has in flight and the acknowledgements are in
-// streamack.go, how it renders label sets in render.go.
+// streamack.go, how it renders label sets in render.go, what it shows a tap
+// (podtail tap) in tap.go.
 
 // Stream runs a pipeline for one source (one file, one container's log) and
 // hands the result to the sink: it renders the source's labels with those
@@ -66,6 +67,13 @@ type Stream struct {
 	meta     []Label // StreamConfig.Metadata
 	byStream map[string]*Pipeline
 	detached bool // the entries in out no longer borrow their lines
+
+	// tap: Sink.Tap (nil: none); tapW its listeners of this stream at
+	// its generation tapGen (see Tap.watch).
+	tap    *Tap
+	tapGen uint64
+	tapW   *tapWatch
+	tw     *tapWatch // tapW while a Send runs and someone listens, else nil
 
 	onAck func(pos int64, last map[string]int64)
 	mu    sync.Mutex
@@ -133,6 +141,9 @@ type StreamConfig struct {
 type Sink struct {
 	Consumer
 	Limits *Limits
+	// Tap shows what passes through the Streams to whoever listens (nil:
+	// nobody can; server.tap).
+	Tap *Tap
 }
 
 // NewStream binds p (may be nil: no stages) to out.
@@ -143,7 +154,7 @@ func NewStream(cfg StreamConfig, p *Pipeline, out Sink) *Stream {
 	p.fieldsUnread()
 	st := &Stream{
 		tenant: cfg.Tenant, base: pairs(cfg.Labels), pipe: p, next: out.Consumer, drops: cfg.Drops, collide: cfg.Collide, repaired: cfg.Repaired,
-		onAck: cfg.OnAck, limits: out.Limits, borrowed: cfg.BorrowedLines,
+		onAck: cfg.OnAck, limits: out.Limits, borrowed: cfg.BorrowedLines, tap: out.Tap,
 		meta: cfg.Metadata, byStream: cfg.ByStream,
 	}
 	for _, bp := range cfg.ByStream {
@@ -297,9 +308,17 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	if s.ob == nil {
 		s.takeOutbox() // before the stages: they may set metadata
 	}
+	if s.tap != nil {
+		if s.tw = s.tap.watch(s); s.tw != nil {
+			s.tw.sent(s, t, line, labels)
+		}
+	}
 	if !s.limits.Allowed(s.tenant) {
 		s.limits.warn(s.tenant, DropTenantNotAllowed, "tenant not in limits.tenants; its lines are dropped")
 		s.drop(DropTenantNotAllowed, pos)
+		if s.tw != nil {
+			s.tw.dropped(s, DropTenantNotAllowed, t, line, labels, nil)
+		}
 		return nil
 	}
 	if !utf8.ValidString(line) {
@@ -311,6 +330,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	line, keep := s.limits.cutLine(s.tenant, line)
 	if !keep {
 		s.drop(DropLineTooLong, pos)
+		if s.tw != nil {
+			s.tw.dropped(s, DropLineTooLong, t, line, labels, nil)
+		}
 		return nil
 	}
 	r := &s.rec
@@ -326,7 +348,13 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	for i := 0; i+1 < len(labels); i += 2 {
 		r.Labels[labels[i]] = labels[i+1]
 	}
-	if keep, reason := s.pipeFor(labels).Process(r); !keep {
+	var reason string
+	if s.tw == nil {
+		keep, reason = s.pipeFor(labels).Process(r)
+	} else {
+		keep, reason = s.tw.process(s, s.pipeFor(labels), r, labels)
+	}
+	if !keep {
 		s.drop(reason, pos)
 		return nil
 	}
@@ -344,6 +372,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 			s.mu.Unlock()
 		}
 		s.drop(DropStreamLimit, pos)
+		if s.tw != nil {
+			s.tw.dropped(s, DropStreamLimit, t, line, labels, r)
+		}
 		return nil
 	}
 	if !ls.listed {
@@ -380,6 +411,9 @@ func (s *Stream) Send(ctx context.Context, t time.Time, line string, pos int64, 
 	// from, until this stream's next line: 4 MB with a thousand files.
 	r.Line, r.Metadata = "", nil
 	s.out = append(s.out, e) // taken: in pending, handed over at Flush
+	if s.tw != nil {
+		s.tw.ship(s, &s.out[len(s.out)-1], r, labels)
+	}
 	return nil
 }
 

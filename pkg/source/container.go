@@ -72,6 +72,11 @@ type ContainerOutput struct {
 	skipBy map[string]int64
 	// lastTok is the last position token sent (see token).
 	lastTok int64
+	// readTo and cur are the offset read up to and the current stream,
+	// published for Status (the status page): once per read(2), and per
+	// log file.
+	readTo atomic.Int64
+	cur    atomic.Pointer[pipeline.Stream]
 
 	mu     sync.Mutex
 	chains []chain // lines being joined from P parts, oldest first
@@ -122,6 +127,7 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 		ByStream:      c.pipes.ByStream,
 		Metadata:      sourceMetadata(c.target),
 	}, c.pipes.Default, c.out)
+	c.cur.Store(s)
 	return s
 }
 
@@ -167,6 +173,7 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 				err = c.flush(ctx)
 			}
 			off += int64(consumed)
+			c.readTo.Store(off)
 			buf = buf[:copy(buf, buf[consumed:])]
 			if err != nil {
 				return err
@@ -190,6 +197,7 @@ func (c *ContainerOutput) Run(ctx context.Context) error {
 			c.file.Store(nf)
 			f.Close()
 			f, off = nf, noff
+			c.readTo.Store(off)
 			buf, partial = buf[:0], map[string]*partialLine{}
 			c.stream = c.newStream()
 			c.skipTo, c.skipBy = 0, nil

@@ -160,6 +160,7 @@ func (c *ContainerOutput) start(f *os.File) (int64, error) {
 		// positions file: the sink checks such lines with Loki.
 		c.stream.ReplayTo(st.Size()<<posShift | (1<<posShift - 1))
 	}
+	c.readTo.Store(off)
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("seek %s to %d: %w", c.target.LogPath, off, err)
 	}

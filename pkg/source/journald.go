@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,6 +75,11 @@ type JournalOutput struct {
 	seq int64
 	// last is the cursor of the last entry read.
 	last journal.Cursor
+	// nread counts the MESSAGE bytes read (the reader's own); readPub
+	// publishes it for Status once per batch read, ackedPub the count as
+	// of the last line acknowledged (o.mu).
+	nread             int64
+	readPub, ackedPub atomic.Int64
 
 	mu sync.Mutex
 	// sent: cursors of the lines in flight, oldest first, by position.

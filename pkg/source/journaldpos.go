@@ -12,6 +12,7 @@ import (
 type sentLine struct {
 	pos    int64
 	cursor journal.Cursor
+	read   int64 // JournalOutput.nread when it was sent
 }
 
 // resume is the cursor reading starts after (zero: the start), and whether
@@ -93,6 +94,7 @@ func (o *JournalOutput) acked(pos int64, last map[string]int64) {
 		return
 	}
 	delivered := o.sent[i-1].cursor
+	o.ackedPub.Store(o.sent[i-1].read)
 	if i == len(o.sent) {
 		// Give the array back: kept, it stays as large as the most this
 		// reader ever had in flight (72 bytes a line), for each container.

@@ -35,6 +35,7 @@ type journalChain struct {
 func (o *JournalOutput) read(ctx context.Context, r *journal.Reader, e *journal.Entry) (int, error) {
 	const batch = 1024 // entries between two hand-overs to the sink
 	n := 0
+	defer func() { o.readPub.Store(o.nread) }()
 	for n < batch {
 		if ctx.Err() != nil {
 			return n, nil // stopping: what is not sent is read again after a restart
@@ -63,6 +64,7 @@ func (o *JournalOutput) read(ctx context.Context, r *journal.Reader, e *journal.
 func (o *JournalOutput) entry(ctx context.Context, e *journal.Entry) error {
 	msg, _ := e.Field(fieldMessage)
 	o.bytesN.Add(float64(len(msg)))
+	o.nread += int64(len(msg))
 	// conmon ends every entry, partial ones included, with the newline it
 	// split at or a newline of its own; a partial entry's content has none.
 	msg = bytes.TrimSuffix(msg, []byte{'\n'})
@@ -190,7 +192,7 @@ func (o *JournalOutput) send(ctx context.Context, t time.Time, stream, line stri
 	o.mu.Lock()
 	o.seq++
 	pos := o.seq
-	o.sent = append(o.sent, sentLine{pos: pos, cursor: cursor})
+	o.sent = append(o.sent, sentLine{pos: pos, cursor: cursor, read: o.nread})
 	if e != nil {
 		e.tok = pos // before it is sent: a stage may drop it, acknowledged at once
 	}

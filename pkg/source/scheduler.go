@@ -76,6 +76,9 @@ type Scheduler struct {
 	warned   map[string]bool
 	forgot   time.Time       // when Sync last forgot positions of gone containers
 	present  map[string]bool // container IDs in the last Sync
+	// stopped: the sources that ended while their target is still wanted
+	// (read to the end, or stopped by an error), for Status.
+	stopped map[string]endedRun
 }
 
 type source interface {
@@ -93,6 +96,7 @@ type run struct {
 	logPath   string // a container's log file; "" for directories and the journal
 	output    string // where a container's output is read from (Target.OutputSource)
 	target    discovery.Target
+	dir       discovery.LogDir   // a directory's
 	cancel    context.CancelFunc // ends this run alone (nil for starters)
 }
 
@@ -101,6 +105,7 @@ func NewScheduler(ctx context.Context, store *positions.Store, out pipeline.Sink
 	return &Scheduler{
 		ctx: ctx, store: store, out: out, cfg: cfg, metrics: m, log: log,
 		running: map[string]*run{}, finished: map[string]int64{}, warned: map[string]bool{},
+		stopped: map[string]endedRun{},
 	}
 }
 
@@ -112,6 +117,7 @@ type wanted struct {
 	logPath   string
 	output    string // where inspect says the output is; "" for a spooled log
 	target    discovery.Target
+	dir       discovery.LogDir // a directory's
 	make      func() source
 }
 
@@ -134,7 +140,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 			key := "dir:" + d.Path
 			w, ok := want[key]
 			if !ok {
-				want[key] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, make: s.dirSource(t, d)}
+				want[key] = &wanted{running: t.Running, startedAt: t.StartedAt, tenant: t.Tenant, target: t, dir: d, make: s.dirSource(t, d)}
 				continue
 			}
 			if w.tenant != t.Tenant {
@@ -215,6 +221,11 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 			delete(s.finished, key)
 		}
 	}
+	for key := range s.stopped {
+		if want[key] == nil {
+			delete(s.stopped, key)
+		}
+	}
 	if time.Since(s.forgot) >= forgetEvery {
 		s.forgot = time.Now()
 		s.store.Forget(forgetAfter, func(key string) bool {
@@ -263,8 +274,9 @@ func (s *Scheduler) dirSource(t discovery.Target, d discovery.LogDir) func() sou
 func (s *Scheduler) start(key string, w *wanted) {
 	src := w.make()
 	src.SetDraining(!w.running)
-	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath, output: w.output, target: w.target}
+	r := &run{src: src, startedAt: w.startedAt, tenant: w.tenant, logPath: w.logPath, output: w.output, target: w.target, dir: w.dir}
 	s.running[key] = r
+	delete(s.stopped, key)
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
 	if st, ok := src.(starter); ok {
@@ -301,6 +313,7 @@ func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key st
 		delete(s.running, key)
 		if ctx.Err() == nil {
 			s.finished[key] = r.startedAt
+			s.stopped[key] = endedRun{run: r, err: err, at: time.Now()}
 		}
 	}
 	s.mu.Unlock()

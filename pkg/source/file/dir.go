@@ -138,6 +138,9 @@ type Dir struct {
 	id identifying // what the files read are (identify.go)
 	// warned holds the warnings given once until their cause goes away.
 	warned map[string]bool
+	// shown is readers again, for Files (the status page) to read from
+	// another goroutine.
+	shown shown
 }
 
 // KeyPrefix is what the positions keys of dir's files start with: a file's

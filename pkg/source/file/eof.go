@@ -78,6 +78,7 @@ func (d *Dir) finish(ctx context.Context, r *reader, why string) bool {
 			return false // not taken: the next cycle tries again
 		}
 		r.off += int64(len(r.buf))
+		r.readTo.Store(r.off)
 		r.buf = r.buf[:0]
 		d.id.readTo[r.key] = r.off
 	}
@@ -100,6 +101,7 @@ func (d *Dir) close(r *reader) {
 	r.release()
 	r.f.Close()
 	delete(d.readers, r.ino)
+	d.shown.drop(r.ino)
 	d.cfg.OpenFiles.release()
 	d.metrics.open.Dec()
 }

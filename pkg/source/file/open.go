@@ -94,7 +94,10 @@ func (d *Dir) open(c candidate) bool {
 	r.bytesN = d.metrics.bytes.WithLabelValues(d.cfg.Tenant)
 	r.linesN = d.metrics.lines.WithLabelValues(d.cfg.Tenant)
 	r.truncN = d.metrics.truncated.WithLabelValues(d.cfg.Tenant)
+	r.labels = labels
+	r.readTo.Store(r.off)
 	d.readers[c.ino] = r
+	d.shown.add(r)
 	d.metrics.opened.WithLabelValues(d.cfg.Tenant, r.kind).Inc()
 	d.metrics.open.Inc()
 	d.log.Debug("reading file", zap.String("file", c.name), zap.String("kind", r.kind), zap.Int64("offset", r.off))

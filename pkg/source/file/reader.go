@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -101,6 +102,10 @@ type reader struct {
 	ml       *pipeline.Multiline
 	joined   []pipeline.Joined // joined entries the sink has not taken yet
 	now      func() time.Time  // the Dir's clock
+	labels   map[string]string // the file's Loki labels, for Dir.Files
+	// readTo is off, published for Dir.Files (the status page) once per
+	// chunk read: the only field another goroutine reads while r is open.
+	readTo atomic.Int64
 
 	bytesN, linesN, truncN prometheus.Counter // the tenant's
 }
@@ -222,6 +227,7 @@ func (r *reader) lines(ctx context.Context) error {
 	start := 0
 	defer func() {
 		r.off += int64(start)
+		r.readTo.Store(r.off)
 		r.buf = r.buf[:copy(r.buf, r.buf[start:])]
 	}()
 	// Lines are copied out a few KiB at a time, as one string, and shipped
