@@ -20,11 +20,13 @@ import (
 //
 // What it costs a Stream:
 //
-//   - nobody listens: one atomic load per Send (Tap.gen is 0);
-//   - someone listens to other Streams (another tenant or application): the
-//     same load, and a comparison with the generation the Stream last
-//     matched its listeners at (a Stream's tenant and application are
-//     fixed, so a listener's filter is decided per Stream, not per line);
+//   - no Tap (server.tap off): a nil check;
+//   - nobody listens, or only to other Streams (another tenant or
+//     application): one atomic load per Send (Tap.gen), compared with the
+//     generation the Stream last matched its listeners at (a Stream's
+//     tenant and application are fixed, so a listener's filter is decided
+//     per Stream when a listener comes or goes, not per line). Measured:
+//     README, Live tap;
 //   - someone listens to it: its stages are run one by one, and each entry a
 //     listener takes is copied (the line may be a view of a read buffer).
 //     A listener takes at most its Rate of entries per second, and at most
@@ -159,21 +161,23 @@ func (t *Tap) changedLocked() {
 	}
 }
 
-// watch returns s's listeners, nil when none: while nobody listens, one
-// atomic load.
+// watch returns s's listeners, nil when none: one atomic load, and a
+// comparison with the generation s matched its listeners at.
 func (t *Tap) watch(s *Stream) *tapWatch {
-	if g := t.gen.Load(); g != 0 {
-		return t.watchAt(s, g)
+	if g := t.gen.Load(); g != s.tapGen {
+		return t.rematch(s, g)
 	}
-	return nil
+	return s.tapW
 }
 
-// watchAt is watch while someone listens, at generation g.
+// rematch is watch when the generation changed (a listener came or went,
+// or the last went): g is the new one.
 //
 //go:noinline
-func (t *Tap) watchAt(s *Stream, g uint64) *tapWatch {
-	if g != s.tapGen {
-		s.tapW, s.tapGen = t.match(s), g
+func (t *Tap) rematch(s *Stream, g uint64) *tapWatch {
+	s.tapGen, s.tapW = g, nil
+	if g != 0 {
+		s.tapW = t.match(s)
 	}
 	return s.tapW
 }
