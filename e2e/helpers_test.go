@@ -280,23 +280,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // entry, and Loki shares this machine's 2 cores.
 func waitCount(t *testing.T, tenant, selector string, want int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		n, err := testbed.Count(bed.lokiURL, tenant, selector)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > want {
-			t.Fatalf("%s as %s: %d entries, more than the %d written", selector, tenant, n, want)
-		}
-		if n == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s as %s: %d of %d entries after %s", selector, tenant, n, want, timeout)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitCountOver(t, tenant, selector, want, timeout, time.Hour) // testbed.Count's span
 }
 
 // seqLines checks that lines hold prefix+1 .. prefix+n, each exactly once.
