@@ -165,6 +165,7 @@ func newScheduler(readCtx context.Context, store *positions.Store, guards *pipel
 		Spool:        src.spool,
 		Catcher:      src.catcher,
 		Journal:      src.jrnl,
+		Watch:        src.watch,
 		Select:       selectorOf(cfg),
 		Files: &source.Files{
 			Rules:     rules,

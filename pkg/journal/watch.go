@@ -29,7 +29,7 @@ type Watcher struct {
 	roots []string
 
 	mu   sync.Mutex
-	subs map[int]chan struct{}
+	subs map[int]func()
 	next int
 
 	done chan struct{}
@@ -43,7 +43,7 @@ func NewWatcher(dirs []string) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{fw: fw, roots: cleanAll(dirs), subs: map[int]chan struct{}{}, done: make(chan struct{})}
+	w := &Watcher{fw: fw, roots: cleanAll(dirs), subs: map[int]func(){}, done: make(chan struct{})}
 	for _, d := range w.roots {
 		if err := w.addRoot(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			fw.Close()
@@ -76,12 +76,25 @@ func (w *Watcher) addRoot(root string) error {
 // and a function that ends the subscription.
 func (w *Watcher) Subscribe() (ch <-chan struct{}, cancel func()) {
 	c := make(chan struct{}, 1)
+	return c, w.OnChange(func() {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// OnChange calls f whenever the journal may have changed, from the
+// watcher's goroutine (f must not block), and returns a function that ends
+// the subscription. A reader without a goroutine of its own while it waits
+// is woken this way.
+func (w *Watcher) OnChange(f func()) (cancel func()) {
 	w.mu.Lock()
 	id := w.next
 	w.next++
-	w.subs[id] = c
+	w.subs[id] = f
 	w.mu.Unlock()
-	return c, func() {
+	return func() {
 		w.mu.Lock()
 		delete(w.subs, id)
 		w.mu.Unlock()
@@ -91,11 +104,8 @@ func (w *Watcher) Subscribe() (ch <-chan struct{}, cancel func()) {
 func (w *Watcher) notify() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, c := range w.subs {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
+	for _, f := range w.subs {
+		f()
 	}
 }
 

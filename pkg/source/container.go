@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/podtail/podtail/pkg/discovery"
 	"github.com/podtail/podtail/pkg/pipeline"
+	"github.com/podtail/podtail/pkg/source/file"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -32,7 +34,19 @@ const (
 	readChunk = 64 << 10
 	pollMin   = 10 * time.Millisecond
 	pollMax   = 250 * time.Millisecond
+	// watchedPoll is the longest a reader whose log's directory inotify
+	// watches waits without being woken: a safety net (an overflow of
+	// inotify's queue wakes every reader), so an idle container costs a
+	// look every few seconds rather than four a second.
+	watchedPoll = 5 * time.Second
+	// readSteps is how many reads a step makes before it lets the stepping
+	// goroutine check for the context's end and start over.
+	readSteps = 64
 )
+
+// readBufs holds the read buffers of readers that wait: a reader takes one
+// only while there is something to read.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, readChunk); return &b }}
 
 // ContainerOutput reads one container's stdout and stderr from its k8s-file
 // log, which conmon writes with nanosecond times. Reading the file rather
@@ -51,7 +65,19 @@ type ContainerOutput struct {
 	linesN, bytesN prometheus.Counter
 	fromEnd        bool
 
-	drainWake
+	parking
+	watcher *file.Watcher // nil: the reader polls
+
+	// What the stepping goroutine keeps between steps (park.go).
+	f           *os.File
+	off         int64  // the offset read up to
+	buf         []byte // nil while waiting, unless a line is half read
+	partial     map[string]*partialLine
+	poll        time.Duration // the last wait
+	idle        time.Time     // when the reader last found nothing new
+	watched     bool
+	watchFailed bool
+	unwatch     func()
 
 	pipes  Pipes
 	stream *pipeline.Stream
@@ -93,10 +119,10 @@ func NewContainerOutput(t discovery.Target, store *positions.Store, pipes Pipes,
 	c := &ContainerOutput{
 		target: t, key: Key(t.ID), store: store, fromEnd: fromEnd,
 		metrics: m, pipes: pipes, out: out,
-		log:       outputLog(log, t),
-		drainWake: newDrainWake(),
+		log: outputLog(log, t),
 	}
 	c.linesN, c.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
+	c.parking.init()
 	c.joins = newJoins[int64](pipes.Join, &c.mu)
 	c.stream = c.newStream()
 	return c
@@ -131,138 +157,230 @@ func (c *ContainerOutput) newStream() *pipeline.Stream {
 	return s
 }
 
-// Run reads until ctx ends, or, once draining, until the end of the log.
-func (c *ContainerOutput) Run(ctx context.Context) error {
-	f, err := c.open(ctx)
-	if f == nil {
-		return err
-	}
-	c.file.Store(f)
-	defer func() { c.file.Store(nil); f.Close() }()
-
-	off, err := c.start(f)
-	if err != nil {
-		return err
-	}
-	var (
-		buf     = make([]byte, 0, readChunk)
-		partial = map[string]*partialLine{}
-		wait    = pollMin
-		idle    time.Time // when the reader last found nothing new
-	)
-	for {
-		if ctx.Err() != nil {
-			return nil
+// Start reads until ctx ends or, once draining, until the end of the log,
+// without a goroutine while it waits (park.go), then calls done with what
+// ended it (nil, or a read error).
+func (c *ContainerOutput) Start(ctx context.Context, done func(error)) {
+	c.start(ctx, c.step, func(err error) {
+		c.stopWatch()
+		if c.f != nil {
+			c.file.Store(nil)
+			c.f.Close()
 		}
-		if len(buf) == cap(buf) {
+		c.dropBuf()
+		done(err)
+	})
+}
+
+// Run is Start, waiting for the end.
+func (c *ContainerOutput) Run(ctx context.Context) error { return runParked(ctx, c.Start) }
+
+// step opens the log once it is there, reads it to its end, and says how
+// long to wait before looking again.
+func (c *ContainerOutput) step(ctx context.Context, now time.Time) next {
+	if ctx.Err() != nil {
+		return next{end: true}
+	}
+	if !c.watched {
+		c.watch()
+	}
+	if c.f == nil {
+		f, err := c.open()
+		if err != nil || (f == nil && c.draining.Load()) {
+			if err == nil {
+				c.log.Info("container gone before its log could be opened (or it has no k8s-file log)", zap.String("path", c.target.LogPath))
+			}
+			return next{end: true, err: err}
+		}
+		if f == nil {
+			return next{after: c.backoff()}
+		}
+		c.f = f
+		c.file.Store(f)
+		if c.off, err = c.resumeAt(f); err != nil {
+			return next{end: true, err: err}
+		}
+	}
+	read, err := c.read(ctx)
+	if err != nil || ctx.Err() != nil {
+		return next{end: true, err: err}
+	}
+	if read {
+		c.poll, c.idle = 0, time.Time{}
+		return next{again: true}
+	}
+	defer c.dropBuf() // nothing to read: no buffer held while waiting
+	// At the end of the file: was it truncated or replaced under us?
+	if nf, noff, changed := c.checkRotated(c.f, c.off); changed {
+		return c.rotated(ctx, nf, noff)
+	}
+	if c.settled(now, &c.idle) {
+		// The container is gone: a line it left unfinished is all there
+		// will be of it, and so is an entry being joined.
+		for _, name := range []string{Stdout, Stderr} {
+			if p := c.partial[name]; p != nil && len(p.content) > 0 {
+				_ = c.emit(ctx, p.time, name, string(p.content), true, p.start, c.off)
+			}
+		}
+		_ = c.flushJoined(ctx, c.off, true)
+		return next{end: true, err: c.flush(ctx)}
+	}
+	// An entry whose max_wait passed while nothing was written.
+	err = c.flushJoined(ctx, c.off, false)
+	if err == nil {
+		err = c.flush(ctx)
+	}
+	if err != nil {
+		return next{end: true, err: err}
+	}
+	return next{after: c.joins.wait(now, c.wait(c.backoff()))}
+}
+
+// read reads what the log holds past c.off, up to readSteps reads, and
+// ships its complete lines; it reports whether it read anything.
+func (c *ContainerOutput) read(ctx context.Context) (bool, error) {
+	if c.buf == nil {
+		c.buf = (*readBufs.Get().(*[]byte))[:0]
+	}
+	if c.partial == nil {
+		c.partial = map[string]*partialLine{}
+	}
+	read := false
+	for range readSteps {
+		if ctx.Err() != nil {
+			return read, nil
+		}
+		if len(c.buf) == cap(c.buf) {
 			// A line longer than the buffer: grow, bounded by the CRI
 			// writer's own line split (conmon writes ≤ 8 KiB per line).
-			buf = append(buf, make([]byte, readChunk)...)[:len(buf)]
+			c.buf = append(c.buf, make([]byte, readChunk)...)[:len(c.buf)]
 		}
-		n, rerr := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if n > 0 {
-			consumed, err := c.lines(ctx, buf, off, partial)
-			if err == nil {
-				// A stderr trace's entry is due although stdout goes on.
-				err = c.flushJoined(ctx, off+int64(consumed), false)
+		n, rerr := c.f.Read(c.buf[len(c.buf):cap(c.buf)])
+		if n == 0 {
+			if rerr != nil && !errors.Is(rerr, io.EOF) {
+				return read, fmt.Errorf("read %s: %w", c.target.LogPath, rerr)
 			}
-			if err == nil {
-				// Before buf moves: the entries may be views of it. (An
-				// entry a failed Flush keeps is copied out by the stream.)
-				err = c.flush(ctx)
-			}
-			off += int64(consumed)
-			c.readTo.Store(off)
-			buf = buf[:copy(buf, buf[consumed:])]
-			if err != nil {
-				return err
-			}
-			wait, idle = pollMin, time.Time{}
-			continue
+			return read, nil
 		}
-		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			return fmt.Errorf("read %s: %w", c.target.LogPath, rerr)
-		}
-		// At the end of the file: was it truncated or replaced under us?
-		if nf, noff, changed := c.checkRotated(f, off); changed {
-			// What the old file's joiners hold is complete: deliver it
-			// (the old stream's acknowledgements no longer count).
-			if err := c.flushJoined(ctx, off, true); err != nil {
-				return err
-			}
-			if err := c.flush(ctx); err != nil {
-				return err
-			}
-			c.file.Store(nf)
-			f.Close()
-			f, off = nf, noff
-			c.readTo.Store(off)
-			buf, partial = buf[:0], map[string]*partialLine{}
-			c.stream = c.newStream()
-			c.skipTo, c.skipBy = 0, nil
-			c.joins.reset()
-			c.mu.Lock()
-			c.chains = nil
-			c.mu.Unlock()
-			continue
-		}
-		if c.settled(&idle) {
-			// The container is gone: a line it left unfinished is all
-			// there will be of it, and so is an entry being joined.
-			for _, name := range []string{Stdout, Stderr} {
-				if p := partial[name]; p != nil && len(p.content) > 0 {
-					_ = c.emit(ctx, p.time, name, string(p.content), true, p.start, off)
-				}
-			}
-			_ = c.flushJoined(ctx, off, true)
-			return c.flush(ctx)
-		}
-		// An entry whose max_wait passed while nothing was written.
-		err := c.flushJoined(ctx, off, false)
+		read = true
+		c.buf = c.buf[:len(c.buf)+n]
+		consumed, err := c.lines(ctx, c.buf, c.off, c.partial)
 		if err == nil {
+			// A stderr trace's entry is due although stdout goes on.
+			err = c.flushJoined(ctx, c.off+int64(consumed), false)
+		}
+		if err == nil {
+			// Before buf moves: the entries may be views of it. (An entry a
+			// failed Flush keeps is copied out by the stream.)
 			err = c.flush(ctx)
 		}
+		c.off += int64(consumed)
+		c.readTo.Store(c.off)
+		c.buf = c.buf[:copy(c.buf, c.buf[consumed:])]
 		if err != nil {
-			return err
+			return read, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.wake:
-		case <-c.clock.After(c.joins.wait(c.clock.Now(), wait)):
+	}
+	return read, nil
+}
+
+// rotated goes on with nf, the log that replaced (or truncated) the one
+// read, from noff.
+func (c *ContainerOutput) rotated(ctx context.Context, nf *os.File, noff int64) next {
+	// What the old file's joiners hold is complete: deliver it (the old
+	// stream's acknowledgements no longer count).
+	err := c.flushJoined(ctx, c.off, true)
+	if err == nil {
+		err = c.flush(ctx)
+	}
+	if err != nil {
+		nf.Close()
+		return next{end: true, err: err}
+	}
+	c.file.Store(nf)
+	c.f.Close()
+	c.f, c.off = nf, noff
+	c.readTo.Store(noff)
+	c.partial = nil
+	c.stream = c.newStream()
+	c.skipTo, c.skipBy = 0, nil
+	c.joins.reset()
+	c.mu.Lock()
+	c.chains = nil
+	c.mu.Unlock()
+	return next{again: true}
+}
+
+// backoff is the next wait of a reader that found nothing: from pollMin,
+// doubling up to pollMax, or up to watchedPoll while inotify says when the
+// log's directory changes (the poll is then only a safety net).
+func (c *ContainerOutput) backoff() time.Duration {
+	c.poll = max(pollMin, min(c.poll*2, pollMax))
+	if c.watched {
+		return max(c.poll, min(c.idleFor(), watchedPoll))
+	}
+	return c.poll
+}
+
+// idleFor is how long the reader has found nothing (0 when it just found
+// something): a log quiet for a while is looked at less often.
+func (c *ContainerOutput) idleFor() time.Duration {
+	if c.idle.IsZero() {
+		return 0
+	}
+	return c.clock.Now().Sub(c.idle)
+}
+
+// dropBuf gives the read buffer back, unless it holds a line not read to
+// its end (conmon writes whole lines, so it rarely does).
+func (c *ContainerOutput) dropBuf() {
+	if c.buf == nil || len(c.buf) > 0 {
+		return
+	}
+	if b := c.buf; cap(b) == readChunk {
+		readBufs.Put(&b)
+	}
+	c.buf = nil
+}
+
+// watch asks inotify to wake the reader when the log's directory changes
+// (the log is written, created or replaced); without it the reader polls.
+func (c *ContainerOutput) watch() {
+	if c.watcher == nil {
+		return
+	}
+	stop, err := c.watcher.Watch(filepath.Dir(c.target.LogPath), func(bool) { c.Wake() })
+	if err != nil {
+		if !c.watchFailed {
+			c.watchFailed = true
+			c.log.Debug("cannot watch the container log's directory (yet); polling", zap.Error(err))
 		}
-		wait = min(wait*2, pollMax)
+		return
+	}
+	c.watched, c.unwatch = true, stop
+}
+
+func (c *ContainerOutput) stopWatch() {
+	if c.unwatch != nil {
+		c.unwatch()
 	}
 }
 
-// open waits for the log file to appear (conmon creates it when the
-// container starts, which can be after the create event).
-func (c *ContainerOutput) open(ctx context.Context) (*os.File, error) {
+// open opens the log file once conmon has created it (it does when the
+// container starts, which can be after the create event); nil while it is
+// not there.
+func (c *ContainerOutput) open() (*os.File, error) {
 	if f := c.catch.Take(c.target.ID, c.target.LogPath); f != nil {
 		return f, nil
 	}
-	wait := pollMin
-	for {
-		f, err := os.Open(c.target.LogPath)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("open container log %s: %w", c.target.LogPath, err)
-		}
-		if c.draining.Load() {
-			c.log.Info("container gone before its log could be opened (or it has no k8s-file log)", zap.String("path", c.target.LogPath))
-			return nil, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-c.wake:
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, pollMax)
+	f, err := os.Open(c.target.LogPath)
+	if err == nil {
+		return f, nil
 	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("open container log %s: %w", c.target.LogPath, err)
 }
 
 // checkRotated notices a log truncated in place (Podman's max-size) or

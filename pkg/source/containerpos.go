@@ -128,8 +128,8 @@ func (c *ContainerOutput) SpoolCopy(dst string) error {
 	return nil
 }
 
-// start seeks to where reading resumes and returns that offset.
-func (c *ContainerOutput) start(f *os.File) (int64, error) {
+// resumeAt seeks to where reading resumes and returns that offset.
+func (c *ContainerOutput) resumeAt(f *os.File) (int64, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("stat %s: %w", c.target.LogPath, err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -21,12 +22,15 @@ import (
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
-	timers []fakeTimer
+	timers []*fakeTimer
 }
 
+// fakeTimer calls f once the clock reaches at, while active.
 type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
+	clk    *fakeClock
+	at     time.Time
+	f      func()
+	active bool
 }
 
 func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)} }
@@ -37,32 +41,55 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) clockwork.Timer {
+	tm := &fakeTimer{clk: c, f: f}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
+	c.timers = append(c.timers, tm)
+	c.mu.Unlock()
+	tm.Reset(d)
+	return tm
+}
+
+func (tm *fakeTimer) Chan() <-chan time.Time { return nil }
+
+func (tm *fakeTimer) Reset(d time.Duration) bool {
+	tm.clk.mu.Lock()
+	was := tm.active
+	tm.at, tm.active = tm.clk.now.Add(d), true
+	due := d <= 0
+	if due {
+		tm.active = false
 	}
-	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
-	return ch
+	tm.clk.mu.Unlock()
+	if due {
+		go tm.f()
+	}
+	return was
+}
+
+func (tm *fakeTimer) Stop() bool {
+	tm.clk.mu.Lock()
+	defer tm.clk.mu.Unlock()
+	was := tm.active
+	tm.active = false
+	return was
 }
 
 // advance moves the clock on by d and fires the timers then due.
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	kept := c.timers[:0]
+	var due []*fakeTimer
 	for _, tm := range c.timers {
-		if tm.at.After(c.now) {
-			kept = append(kept, tm)
-			continue
+		if tm.active && !tm.at.After(c.now) {
+			tm.active = false
+			due = append(due, tm)
 		}
-		tm.ch <- c.now
 	}
-	c.timers = kept
+	c.mu.Unlock()
+	for _, tm := range due {
+		tm.f()
+	}
 }
 
 // waitTimer waits until a timer for at is set: the reader did all it could
@@ -72,7 +99,7 @@ func (c *fakeClock) waitTimer(t *testing.T, at time.Time) {
 	eventually(t, "a timer at "+at.Format(time.StampMicro), func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		return slices.ContainsFunc(c.timers, func(tm fakeTimer) bool { return tm.at.Equal(at) })
+		return slices.ContainsFunc(c.timers, func(tm *fakeTimer) bool { return tm.active && tm.at.Equal(at) })
 	})
 }
 
@@ -371,7 +398,7 @@ func TestJournalOutputJoinsAndHoldsCursor(t *testing.T) {
 func drainJoinJournal(t *testing.T, root string, store *positions.Store, pipes Pipes) *sink {
 	t.Helper()
 	s := newSink(t)
-	o := newJoinJournalReader(t, root, store, s, pipes, wallClock{})
+	o := newJoinJournalReader(t, root, store, s, pipes, clockwork.NewRealClock())
 	o.SetDraining(true)
 	if err := runJournalToEnd(t, o); err != nil {
 		t.Fatal(err)

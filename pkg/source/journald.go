@@ -37,8 +37,9 @@ const (
 	fieldID       = "CONTAINER_ID_FULL"
 )
 
-// journalPoll is how often a reader looks at the journal without a Watcher
-// (or between its wake-ups, in case one was missed).
+// journalPoll is how often a reader looks at the journal without a Watcher,
+// and at least as often between its wake-ups (up to watchedPoll while the
+// container is quiet), in case one was missed.
 const journalPoll = time.Second
 
 // JournalOutput reads one container's stdout and stderr from the systemd
@@ -62,7 +63,12 @@ type JournalOutput struct {
 
 	linesN, bytesN, lostN prometheus.Counter
 
-	drainWake
+	parking
+	// What the stepping goroutine keeps between steps (park.go).
+	r       *journal.Reader
+	e       journal.Entry
+	idle    time.Time // when the reader last found nothing new
+	unwatch func()
 
 	stream *pipeline.Stream
 	// skipTo: complete lines up to this entry were delivered before a
@@ -93,9 +99,9 @@ type JournalOutput struct {
 func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pipes Pipes, out pipeline.Sink, fromEnd bool, m *Metrics, log *zap.Logger) *JournalOutput {
 	o := &JournalOutput{
 		target: t, key: Key(t.ID), store: store, out: out, pipes: pipes, journal: j, metrics: m, fromEnd: fromEnd,
-		log:       outputLog(log, t),
-		drainWake: newDrainWake(),
+		log: outputLog(log, t),
 	}
+	o.parking.init()
 	o.joins = newJoins[journal.Cursor](pipes.Join, &o.mu)
 	o.linesN, o.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
 	o.lostN = m.journalLost.WithLabelValues(t.Tenant)
@@ -114,9 +120,75 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pip
 	return o
 }
 
-// Run reads until ctx ends, or, once draining, until the end of what the
-// journal holds for the container.
-func (o *JournalOutput) Run(ctx context.Context) error {
+// Start reads until ctx ends or, once draining, until the end of what the
+// journal holds for the container, without a goroutine while it waits
+// (park.go), then calls done with what ended it.
+func (o *JournalOutput) Start(ctx context.Context, done func(error)) {
+	o.start(ctx, o.step, func(err error) {
+		if o.unwatch != nil {
+			o.unwatch()
+		}
+		if o.r != nil {
+			o.r.Close()
+		}
+		done(err)
+	})
+}
+
+// Run is Start, waiting for the end.
+func (o *JournalOutput) Run(ctx context.Context) error { return runParked(ctx, o.Start) }
+
+// step opens the journal the first time, reads what it holds for the
+// container, and says how long to wait before looking again.
+func (o *JournalOutput) step(ctx context.Context, now time.Time) next {
+	if ctx.Err() != nil {
+		return next{end: true}
+	}
+	if o.r == nil {
+		if err := o.begin(); err != nil {
+			return next{end: true, err: err}
+		}
+	}
+	n, err := o.read(ctx, o.r, &o.e)
+	if err == nil {
+		// A stderr trace's entry is due although stdout goes on, or
+		// nothing was written since.
+		err = o.flushJoined(ctx, o.last, false)
+	}
+	if ferr := o.flush(ctx); err == nil {
+		err = ferr
+	}
+	if err != nil || ctx.Err() != nil {
+		return next{end: true, err: err}
+	}
+	if lost := o.r.Gaps(); lost > 0 {
+		o.lostN.Add(float64(lost))
+		o.log.Warn("journal entries were rotated or vacuumed away before podtail read them; this container's among them are lost",
+			zap.Uint64("journal_entries", lost))
+	}
+	if n > 0 {
+		o.idle = time.Time{}
+		return next{again: true}
+	}
+	if o.settled(now, &o.idle) {
+		// The container is gone: a line it left unfinished is all there
+		// will be of it, and so is an entry being joined.
+		o.sendDangling(ctx)
+		_ = o.flushJoined(ctx, o.last, true)
+		return next{end: true, err: o.flush(ctx)}
+	}
+	wait := journalPoll
+	if o.unwatch != nil {
+		// The watcher wakes the reader: a quiet container's is looked at
+		// less often, up to watchedPoll.
+		wait = max(wait, min(now.Sub(o.idle), watchedPoll))
+	}
+	return next{after: o.joins.wait(now, o.wait(wait))}
+}
+
+// begin opens the journal where reading resumes and subscribes to its
+// changes.
+func (o *JournalOutput) begin() error {
 	after, stored, err := o.resume()
 	if err != nil {
 		return err
@@ -125,66 +197,16 @@ func (o *JournalOutput) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	o.r = r
 	if o.fromEnd && !stored {
 		if err := o.skipToEnd(r); err != nil {
 			return err
 		}
 	}
-	var changed <-chan struct{}
 	if o.journal.Watch != nil {
-		ch, cancel := o.journal.Watch.Subscribe()
-		defer cancel()
-		changed = ch
+		o.unwatch = o.journal.Watch.OnChange(o.Wake)
 	}
-	var (
-		e    journal.Entry
-		idle time.Time
-	)
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		n, err := o.read(ctx, r, &e)
-		if err == nil {
-			// A stderr trace's entry is due although stdout goes on, or
-			// nothing was written since.
-			err = o.flushJoined(ctx, o.last, false)
-		}
-		if ferr := o.flush(ctx); err == nil {
-			err = ferr
-		}
-		if err != nil {
-			return err
-		}
-		if lost := r.Gaps(); lost > 0 {
-			o.lostN.Add(float64(lost))
-			o.log.Warn("journal entries were rotated or vacuumed away before podtail read them; this container's among them are lost",
-				zap.Uint64("journal_entries", lost))
-		}
-		if n > 0 {
-			idle = time.Time{}
-			continue
-		}
-		if o.settled(&idle) {
-			// The container is gone: a line it left unfinished is all
-			// there will be of it, and so is an entry being joined.
-			o.sendDangling(ctx)
-			_ = o.flushJoined(ctx, o.last, true)
-			return o.flush(ctx)
-		}
-		wait := journalPoll
-		if o.draining.Load() {
-			wait = drainSettle
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-o.wake:
-		case <-changed:
-		case <-o.clock.After(o.joins.wait(o.clock.Now(), wait)):
-		}
-	}
+	return nil
 }
 
 func (o *JournalOutput) open(after journal.Cursor) (*journal.Reader, error) {

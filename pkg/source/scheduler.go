@@ -49,6 +49,9 @@ type Config struct {
 	Spool   *Spool   // nil: removed containers' logs are not kept
 	Catcher *Catcher // nil: logs are opened when their reader starts
 	Journal Journal  // for containers of the journald log driver
+	// Watch tells k8s-file readers when their log's directory changes
+	// (nil: they poll).
+	Watch *file.Watcher
 }
 
 // Scheduler runs one reader per container log and one tailer per log
@@ -244,6 +247,7 @@ func (s *Scheduler) containerSource(t discovery.Target) func() source {
 		}
 		c := NewContainerOutput(t, s.store, p, s.out, fromEnd, s.metrics, s.log)
 		c.catch = s.cfg.Catcher
+		c.watcher = s.cfg.Watch
 		return c
 	}
 }
@@ -279,20 +283,26 @@ func (s *Scheduler) start(key string, w *wanted) {
 	delete(s.stopped, key)
 	s.metrics.targets.Inc()
 	s.wg.Add(1)
+	// A directory runs under the scheduler's own context: nothing cancels
+	// one alone (it ends by draining), and a context of its own per
+	// directory was a few hundred bytes each, with 500 of them. A
+	// container's reader has its own, which Sync cancels when the output
+	// turns out to be elsewhere.
+	ctx, cancel := s.ctx, context.CancelFunc(func() {})
+	if strings.HasPrefix(key, Key("")) {
+		ctx, cancel = context.WithCancel(s.ctx)
+		r.cancel = cancel
+	}
 	if st, ok := src.(starter); ok {
-		// Under the scheduler's own context: nothing cancels one source
-		// alone (a source ends by draining), and a context of its own per
-		// directory was a few hundred bytes each, with 500 of them.
-		st.Start(s.ctx, func(err error) { s.ended(s.ctx, func() {}, key, r, err) })
+		st.Start(ctx, func(err error) { s.ended(ctx, cancel, key, r, err) })
 		return
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	r.cancel = cancel
 	go func() { s.ended(ctx, cancel, key, r, src.Run(ctx)) }()
 }
 
 // starter is a source that runs without a goroutine of its own while it
-// waits (file.Dir): done is called once when it ends.
+// waits (file.Dir, ContainerOutput, JournalOutput): done is called once
+// when it ends.
 type starter interface {
 	Start(ctx context.Context, done func(error))
 }
