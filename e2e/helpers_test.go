@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"bufio"
 	"bytes"
 	"fmt"
@@ -38,6 +39,8 @@ type podtailOpts struct {
 	lokiURL    string // default: the test bed's Loki
 	lokiExtra  string // more keys of the loki: section, unindented ("bearer_token_file: /x")
 	noPodman   bool   // podman.enabled: false (files.static only)
+	batchWait  string // loki.batch_wait; default: 200ms, for quick tests
+	logLevel   string // default: debug
 }
 
 // startPodtail runs `podtail run` with a config file of its own and waits
@@ -60,6 +63,8 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
 	if o.lokiExtra != "" {
 		queue += "\n  " + strings.ReplaceAll(strings.TrimSpace(o.lokiExtra), "\n", "\n  ")
 	}
+	o.batchWait = cmp.Or(o.batchWait, "200ms")
+	o.logLevel = cmp.Or(o.logLevel, "debug")
 	enabled := ""
 	if o.noPodman {
 		enabled = "\n  enabled: false"
@@ -71,7 +76,7 @@ func startPodtail(t *testing.T, o podtailOpts) *podtailProc {
   reconnect_backoff: 1s
 loki:
   url: %s
-  batch_wait: 200ms
+  batch_wait: %s
   min_backoff: 50ms
   max_backoff: 1s
 %s
@@ -79,8 +84,8 @@ data_dir: %s
 server:
   listen: %s
 log:
-  level: debug
-%s`, o.socket, enabled, o.lokiURL, queue, o.dataDir, p.listen, o.extra)
+  level: %s
+%s`, o.socket, enabled, o.lokiURL, o.batchWait, queue, o.dataDir, p.listen, o.logLevel, o.extra)
 	cfgFile := filepath.Join(t.TempDir(), "podtail.yaml")
 	p.cfgFile = cfgFile
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

@@ -349,7 +349,7 @@ func (c *ContainerOutput) watch() {
 	if c.watcher == nil {
 		return
 	}
-	stop, err := c.watcher.Watch(filepath.Dir(c.target.LogPath), func(bool) { c.Wake() })
+	stop, err := c.watcher.Watch(filepath.Dir(c.target.LogPath), func(bool) { c.Nudge() })
 	if err != nil {
 		if !c.watchFailed {
 			c.watchFailed = true

@@ -67,7 +67,8 @@ type JournalOutput struct {
 	// What the stepping goroutine keeps between steps (park.go).
 	r       *journal.Reader
 	e       journal.Entry
-	idle    time.Time // when the reader last found nothing new
+	idle    time.Time     // when the reader last found nothing new
+	poll    time.Duration // the last wait
 	unwatch func()
 
 	stream *pipeline.Stream
@@ -167,7 +168,7 @@ func (o *JournalOutput) step(ctx context.Context, now time.Time) next {
 			zap.Uint64("journal_entries", lost))
 	}
 	if n > 0 {
-		o.idle = time.Time{}
+		o.idle, o.poll = time.Time{}, 0
 		return next{again: true}
 	}
 	if o.settled(now, &o.idle) {
@@ -177,10 +178,13 @@ func (o *JournalOutput) step(ctx context.Context, now time.Time) next {
 		_ = o.flushJoined(ctx, o.last, true)
 		return next{end: true, err: o.flush(ctx)}
 	}
-	wait := journalPoll
-	if o.unwatch != nil {
-		// The watcher wakes the reader: a quiet container's is looked at
-		// less often, up to watchedPoll.
+	// From pollMin after output, doubling up to journalPoll: a busy
+	// container's entries are read in batches (a change reported meanwhile
+	// waits for the look, see Nudge). The watcher wakes a quiet one, which
+	// is looked at less often, up to watchedPoll.
+	o.poll = max(pollMin, min(o.poll*2, journalPoll))
+	wait := o.poll
+	if o.unwatch != nil && o.poll == journalPoll {
 		wait = max(wait, min(now.Sub(o.idle), watchedPoll))
 	}
 	return next{after: o.joins.wait(now, o.wait(wait))}
@@ -204,7 +208,7 @@ func (o *JournalOutput) begin() error {
 		}
 	}
 	if o.journal.Watch != nil {
-		o.unwatch = o.journal.Watch.OnChange(o.Wake)
+		o.unwatch = o.journal.Watch.OnChange(o.Nudge)
 	}
 	return nil
 }

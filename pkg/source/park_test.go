@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -51,6 +53,25 @@ func TestWaitingReadersHoldNoGoroutine(t *testing.T) {
 	// few may be stepping at any time: their poll's first steps are short.)
 	eventually(t, "the readers to park", func() bool { return runtime.NumGoroutine() <= base+n/20 })
 
+	// Quiet for a while: each reader's poll stretches (pollMin doubling,
+	// then up to watchedPoll as the log stays quiet), and a change is no
+	// longer left to a look due soon (Nudge).
+	for range 8 {
+		clk.advance(time.Second)
+		eventually(t, "the readers to park again", func() bool { return runtime.NumGoroutine() <= base+n/20 })
+	}
+	eventually(t, "every reader's next look a second or more away", func() bool {
+		clk.mu.Lock()
+		defer clk.mu.Unlock()
+		soon := 0
+		for _, tm := range clk.timers {
+			if tm.active && tm.at.Sub(clk.now) < time.Second {
+				soon++
+			}
+		}
+		return soon == 0
+	})
+
 	// Written to while parked: woken by inotify, as the poll never comes.
 	for _, i := range []int{0, 57, 199} {
 		logs[i].append(cri(int64(1000+i), Stdout, "F", fmt.Sprintf("later %d", i)))
@@ -77,4 +98,36 @@ func TestWaitingReaderPollsWithoutAWatcher(t *testing.T) {
 	if co.watched {
 		t.Error("a reader without a watcher says it is watched")
 	}
+}
+
+// A change reported while the reader's next look is due within nudgeGap is
+// left to that look: a log written a line at a time is read in batches.
+// One due later wakes the reader at once.
+func TestNudgeLeavesAChangeToALookDueSoon(t *testing.T) {
+	clk := newFakeClock()
+	var p parking
+	p.init()
+	p.clock = clk
+	var steps atomic.Int32
+	after := make(chan time.Duration, 10)
+	after <- pollMin
+	p.start(context.Background(), func(context.Context, time.Time) next {
+		steps.Add(1)
+		return next{after: <-after}
+	}, func(error) {})
+	eventually(t, "the first step and the reader parked", func() bool { return steps.Load() == 1 && p.word.Load()&parkStepping == 0 })
+
+	for range 100 {
+		p.Nudge()
+	}
+	if got := steps.Load(); got != 1 {
+		t.Fatalf("steps after 100 nudges with a look due in %v = %d, want 1 (left to the look)", pollMin, got)
+	}
+	after <- time.Minute
+	clk.advance(pollMin)
+	eventually(t, "the look at the poll", func() bool { return steps.Load() == 2 && p.word.Load()&parkStepping == 0 })
+
+	after <- time.Minute
+	p.Nudge()
+	eventually(t, "a step at the nudge, the next look a minute away", func() bool { return steps.Load() == 3 })
 }
