@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"cmp"
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"net/http"
 	"os"
