@@ -141,6 +141,21 @@ type Loki struct {
 	// Headers are added to every push; their values may be API keys, so they
 	// print as <redacted>. X-Scope-OrgID is refused: the tenant is podtail's.
 	Headers map[string]Secret `mapstructure:"headers"`
+	// TenantAuth gives tenants credentials of their own, sent instead of
+	// BasicAuth or BearerToken(File) with that tenant's pushes and queries:
+	// for a gateway that maps each credential to one X-Scope-OrgID. A list,
+	// not a map keyed by tenant: configuration keys lose their case, tenants
+	// do not.
+	TenantAuth []LokiTenantAuth `mapstructure:"tenant_auth"`
+}
+
+// LokiTenantAuth is one entry of loki.tenant_auth: a tenant and its basic
+// auth or bearer token.
+type LokiTenantAuth struct {
+	Tenant          string        `mapstructure:"tenant" yaml:"tenant"`
+	BasicAuth       LokiBasicAuth `mapstructure:"basic_auth" yaml:"basic_auth,omitempty"`
+	BearerToken     Secret        `mapstructure:"bearer_token" yaml:"bearer_token,omitempty"`
+	BearerTokenFile string        `mapstructure:"bearer_token_file" yaml:"bearer_token_file,omitempty"`
 }
 
 // LokiTLS is loki.tls: the CA bundle Loki's certificate must chain to, the
@@ -155,9 +170,9 @@ type LokiTLS struct {
 
 // LokiBasicAuth is loki.basic_auth.
 type LokiBasicAuth struct {
-	Username     string `mapstructure:"username"`
-	Password     Secret `mapstructure:"password"`
-	PasswordFile string `mapstructure:"password_file"`
+	Username     string `mapstructure:"username" yaml:"username,omitempty"`
+	Password     Secret `mapstructure:"password" yaml:"password,omitempty"`
+	PasswordFile string `mapstructure:"password_file" yaml:"password_file,omitempty"`
 }
 
 // Security is what pkg/loki needs of the connection settings.
@@ -165,6 +180,15 @@ func (l Loki) Security() loki.Security {
 	h := make(map[string]string, len(l.Headers))
 	for k, v := range l.Headers {
 		h[k] = string(v)
+	}
+	var ta []loki.TenantAuth
+	for _, t := range l.TenantAuth {
+		ta = append(ta, loki.TenantAuth{
+			Tenant:          t.Tenant,
+			BasicAuth:       loki.BasicAuth{Username: t.BasicAuth.Username, Password: string(t.BasicAuth.Password), PasswordFile: t.BasicAuth.PasswordFile},
+			BearerToken:     string(t.BearerToken),
+			BearerTokenFile: t.BearerTokenFile,
+		})
 	}
 	return loki.Security{
 		TLS: loki.TLS{
@@ -182,6 +206,7 @@ func (l Loki) Security() loki.Security {
 		BearerToken:     string(l.BearerToken),
 		BearerTokenFile: l.BearerTokenFile,
 		Headers:         h,
+		TenantAuth:      ta,
 	}
 }
 

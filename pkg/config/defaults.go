@@ -35,6 +35,7 @@ func Default() Config {
 			MaxBackoff: 10 * time.Second,
 			QueueBytes: 6 << 20,
 			Headers:    map[string]Secret{},
+			TenantAuth: []LokiTenantAuth{},
 		},
 		DataDir:         "/var/lib/podtail",
 		Spool:           Spool{Enabled: true},

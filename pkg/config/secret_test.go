@@ -21,6 +21,7 @@ func TestSecretNeverPrinted(t *testing.T) {
 	c.Loki.BasicAuth = LokiBasicAuth{Username: "u", Password: pw}
 	c.Loki.BearerToken = pw
 	c.Loki.Headers = map[string]Secret{"X-Key": pw}
+	c.Loki.TenantAuth = []LokiTenantAuth{{Tenant: "a", BasicAuth: LokiBasicAuth{Username: "u", Password: pw}}, {Tenant: "b", BearerToken: pw}}
 
 	var outs []string
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {

@@ -118,6 +118,14 @@ func (c *Config) validateLokiSecurity(p *problems) {
 	} else if err == nil && u.Scheme == "http" && c.Loki.TLS != (LokiTLS{}) {
 		p.bad("loki.tls", "set, but loki.url %s is http://; use https:// or drop loki.tls", c.Loki.URL)
 	}
+	for i, ta := range c.Loki.TenantAuth {
+		if ta.Tenant == "" {
+			continue // Validate below says so
+		}
+		if err := labels.ValidTenant(ta.Tenant); err != nil {
+			p.bad(fmt.Sprintf("loki.tenant_auth[%d].tenant", i), "%v", err)
+		}
+	}
 	if err := c.Loki.Security().Validate(); err != nil { // reads the files named, so a bad one is caught here
 		*p = append(*p, err)
 	}

@@ -36,6 +36,19 @@ type Security struct {
 	// is podtail's to set, from the container's tenant label, and a fixed
 	// header would put every tenant's lines under one tenant.
 	Headers map[string]string
+	// TenantAuth are per-tenant credentials: a request whose X-Scope-OrgID
+	// is one of these tenants carries that tenant's credentials instead of
+	// BasicAuth or BearerToken(File), so a gateway that maps credentials to
+	// tenants accepts each tenant's pushes and queries.
+	TenantAuth []TenantAuth
+}
+
+// TenantAuth is one tenant's credentials: basic auth or a bearer token.
+type TenantAuth struct {
+	Tenant          string
+	BasicAuth       BasicAuth
+	BearerToken     string
+	BearerTokenFile string
 }
 
 // TLS configures https:// connections to Loki.
@@ -75,7 +88,7 @@ func (t TLS) tlsSet() bool {
 
 // sendsCredentials reports whether requests carry a password or token.
 func (s Security) sendsCredentials() bool {
-	return s.BasicAuth.Username != "" || s.BearerToken != "" || s.BearerTokenFile != "" || len(s.Headers) > 0
+	return s.BasicAuth.Username != "" || s.BearerToken != "" || s.BearerTokenFile != "" || len(s.Headers) > 0 || len(s.TenantAuth) > 0
 }
 
 // forbiddenHeaders may not be set through Headers: the tenant header is
@@ -120,32 +133,8 @@ func (s Security) Validate() error {
 		}
 	}
 
-	ba := s.BasicAuth
-	basic := ba.Username != "" || ba.Password != "" || ba.PasswordFile != ""
-	switch {
-	case ba.Password != "" && ba.PasswordFile != "":
-		bad("loki.basic_auth.password_file", "set it or loki.basic_auth.password, not both")
-	case basic && ba.Username == "":
-		bad("loki.basic_auth.username", "must be set with a password")
-	case basic && ba.Password == "" && ba.PasswordFile == "":
-		bad("loki.basic_auth.password", "must be set, or loki.basic_auth.password_file, with loki.basic_auth.username")
-	case ba.PasswordFile != "":
-		if _, err := readSecretFile("loki.basic_auth.password_file", ba.PasswordFile); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	bearer := s.BearerToken != "" || s.BearerTokenFile != ""
-	switch {
-	case s.BearerToken != "" && s.BearerTokenFile != "":
-		bad("loki.bearer_token_file", "set it or loki.bearer_token, not both")
-	case s.BearerTokenFile != "":
-		if _, err := readSecretFile("loki.bearer_token_file", s.BearerTokenFile); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if basic && bearer {
-		bad("loki.bearer_token", "set either loki.basic_auth or a bearer token, not both")
-	}
+	basic, bearer := validateCredentials("loki", s.BasicAuth, s.BearerToken, s.BearerTokenFile, &errs)
+	perTenant := s.validateTenantAuth(&errs)
 
 	for _, name := range sortedKeys(s.Headers) {
 		key := "loki.headers." + name
@@ -154,8 +143,8 @@ func (s Security) Validate() error {
 			bad("loki.headers", "%q is not a valid header name", name)
 		} else if why, ok := forbiddenHeaders[canon]; ok {
 			bad(key, "may not be set here: %s", why)
-		} else if canon == "Authorization" && (basic || bearer) {
-			bad(key, "conflicts with loki.basic_auth / loki.bearer_token; use one")
+		} else if canon == "Authorization" && (basic || bearer || perTenant) {
+			bad(key, "conflicts with loki.basic_auth / loki.bearer_token / loki.tenant_auth; use one")
 		}
 		if strings.ContainsAny(s.Headers[name], "\r\n\x00") {
 			bad(key, "the value holds a line break or NUL") // never the value itself
@@ -234,19 +223,14 @@ func (s Security) transport(log *zap.Logger) (http.RoundTripper, error) {
 	for _, name := range sortedKeys(s.Headers) {
 		a.headers = append(a.headers, [2]string{http.CanonicalHeaderKey(name), s.Headers[name]})
 	}
-	switch {
-	case s.BasicAuth.Username != "":
-		a.username = s.BasicAuth.Username
-		a.password = fixedSecret(s.BasicAuth.Password)
-		if s.BasicAuth.PasswordFile != "" {
-			a.password = &fileSecret{key: "loki.basic_auth.password_file", path: s.BasicAuth.PasswordFile, log: log}
+	a.def = newCredential("loki", s.BasicAuth, s.BearerToken, s.BearerTokenFile, log)
+	for i, ta := range s.TenantAuth {
+		if a.tenants == nil {
+			a.tenants = map[string]credential{}
 		}
-	case s.BearerToken != "":
-		a.token = fixedSecret(s.BearerToken)
-	case s.BearerTokenFile != "":
-		a.token = &fileSecret{key: "loki.bearer_token_file", path: s.BearerTokenFile, log: log}
+		a.tenants[ta.Tenant] = newCredential(fmt.Sprintf("loki.tenant_auth[%d]", i), ta.BasicAuth, ta.BearerToken, ta.BearerTokenFile, log)
 	}
-	if len(a.headers) == 0 && a.password == nil && a.token == nil {
+	if len(a.headers) == 0 && a.def.empty() && a.tenants == nil {
 		return base, nil
 	}
 	return a, nil
@@ -271,11 +255,10 @@ func (c copyConn) ReadFrom(r io.Reader) (int64, error) {
 // authTransport adds headers and credentials to each request on its way to
 // base.
 type authTransport struct {
-	base     *http.Transport
-	headers  [][2]string // canonical name, value
-	username string
-	password secret // set with username
-	token    secret
+	base    *http.Transport
+	headers [][2]string // canonical name, value
+	def     credential
+	tenants map[string]credential // by X-Scope-OrgID
 }
 
 // RoundTrip sends a copy of req (a RoundTripper must not change its
@@ -285,21 +268,13 @@ func (a *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	for _, h := range a.headers {
 		r.Header.Set(h[0], h[1])
 	}
-	switch {
-	case a.password != nil:
-		pw, err := a.password.get()
-		if err != nil {
-			closeBody(req)
-			return nil, err
-		}
-		r.SetBasicAuth(a.username, pw)
-	case a.token != nil:
-		tok, err := a.token.get()
-		if err != nil {
-			closeBody(req)
-			return nil, err
-		}
-		r.Header.Set("Authorization", "Bearer "+tok)
+	c, ok := a.tenants[r.Header.Get("X-Scope-OrgID")]
+	if !ok {
+		c = a.def
+	}
+	if err := c.apply(r); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	return a.base.RoundTrip(r)
 }
