@@ -10,6 +10,9 @@
 #     Prometheus's and Loki's own parsers and loaders and checks every metric
 #     a dashboard or rule uses against podtail's code; first on a copy broken
 #     on purpose, to show the lint still catches each kind of mistake.
+#   - the distributed Loki's config (contrib/loki/distributed) with the same
+#     lint and, through the test bed, Loki's -verify-config per target; its
+#     nginx gateway with `nginx -t` (first on a copy broken on purpose).
 # The generator is built from the podman v5 Go module in a throw-away module
 # (never the project's go.mod), the lint in the Loki build module (which
 # already depends on Loki and Prometheus); both are cached under
@@ -208,6 +211,59 @@ echo "lint: reports each of the mistakes made on purpose in a copy ($(grep -c ':
 if ! "$lint" -root "$root"; then
 	echo "FAIL: lint" >&2
 	fail=1
+fi
+
+# The distributed Loki (contrib/loki/distributed): its config through the same
+# lint, in a copy of the tree where it stands in for loki.yaml; each target
+# with Loki's own -verify-config when the test bed's Loki is at hand.
+echo "==> lint: contrib/loki/distributed/loki-distributed.yaml"
+mkdir "$tmp/dist"
+cp -r "$root/pkg" "$root/cmd" "$root/docs" "$root/contrib" "$root/README.md" "$tmp/dist/"
+cp "$root/contrib/loki/distributed/loki-distributed.yaml" "$tmp/dist/contrib/loki/loki.yaml"
+if ! "$lint" -root "$tmp/dist" >"$tmp/dist.out" 2>&1; then
+	sed "s#contrib/loki/loki.yaml#contrib/loki/distributed/loki-distributed.yaml#" "$tmp/dist.out" >&2
+	echo "FAIL: lint of loki-distributed.yaml" >&2
+	fail=1
+else
+	echo "loki-distributed.yaml: loads and validates"
+fi
+if [ -n "${PODTAIL_LOKI_BIN:-}" ]; then
+	for target in write read backend; do
+		if out=$("$PODTAIL_LOKI_BIN" -config.file="$root/contrib/loki/distributed/loki-distributed.yaml" -target=$target -verify-config 2>&1); then
+			echo "loki -target=$target -verify-config: OK"
+		else
+			printf '%s\n' "$out" >&2
+			echo "FAIL: loki -target=$target -verify-config" >&2
+			fail=1
+		fi
+	done
+fi
+
+# The gateway with nginx -t, included in the http block of a minimal main
+# configuration as /etc/nginx/conf.d would include it; first a copy naming
+# an upstream that does not exist, which must be reported.
+nginx=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+if [ -x "$nginx" ]; then
+	echo "==> nginx -t contrib/loki/distributed/gateway.conf"
+	mkdir "$tmp/nginx"
+	nginx_t() {
+		printf 'pid %s/nginx.pid;\nerror_log %s/error.log;\nevents {}\nhttp {\n  include %s;\n}\n' "$tmp/nginx" "$tmp/nginx" "$1" >"$tmp/nginx/nginx.conf"
+		"$nginx" -t -q -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx/nginx.conf" 2>&1
+	}
+	sed 's#http://loki_write;#http://loki_wirte;#' "$root/contrib/loki/distributed/gateway.conf" >"$tmp/nginx/broken.conf"
+	if ! nginx_t "$tmp/nginx/broken.conf" | grep -q 'host not found in upstream "loki_wirte"'; then
+		echo "FAIL: nginx -t did not report an unknown upstream" >&2
+		fail=1
+	fi
+	if out=$(nginx_t "$root/contrib/loki/distributed/gateway.conf"); then
+		echo "gateway.conf: nginx -t OK"
+	else
+		printf '%s\n' "$out" >&2
+		echo "FAIL: nginx -t contrib/loki/distributed/gateway.conf" >&2
+		fail=1
+	fi
+else
+	echo "SKIP: nginx is not installed (e2e/testbed/testbed.sh installs it): gateway.conf not checked" >&2
 fi
 
 if [ "$fail" -ne 0 ]; then

@@ -84,6 +84,23 @@ install_chromium() {
 	apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium >/dev/null
 }
 
+# Debian's nginx, the gateway in front of the distributed Loki
+# (e2e/testbed/gateway.go, e2e/distributed_test.go) and what contrib/check.sh
+# checks contrib/loki/distributed/gateway.conf with (nginx -t). The tests run
+# it as a plain process with a prefix and configuration of their own. The
+# package's own nginx is not started: without systemd, invoke-rc.d's policy
+# denies it (measured); a host whose policy allows it gets Debian's default
+# site on port 80, which nothing here uses.
+install_nginx() {
+	if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+		return
+	fi
+	log "installing nginx-light (the distributed Loki's gateway)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get -o DPkg::Lock::Timeout=300 update -qq
+	apt-get install -y -qq -o DPkg::Lock::Timeout=300 nginx-light >/dev/null
+}
+
 # A containers.conf carried by the test bed. It makes containers run on
 # these VMs; it is a property of the test machines, not something podtail
 # needs on users' hosts.
@@ -289,6 +306,7 @@ podman4-file)
 		install_podman
 		install_logrotate
 		install_chromium
+		install_nginx
 	) &
 	podman_pid=$!
 	write_containers_conf
