@@ -61,8 +61,17 @@ func containerLabels(tenantLabel string, i int) []string {
 
 // startPrinters starts n containers that each print the lines file to
 // stdout once and then stay up (Promtail's docker_sd only lists running
-// containers), three podman CLIs at a time.
+// containers).
 func startPrinters(ctx context.Context, set *containerSet, image, prefix, tenantLabel, linesFile, logDriver string, n int) error {
+	return startContainers(ctx, set, prefix, tenantLabel, logDriver, n, func(int) []string {
+		return []string{"-v", linesFile + ":/in.log:ro", image, "sh", "-c", "cat /in.log; exec sleep 100000"}
+	})
+}
+
+// startContainers starts n labelled containers detached, prefix-c000 on,
+// three podman CLIs at a time (the CLI's own start-up is most of the time);
+// tail(i) is container i's mounts, image and command.
+func startContainers(ctx context.Context, set *containerSet, prefix, tenantLabel, logDriver string, n int, tail func(i int) []string) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, n)
 	next := make(chan int)
@@ -75,7 +84,7 @@ func startPrinters(ctx context.Context, set *containerSet, image, prefix, tenant
 				set.add(name)
 				args := []string{"run", "-d", "--name", name, "--log-driver", logDriver}
 				args = append(args, containerLabels(tenantLabel, i)...)
-				args = append(args, "-v", linesFile+":/in.log:ro", image, "sh", "-c", "cat /in.log; exec sleep 100000")
+				args = append(args, tail(i)...)
 				if _, err := pod(ctx, args...); err != nil {
 					errc <- err
 				}

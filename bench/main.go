@@ -3,7 +3,7 @@
 // and against the necessary-work bound (one tight loop doing only what the
 // seed's pipeline requires). `make bench` runs it through the test bed:
 //
-//	e2e/testbed/testbed.sh go run ./bench -podtail bin/podtail [-quick] [-scenarios throughput,manyfiles,containers,discovery]
+//	e2e/testbed/testbed.sh go run ./bench -podtail bin/podtail [-quick] [-scenarios throughput,manyfiles,containers,journald,discovery,idle]
 //
 // With -baseline PATH (make bench-ab builds one from a git revision) a
 // second podtail binary runs as the tool podtail-base beside podtail in
@@ -22,22 +22,30 @@
 // /proc/<pid>/stat, peak RSS (VmHWM). A CPU profile of podtail in the
 // throughput scenario (a separate, unmeasured run with server.pprof) ends
 // the report.
+//
+// The idle scenario (idle.go; not in the default list: its window alone is
+// -idle-window, 10 minutes, so run it as `-scenarios idle`) is the cost at
+// rest: 1,000 log files in the seed's layout written once (-idle-files,
+// -idle-lines) and 200 containers printing a line a minute
+// (-idle-containers). Its tools run at the same time, each with its own
+// state and sink (CPU time is per process); once every sink has counted the
+// initial lines and -idle-settle has passed, each tool's CPU over the
+// window, extrapolated to an hour, its VmRSS and VmHWM, and the Podman
+// service's CPU (once: it cannot be attributed); then a CPU profile of
+// podtail at rest (-idle-profile).
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -66,6 +74,7 @@ type options struct {
 	loki, profile, keep            bool
 	runs                           int
 	stall                          time.Duration
+	idle                           idleOptions // idle.go
 }
 
 func main() {
@@ -88,7 +97,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "podtail's repository (for bench/promtailbuild and bench/alloybuild)")
 	flag.StringVar(&o.dir, "dir", "", "work directory; empty: a new one under $TMPDIR, removed afterwards")
 	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
-	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,journald,discovery", "scenarios to run, comma-separated (journald: the containers scenario with --log-driver journald)")
+	flag.StringVar(&scen, "scenarios", "throughput,manyfiles,containers,journald,discovery", "scenarios to run, comma-separated (journald: the containers scenario with --log-driver journald; idle, not in the default: the tools at rest over -idle-window, idle.go)")
 	flag.StringVar(&tools, "tools", "podtail,promtail,alloy", "tools to run, comma-separated: podtail, promtail, alloy, and with -baseline podtail-base (which -baseline adds wherever podtail is named)")
 	flag.StringVar(&tp, "throughput", "100x20000", "throughput scenario: FILESxLINES per file")
 	flag.StringVar(&mf, "manyfiles", "1000x1000", "many-files scenario: FILESxLINES per file")
@@ -102,6 +111,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.IntVar(&o.runs, "runs", 3, "file scenarios: runs of podtail (and of podtail-base, with -baseline) and of the bound, taken in turn; the report shows the median run by CPU (this machine's speed wanders by a fifth from minute to minute)")
 	flag.DurationVar(&o.stall, "stall", 90*time.Second, "give up on a tool that makes no progress for this long")
+	o.idle.flags()
 	flag.Parse()
 
 	set := func(s string) map[string]bool {
@@ -116,9 +126,9 @@ func main() {
 	o.scenarios = set(scen)
 	for s := range o.scenarios {
 		switch s {
-		case "throughput", "manyfiles", "containers", "journald", "discovery":
+		case "throughput", "manyfiles", "containers", "journald", "discovery", "idle":
 		default:
-			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, journald, discovery)", s))
+			fail(fmt.Errorf("-scenarios: unknown scenario %q (throughput, manyfiles, containers, journald, discovery, idle)", s))
 		}
 	}
 	var err error
@@ -142,6 +152,7 @@ func main() {
 		pick("containers", &o.containers, 20)
 		pick("container-lines", &o.containerLines, 500)
 		pick("starts", &o.starts, 10)
+		o.idle.quick(given)
 	}
 	if o.runs < 1 {
 		fail(fmt.Errorf("-runs: %d is not a count of runs", o.runs))
@@ -333,6 +344,11 @@ func run(ctx context.Context, o options) (*Report, error) {
 			return b.rep, err
 		}
 	}
+	if o.scenarios["idle"] {
+		if err := b.idle(ctx); err != nil {
+			return b.rep, fmt.Errorf("idle: %w", err)
+		}
+	}
 	b.rep.Finished = time.Now()
 	return b.rep, nil
 }
@@ -426,325 +442,6 @@ func (b *bench) peerStart(tool, root, sock, tenantLabel string) (start func(sink
 		}
 	}
 	return start, ready
-}
-
-// files runs a file scenario: generate, each tool, the bound, the profile.
-func (b *bench) files(ctx context.Context, name string, shape [2]int, profile bool) error {
-	s := shapeFor(shape[0], shape[1])
-	root := filepath.Join(b.dir, name+"-logs")
-	logf("%s: generating %s", name, s)
-	genStart := time.Now()
-	w, err := Generate(root, s, time.Now().Add(-10*time.Minute))
-	if err != nil {
-		return err
-	}
-	logf("%s: %d lines, %.1f MB in %s", name, w.Lines, float64(w.Bytes)/1e6, time.Since(genStart).Round(time.Millisecond))
-	sc := &Scenario{Name: name, Title: fmt.Sprintf("%s: %d lines, %.1f MB, lines of %d–%d bytes", s, w.Lines, float64(w.Bytes)/1e6, w.MinLine, w.MaxLine)}
-	b.rep.Scenarios = append(b.rep.Scenarios, sc)
-	glob := filepath.Join(root, "namespace", "*", "*", "workplace", "logs")
-	specFor := func(tool string) runSpec {
-		spec := runSpec{tool: tool, expect: w.Lines, bytes: w.Bytes, from: w.TimeFrom, to: w.TimeTo, stall: b.o.stall, forward: b.forward}
-		if isPodtail(tool) {
-			spec.start = b.startPodtail(tool, podtailConfig{StaticGlob: glob})
-		} else {
-			spec.start, _ = b.peerStart(tool, root, "", "")
-		}
-		return spec
-	}
-	one := func(tool string, i, n int) (Result, error) {
-		dir, err := b.toolDir(name, tool)
-		if err != nil {
-			return Result{}, err
-		}
-		logf("%s: %s (run %d of %d)", name, tool, i+1, n)
-		r, err := measure(ctx, dir, specFor(tool))
-		if err != nil {
-			return r, err
-		}
-		logf("%s: %s: %s", name, tool, r.brief())
-		return r, nil
-	}
-	// podtail (and podtail-base, with -baseline) and the bound run in turn,
-	// runs times each, and the median of each is reported: the ratios
-	// between them then compare runs made under the same conditions.
-	// The peers run once: they take a minute, and their ratio to podtail is
-	// an order of magnitude, far above the noise. A peer that fails (exits,
-	// or stalls) gets a row saying how, and the bench goes on.
-	var turn []string // podtail and podtail-base, those asked for
-	for _, tool := range b.o.tools {
-		if isPodtail(tool) {
-			turn = append(turn, tool)
-		}
-	}
-	runs := map[string][]Result{}
-	var bounds []Result
-	for i := 0; i < b.o.runs && len(turn) > 0; i++ {
-		for _, tool := range roundOrder(turn, i) {
-			r, err := one(tool, i, b.o.runs)
-			if err != nil {
-				return err
-			}
-			runs[tool] = append(runs[tool], r)
-		}
-		logf("%s: the necessary-work bound (run %d of %d)", name, i+1, b.o.runs)
-		br, err := measureBound(root, w.Lines)
-		if err != nil {
-			return err
-		}
-		logf("%s: bound: %s", name, br.brief())
-		bounds = append(bounds, br)
-	}
-	for _, tool := range turn {
-		sc.Results = append(sc.Results, median(runs[tool]))
-	}
-	for _, tool := range b.o.tools {
-		if isPodtail(tool) {
-			continue
-		}
-		r, err := one(tool, 0, 1)
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			r = b.peerFailed(name, r, err)
-		}
-		sc.Results = append(sc.Results, r)
-	}
-	if len(bounds) == 0 {
-		logf("%s: the necessary-work bound", name)
-		br, err := measureBound(root, w.Lines)
-		if err != nil {
-			return err
-		}
-		logf("%s: bound: %s", name, br.brief())
-		bounds = append(bounds, br)
-	}
-	br := median(bounds)
-	sc.Bound = &br
-
-	if profile && contains(b.o.tools, "podtail") {
-		if err := b.profilePodtail(ctx, sc, specFor("podtail"), glob); err != nil {
-			return fmt.Errorf("profile: %w", err)
-		}
-	}
-	if !b.o.keep {
-		_ = os.RemoveAll(root)
-	}
-	return nil
-}
-
-// median is the run of median CPU time; with more than one, its note gives
-// the range of all of them.
-func median(rs []Result) Result {
-	sorted := slices.Clone(rs)
-	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.TotalCPU(), b.TotalCPU()) })
-	m := sorted[len(sorted)/2]
-	m.Runs, m.CPUMin, m.CPUMax = len(sorted), sorted[0].TotalCPU(), sorted[len(sorted)-1].TotalCPU()
-	if len(sorted) > 1 {
-		note := fmt.Sprintf("median of %d runs by CPU (%.2f–%.2f s)", len(sorted), sorted[0].TotalCPU().Seconds(), sorted[len(sorted)-1].TotalCPU().Seconds())
-		if m.Note != "" {
-			note = m.Note + "; " + note
-		}
-		m.Note = note
-	}
-	return m
-}
-
-// profilePodtail runs podtail once more on the same files with
-// server.pprof, takes a CPU profile over (about) the time the measured run
-// took, and keeps pprof's top entries, by flat and by cumulative time.
-func (b *bench) profilePodtail(ctx context.Context, sc *Scenario, spec runSpec, glob string) error {
-	var wall time.Duration
-	for _, r := range sc.Results {
-		if r.Tool == "podtail" {
-			wall = r.Wall
-		}
-	}
-	secs := max(1, int(wall.Seconds()))
-	dir, err := b.toolDir(sc.Name, "podtail-profile")
-	if err != nil {
-		return err
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
-	spec.start = b.startPodtail("podtail", podtailConfig{StaticGlob: glob, Listen: listen, Pprof: true})
-	profile := filepath.Join(dir, "podtail.cpu.pprof")
-	done := make(chan error, 1)
-	spec.during = func(p *proc) {
-		done <- fetchProfile(ctx, "http://"+listen+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), profile)
-	}
-	logf("%s: profiling podtail for %d s (a separate run)", sc.Name, secs)
-	if _, err := measure(ctx, dir, spec); err != nil {
-		return err
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return err
-		}
-	case <-time.After(30 * time.Second):
-		return errors.New("the profile did not arrive")
-	}
-	sc.Profile = profile
-	for _, by := range []string{"flat", "cum"} {
-		args := []string{"tool", "pprof", "-top", "-nodecount=15"}
-		if by == "cum" {
-			args = append(args, "-cum")
-		}
-		out, err := exec.CommandContext(ctx, "go", append(args, b.podtail, profile)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("go tool pprof: %w: %s", err, out)
-		}
-		sc.Top = append(sc.Top, fmt.Sprintf("by %s:\n%s", by, out))
-	}
-	return nil
-}
-
-func fetchProfile(ctx context.Context, url, path string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("profile: %w", err)
-			}
-			time.Sleep(20 * time.Millisecond) // podtail is still starting
-			continue
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			body, _ := io.ReadAll(resp.Body)
-			return fmt.Errorf("profile: HTTP %d: %s", resp.StatusCode, body)
-		}
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			f.Close()
-			return fmt.Errorf("profile: %w", err)
-		}
-		return f.Close()
-	}
-}
-
-// containerScenario runs containers that print to stdout through the log
-// driver given (k8s-file: podtail reads ctr.log; journald: podtail reads the
-// journal's files; Promtail reads both through the Podman API), each tool
-// in turn, and adds the scenario to the report.
-func (b *bench) containerScenario(ctx context.Context, name, driver, sock string, svcPID int, image, prefix, tenantLabel string) error {
-	n, lines := b.o.containers, b.o.containerLines
-	lw, err := Generate(filepath.Join(b.dir, name+"-lines"), shapeFor(1, lines), time.Now().Add(-10*time.Minute))
-	if err != nil {
-		return err
-	}
-	logf("%s: starting %d containers (log driver %s) that print %d lines each", name, n, driver, lines)
-	startAt := time.Now()
-	if err := startPrinters(ctx, &b.containers, image, prefix+"-"+name, tenantLabel, lw.Files[0], driver, n); err != nil {
-		return err
-	}
-	logf("%s: started in %s", name, time.Since(startAt).Round(time.Millisecond))
-	sc := &Scenario{Name: name, Containers: true,
-		Title: fmt.Sprintf("%d containers × %d lines on stdout, log driver %s: %d lines, %.1f MB; CPU includes the Podman service's",
-			n, lines, driver, lw.Lines*int64(n), float64(lw.Bytes*int64(n))/1e6)}
-	b.rep.Scenarios = append(b.rep.Scenarios, sc)
-	for _, tool := range b.o.tools {
-		dir, err := b.toolDir(name, tool)
-		if err != nil {
-			return err
-		}
-		spec := runSpec{tool: tool, expect: lw.Lines * int64(n), bytes: lw.Bytes * int64(n), servicePID: svcPID,
-			from: lw.TimeFrom, to: lw.TimeTo, stall: b.o.stall, forward: b.forward}
-		if isPodtail(tool) {
-			spec.start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel})
-		} else {
-			spec.start, _ = b.peerStart(tool, "", sock, tenantLabel)
-		}
-		logf("%s: %s", name, tool)
-		r, err := measure(ctx, dir, spec)
-		if err != nil && !isPodtail(tool) && ctx.Err() == nil {
-			// A peer reads the containers through the Podman API's Docker
-			// compatibility, which cannot follow them everywhere (Podman 4.3
-			// with file events refuses journald containers): a finding for
-			// the scenario's table, not the end of the bench.
-			sc.Results = append(sc.Results, b.peerFailed(name, r, err))
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		logf("%s: %s: %s", name, tool, r.brief())
-		sc.Results = append(sc.Results, r)
-	}
-	b.containers.removeAll()
-	return nil
-}
-
-// podmanScenarios runs the container and discovery scenarios on a Podman
-// API service of the bench's own.
-func (b *bench) podmanScenarios(ctx context.Context) error {
-	image, err := mustGetenv("PODTAIL_TEST_IMAGE")
-	if err != nil {
-		return err
-	}
-	sock := filepath.Join(b.dir, "podman.sock")
-	svc, err := testbed.StartPodmanService(sock)
-	if err != nil {
-		return err
-	}
-	defer svc.Stop()
-	defer b.containers.removeAll()
-	svcPID := svc.Cmd.Process.Pid
-	tenantLabel := "bench_" + b.runID + "_tenant"
-	prefix := "bench-" + b.runID
-
-	for _, driver := range []string{"k8s-file", "journald"} {
-		name := map[string]string{"k8s-file": "containers", "journald": "journald"}[driver]
-		if !b.o.scenarios[name] {
-			continue
-		}
-		if err := b.containerScenario(ctx, name, driver, sock, svcPID, image, prefix, tenantLabel); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
-
-	if b.o.scenarios["discovery"] {
-		for _, tool := range b.o.tools {
-			dir, err := b.toolDir("discovery", tool)
-			if err != nil {
-				return err
-			}
-			var start func(sinkURL, dir string) (*proc, error)
-			var ready func(p *proc) error
-			if isPodtail(tool) {
-				listen := fmt.Sprintf("127.0.0.1:%d", testbed.FreePort())
-				start = b.startPodtail(tool, podtailConfig{Socket: sock, TenantLabel: tenantLabel, Listen: listen})
-				ready = func(*proc) error { return waitReady("http://"+listen+"/ready", 30*time.Second) }
-			} else {
-				start, ready = b.peerStart(tool, "", sock, tenantLabel)
-			}
-			logf("discovery: %s, %d starts %s apart", tool, b.o.starts, b.o.startInterval)
-			lat, err := discovery(ctx, &b.containers, image, prefix+"-"+tool, tenantLabel, b.o.starts, b.o.startInterval,
-				b.forward, start, ready, dir, tool)
-			if err != nil && !isPodtail(tool) && ctx.Err() == nil {
-				lat.Failed = failure(err)
-				logf("discovery: %s failed: %v", tool, err)
-				b.rep.Latencies = append(b.rep.Latencies, lat)
-				b.containers.removeAll()
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("discovery: %w", err)
-			}
-			logf("discovery: %s: p50 %s p99 %s (%d/%d seen)", tool, lat.P50, lat.P99, lat.Seen, lat.Starts)
-			b.rep.Latencies = append(b.rep.Latencies, lat)
-			b.containers.removeAll()
-		}
-	}
-	return nil
 }
 
 // peerFailed is the row of a peer that failed in a scenario: what the

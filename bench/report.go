@@ -19,6 +19,7 @@ type Report struct {
 	Baseline          string // podtail-base's version and path, with -baseline
 	Scenarios         []*Scenario
 	Latencies         []Latency
+	Idle              *Idle // the idle scenario's (idle.go)
 	Notes             []string
 }
 
@@ -62,6 +63,11 @@ func (rep *Report) peers() []string {
 	}
 	for _, l := range rep.Latencies {
 		seen[l.Tool] = true
+	}
+	if rep.Idle != nil {
+		for _, r := range rep.Idle.Rows {
+			seen[r.Tool] = true
+		}
 	}
 	var ps []string
 	for _, t := range []string{"promtail", "alloy"} {
@@ -252,6 +258,9 @@ func (rep *Report) String() string {
 			fmt.Fprintf(&b, "\n%s\n", f)
 		}
 	}
+	if rep.Idle != nil {
+		rep.Idle.section(&b)
+	}
 	rep.ab(&b)
 	rep.summary(&b)
 	rep.targets(&b)
@@ -382,7 +391,7 @@ func (rep *Report) summary(b *strings.Builder) {
 }
 
 // targets21 compares the run with issue 21's targets that this bench
-// measures (the idle scenario and the soak are elsewhere).
+// measures (the soak's are elsewhere).
 func (rep *Report) targets21(b *strings.Builder) {
 	find := func(scenario string) *Scenario {
 		for _, sc := range rep.Scenarios {
@@ -437,6 +446,9 @@ func (rep *Report) targets21(b *strings.Builder) {
 		if l.Tool == "podtail" {
 			lines = append(lines, fmt.Sprintf("discovery: p99 %s over %d starts (≤ 500 ms): %s", l.P99.Round(time.Millisecond), l.Starts, verdict(l.P99 <= 500*time.Millisecond && l.Seen == l.Starts)))
 		}
+	}
+	if rep.Idle != nil {
+		lines = append(lines, rep.Idle.targets(verdict)...)
 	}
 	if len(lines) == 0 {
 		return

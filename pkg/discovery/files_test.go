@@ -271,3 +271,42 @@ func FuzzFileRules(f *testing.F) {
 		}
 	})
 }
+
+// A component of a published directory's path replaced by a symlink is
+// seen at the next rescan, though the other directories under the same
+// parent were checked before it (what a scan learns of the path's
+// components is kept for that scan only).
+func TestStaticRescanSeesNewSymlink(t *testing.T) {
+	root := t.TempDir()
+	ns := filepath.Join(root, "namespace")
+	for _, u := range []string{"alpha", "beta"} {
+		if err := os.MkdirAll(filepath.Join(ns, u, "app", "workplace", "logs"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := discovery.NewStatic([]discovery.StaticDir{{Glob: filepath.Join(ns, "*", "*", "workplace", "logs")}},
+		seedRules(t), discovery.Shared{}, 10*time.Millisecond, zap.NewNop())
+	up := make(chan []discovery.Target, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx, up); close(done) }()
+	defer func() { cancel(); <-done }()
+	if set := <-up; len(set) != 2 {
+		t.Fatalf("first scan published %d directories, want 2: %+v", len(set), set)
+	}
+	// beta's app becomes a link to alpha's: the path rule would give it beta's tenant.
+	if err := os.RemoveAll(filepath.Join(ns, "beta", "app")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(ns, "alpha", "app"), filepath.Join(ns, "beta", "app")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case set := <-up:
+		if len(set) != 1 || set[0].Tenant != "alpha" {
+			t.Fatalf("after the symlink: %+v; want only alpha's directory", set)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no rescan published the change")
+	}
+}

@@ -61,6 +61,7 @@ func (s *Static) Run(ctx context.Context, up chan []Target) error {
 
 func (s *Static) scan() []Target {
 	seen := map[string]bool{}
+	plain := map[string]bool{} // components found not to be symlinks, this scan
 	var out []Target
 	for _, sd := range s.dirs {
 		matches, err := filepath.Glob(sd.Glob)
@@ -73,7 +74,7 @@ func (s *Static) scan() []Target {
 				continue
 			}
 			seen[dir] = true
-			if link := symlinkIn(dir); link != "" {
+			if link := symlinkIn(dir, plain); link != "" {
 				// The glob follows symlinks; the tenant would come from a path
 				// that leads somewhere else (another tenant's directory).
 				s.once(dir, "static directory not collected: its path goes through a symlink, which podtail does not follow", zap.String("symlink", link))
@@ -102,16 +103,26 @@ func (s *Static) scan() []Target {
 
 // symlinkIn returns the first component of path, from the root, that is a
 // symlink, or "". The tailer checks again when it opens the directory (this
-// is what is published, and said once).
-func symlinkIn(path string) string {
+// is what is published, and said once). plain holds the components already
+// found not to be symlinks in this scan, and gets those found now: a glob's
+// directories share most of their path (a thousand under
+// /srv/namespace/*/*/workplace/logs share /srv/namespace and their user's
+// directory), and an lstat of every component of every one was a third of
+// the rescan's CPU at rest. It is kept for one scan only, so a component
+// replaced by a symlink is seen at the next.
+func symlinkIn(path string, plain map[string]bool) string {
 	path = filepath.Clean(path)
 	var parts []string
-	for p := path; p != filepath.Dir(p); p = filepath.Dir(p) {
+	for p := path; p != filepath.Dir(p) && !plain[p]; p = filepath.Dir(p) {
 		parts = append(parts, p)
 	}
 	for i := len(parts) - 1; i >= 0; i-- {
-		if fi, err := os.Lstat(parts[i]); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		fi, err := os.Lstat(parts[i])
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
 			return parts[i]
+		}
+		if err == nil {
+			plain[parts[i]] = true
 		}
 	}
 	return ""

@@ -44,6 +44,14 @@ const (
 	// each of a thousand held-back directories 20 times a second: with a
 	// small queue that doubled podtail's syscall time.
 	heldBackRelist = time.Second
+	// watchedPoll is the longest a quiet directory that inotify watches
+	// waits without being woken: a write, or a name coming, going or
+	// moving wakes it at once, and an overflow of inotify's queue wakes
+	// every tailer, so the poll is only a safety net. Polling each of a
+	// thousand idle directories every poll_interval (250 ms) was most of
+	// podtail's CPU at rest (make bench's idle scenario). The container
+	// readers back off the same way (source.watchedPoll).
+	watchedPoll = 5 * time.Second
 	// readBudget is bytes per file per cycle, so one busy file cannot
 	// starve the others.
 	readBudget  = 4 << 20
@@ -133,6 +141,12 @@ type Dir struct {
 	backlog bool
 	// watched: inotify watches the directory.
 	watched bool
+	// unsettled: the last cycle left work that no inotify event announces
+	// (the directory not listed, a push the sink refused, a file truncated
+	// in place to open anew, a file left unopened for lack of an open-file
+	// slot, a gzip backup still being written): the next cycle comes after
+	// the poll, not later.
+	unsettled bool
 
 	ls listing     // the directory's entries (list.go)
 	id identifying // what the files read are (identify.go)
@@ -204,7 +218,32 @@ func (d *Dir) step(now time.Time, woke uint32) wait {
 	if d.w.has(draining) && now.Sub(d.idleSince) >= drainSettle {
 		return wait{end: true}
 	}
-	return wait{after: d.cfg.Poll}
+	return wait{after: d.idlePoll(now)}
+}
+
+// idlePoll is how long a step that found nothing waits for the next look
+// unless woken: the poll, or while inotify watches the directory and the
+// cycle left nothing unsettled, as long as the directory has been quiet,
+// up to watchedPoll. Not while draining (the tailer ends drainSettle after
+// its last progress), while a file just written is unopened (its writes
+// end no wait: see listing.unopened), or while a multi-line entry waits to
+// be completed by its max_wait, which only a step notices.
+func (d *Dir) idlePoll(now time.Time) time.Duration {
+	if !d.watched || d.unsettled || d.ls.unopened || d.w.has(draining) || d.joining() {
+		return d.cfg.Poll
+	}
+	return max(d.cfg.Poll, min(now.Sub(d.idleSince), watchedPoll))
+}
+
+// joining reports whether a reader holds a multi-line entry not yet
+// complete or not yet sent.
+func (d *Dir) joining() bool {
+	for _, r := range d.readers {
+		if r.ml != nil && (r.ml.Pending() > 0 || len(r.joined) > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // relistEvery is the longest a wait for the sink or a read slot lasts
@@ -222,6 +261,7 @@ func (d *Dir) relistEvery() time.Duration {
 // every open file as far as it goes (up to a budget). It reports whether
 // anything happened.
 func (d *Dir) cycle(ctx context.Context, now time.Time, relist bool) (progressed bool, err error) {
+	d.unsettled = false
 	if d.backlog && !relist && !d.ls.due(now, d.watched) {
 		progressed, err = d.readAll(ctx)
 		d.backlog = progressed && err == nil
@@ -231,6 +271,8 @@ func (d *Dir) cycle(ctx context.Context, now time.Time, relist bool) (progressed
 	if fresh, ok := d.list(now); ok {
 		progressed = d.openAll(fresh, now)
 		d.forget(now) // after opening: a file opened this cycle is live
+	} else {
+		d.unsettled = true // not listed (gone, or refused): retried at the poll
 	}
 	read, err := d.readAll(ctx)
 	return progressed || read, err
@@ -265,6 +307,7 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 		d.id.readTo[r.key] = r.off
 		if errors.Is(err, errIncomplete) {
 			d.close(r) // reopened next cycle, resuming at readTo
+			d.unsettled = true
 			continue
 		}
 		if err != nil {
@@ -283,6 +326,7 @@ func (d *Dir) readAll(ctx context.Context) (bool, error) {
 		}
 		progressed = progressed || n > 0
 		if err := r.flush(wctx, false); err != nil {
+			d.unsettled = true
 			return progressed, nil // pushed back: the next cycle sends it
 		}
 		d.atEOF(wctx, r)

@@ -17,7 +17,9 @@ import (
 // deleted, or truncated in place (copytruncate). ctx is readAll's sink wait.
 func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	if r.gz {
-		d.finish(ctx, r, "gzip backup read")
+		if !d.finish(ctx, r, "gzip backup read") {
+			d.unsettled = true // pushed back: the next cycle finishes it
+		}
 		return
 	}
 	st, err := fstat(r.f)
@@ -25,6 +27,7 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 		d.log.Info("file truncated in place (copytruncate); reading it anew", zap.String("file", r.name))
 		d.metrics.rotations.WithLabelValues(d.cfg.Tenant, "truncate").Inc()
 		d.close(r)
+		d.unsettled = true
 		return // not seen: the next cycle opens it as a new file
 	}
 	if d.ls.dirfd < 0 {
@@ -45,6 +48,7 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	// since a write may have landed between the last read and the rename.
 	_, eof, rerr := r.read(ctx, d.clock.Now().Add(readSlice))
 	if rerr != nil || !eof {
+		d.unsettled = true
 		return // pushed back, or more to read: the next cycle comes back here
 	}
 	d.id.readTo[r.key] = r.off
@@ -54,6 +58,8 @@ func (d *Dir) atEOF(ctx context.Context, r *reader) {
 	}
 	if d.finish(ctx, r, "file "+reason) {
 		d.metrics.rotations.WithLabelValues(d.cfg.Tenant, reason).Inc()
+	} else {
+		d.unsettled = true // pushed back: the next cycle finishes it
 	}
 }
 

@@ -45,6 +45,7 @@ func (d *Dir) open(c candidate) bool {
 		return false
 	}
 	if !d.cfg.OpenFiles.tryAcquire() {
+		d.unsettled = true // another directory's close wakes no one here
 		if !d.warned["open"] {
 			d.warned["open"] = true
 			d.log.Warn("open-file bound reached; waiting for a slot", zap.String("file", c.name))
