@@ -35,10 +35,11 @@ const (
 	pollMin   = 10 * time.Millisecond
 	pollMax   = 250 * time.Millisecond
 	// watchedPoll is the longest a reader whose log's directory inotify
-	// watches waits without being woken: a safety net (an overflow of
-	// inotify's queue wakes every reader), so an idle container costs a
-	// look every few seconds rather than four a second.
-	watchedPoll = 5 * time.Second
+	// watches (or, for the journal, its watcher) waits without being
+	// woken: a safety net (an overflow of inotify's queue wakes every
+	// reader), so an idle container costs a look every few minutes rather
+	// than four a second.
+	watchedPoll = 5 * time.Minute
 	// readSteps is how many reads a step makes before it lets the stepping
 	// goroutine check for the context's end and start over.
 	readSteps = 64
@@ -312,23 +313,17 @@ func (c *ContainerOutput) rotated(ctx context.Context, nf *os.File, noff int64) 
 }
 
 // backoff is the next wait of a reader that found nothing: from pollMin,
-// doubling up to pollMax, or up to watchedPoll while inotify says when the
-// log's directory changes (the poll is then only a safety net).
+// doubling up to pollMax. While inotify says when the log's directory
+// changes, one look pollMin after the last output (the writes meanwhile
+// are left to it: Nudge) is all: then the reader waits to be woken, the
+// poll only a safety net. Looking on at growing intervals was a dozen
+// steps a minute for each idle container that prints a line a minute.
 func (c *ContainerOutput) backoff() time.Duration {
+	if c.watched && c.poll > 0 {
+		return watchedPoll
+	}
 	c.poll = max(pollMin, min(c.poll*2, pollMax))
-	if c.watched {
-		return max(c.poll, min(c.idleFor(), watchedPoll))
-	}
 	return c.poll
-}
-
-// idleFor is how long the reader has found nothing (0 when it just found
-// something): a log quiet for a while is looked at less often.
-func (c *ContainerOutput) idleFor() time.Duration {
-	if c.idle.IsZero() {
-		return 0
-	}
-	return c.clock.Now().Sub(c.idle)
 }
 
 // dropBuf gives the read buffer back, unless it holds a line not read to

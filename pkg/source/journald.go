@@ -37,9 +37,8 @@ const (
 	fieldID       = "CONTAINER_ID_FULL"
 )
 
-// journalPoll is how often a reader looks at the journal without a Watcher,
-// and at least as often between its wake-ups (up to watchedPoll while the
-// container is quiet), in case one was missed.
+// journalPoll is how often a reader looks at the journal without a Watcher
+// (with one, it waits to be woken: watchedPoll).
 const journalPoll = time.Second
 
 // JournalOutput reads one container's stdout and stderr from the systemd
@@ -178,14 +177,16 @@ func (o *JournalOutput) step(ctx context.Context, now time.Time) next {
 		_ = o.flushJoined(ctx, o.last, true)
 		return next{end: true, err: o.flush(ctx)}
 	}
-	// From pollMin after output, doubling up to journalPoll: a busy
-	// container's entries are read in batches (a change reported meanwhile
-	// waits for the look, see Nudge). The watcher wakes a quiet one, which
-	// is looked at less often, up to watchedPoll.
-	o.poll = max(pollMin, min(o.poll*2, journalPoll))
-	wait := o.poll
-	if o.unwatch != nil && o.poll == journalPoll {
-		wait = max(wait, min(now.Sub(o.idle), watchedPoll))
+	// One look pollMin after output (a busy container's entries are read
+	// in batches: a change reported meanwhile waits for it, see Nudge),
+	// then the watcher wakes the reader, the poll only a safety net.
+	// Without a watcher: from pollMin, doubling up to journalPoll.
+	var wait time.Duration
+	if o.unwatch != nil && o.poll > 0 {
+		wait = watchedPoll
+	} else {
+		o.poll = max(pollMin, min(o.poll*2, journalPoll))
+		wait = o.poll
 	}
 	return next{after: o.joins.wait(now, o.wait(wait))}
 }

@@ -49,9 +49,10 @@ const (
 	// moving wakes it at once, and an overflow of inotify's queue wakes
 	// every tailer, so the poll is only a safety net. Polling each of a
 	// thousand idle directories every poll_interval (250 ms) was most of
-	// podtail's CPU at rest (make bench's idle scenario). The container
-	// readers back off the same way (source.watchedPoll).
-	watchedPoll = 5 * time.Second
+	// podtail's CPU at rest (make bench's idle scenario: 568 CPU-s an
+	// hour), and every 5 s still a third of it. The container readers
+	// back off the same way (source.watchedPoll).
+	watchedPoll = 5 * time.Minute
 	// readBudget is bytes per file per cycle, so one busy file cannot
 	// starve the others.
 	readBudget  = 4 << 20
@@ -262,7 +263,11 @@ func (d *Dir) relistEvery() time.Duration {
 // anything happened.
 func (d *Dir) cycle(ctx context.Context, now time.Time, relist bool) (progressed bool, err error) {
 	d.unsettled = false
-	if d.backlog && !relist && !d.ls.due(now, d.watched) {
+	// A write inotify reports is no name changing (that sets relist): in a
+	// watched directory it needs no listing, nor does a backlog read on.
+	// Listing at each write of an app writing a line at a time was half of
+	// podtail's CPU at a few thousand lines a second (docs/capacity.md).
+	if !relist && !d.ls.due(now, d.watched) && (d.backlog || (d.watched && !d.ls.unopened)) {
 		progressed, err = d.readAll(ctx)
 		d.backlog = progressed && err == nil
 		return progressed, err
@@ -271,8 +276,16 @@ func (d *Dir) cycle(ctx context.Context, now time.Time, relist bool) (progressed
 	if fresh, ok := d.list(now); ok {
 		progressed = d.openAll(fresh, now)
 		d.forget(now) // after opening: a file opened this cycle is live
+		if !d.watched {
+			d.rewatch()
+		}
 	} else {
 		d.unsettled = true // not listed (gone, or refused): retried at the poll
+		if d.watched {
+			// A directory removed takes its inotify watch with it: one
+			// created again at the path is watched once it is listed.
+			d.unwatch()
+		}
 	}
 	read, err := d.readAll(ctx)
 	return progressed || read, err

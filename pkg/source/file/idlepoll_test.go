@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/podtail/podtail/pkg/pipeline"
 	"github.com/podtail/podtail/pkg/pipeline/stage"
 )
@@ -29,9 +31,9 @@ func TestIdlePollBacksOffWhileWatched(t *testing.T) {
 	if w := st.step(woken); w != (wait{after: 2 * time.Second}) {
 		t.Fatalf("quiet for 2s: %+v, want a wait of 2s", w)
 	}
-	st.clock.Advance(time.Minute)
+	st.clock.Advance(10 * time.Minute)
 	if w := st.step(woken); w != (wait{after: watchedPoll}) {
-		t.Fatalf("quiet for a minute: %+v, want watchedPoll", w)
+		t.Fatalf("quiet for ten minutes: %+v, want watchedPoll", w)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	must(t, err)
@@ -79,27 +81,81 @@ func TestIdlePollWhileJoining(t *testing.T) {
 	if s.total() != 1 {
 		t.Fatalf("%d entries after max_wait, want the joined one", s.total())
 	}
-	st.clock.Advance(time.Minute)
+	st.clock.Advance(10 * time.Minute)
 	if w := st.step(woken); w != (wait{after: watchedPoll}) {
-		t.Fatalf("nothing pending, quiet for a minute: %+v, want watchedPoll", w)
+		t.Fatalf("nothing pending, quiet for ten minutes: %+v, want watchedPoll", w)
 	}
 }
 
 // A directory that cannot be listed (removed, say) is looked at every poll
 // however long it has been quiet: it may come back, and its watch went with
-// it.
+// it; once listed again it is watched again.
 func TestIdlePollWhileNotListed(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "logs")
 	must(t, os.MkdirAll(dir, 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "app.log"), numbered(1, 2), 0o644))
 	s := newSink()
+	watch, err := NewWatcher(zap.NewNop())
+	if err != nil {
+		t.Skipf("no inotify: %v", err)
+	}
+	defer watch.Close()
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil, func(c *Config) { c.Watch = watch })
+	st.settle()
+	if !st.d.watched {
+		t.Fatal("not watched once listed, with a shared watcher")
+	}
+	must(t, os.RemoveAll(dir))
+	st.clock.Advance(time.Minute) // past reopenDirEvery: the directory is opened again
+	if w := st.settle(); w != (wait{after: st.d.cfg.Poll}) {
+		t.Fatalf("directory gone, quiet for a minute: %+v, want the poll", w)
+	}
+	if st.d.watched {
+		t.Error("still taken for watched after the directory went")
+	}
+	exactlyOnce(t, s, 1, 2)
+
+	must(t, os.MkdirAll(dir, 0o755))
+	st.clock.Advance(time.Minute)
+	st.settle()
+	if !st.d.watched {
+		t.Error("not watched again once the directory came back")
+	}
+}
+
+// A write woken for in a watched directory is read without listing the
+// directory (a name changing sets relist, and inotify says so); a listing
+// comes with relist, or once listEveryWatched has passed.
+func TestWriteReadWithoutListing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.log")
+	must(t, os.WriteFile(path, numbered(1, 2), 0o644))
+	s := newSink()
 	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil)
 	st.d.watched = true
 	st.settle()
-	must(t, os.RemoveAll(dir))
-	st.clock.Advance(time.Minute) // past reopenDirEvery: the directory is opened again
-	if w := st.step(woken); w != (wait{after: st.d.cfg.Poll}) {
-		t.Fatalf("directory gone, quiet for a minute: %+v, want the poll", w)
+	listed := st.d.ls.listedAt
+	for i := 3; i <= 5; i++ {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		must(t, err)
+		_, err = f.Write(numbered(i, i))
+		must(t, err)
+		must(t, f.Close())
+		st.clock.Advance(100 * time.Millisecond)
+		st.step(woken)
+		if !st.d.ls.listedAt.Equal(listed) {
+			t.Fatalf("write %d: the directory was listed for a write", i)
+		}
 	}
-	exactlyOnce(t, s, 1, 2)
+	exactlyOnce(t, s, 1, 5)
+	st.step(woken | relist)
+	if st.d.ls.listedAt.Equal(listed) {
+		t.Error("not listed when a name changed (relist)")
+	}
+	listed = st.d.ls.listedAt
+	st.clock.Advance(listEveryWatched)
+	st.step(woken)
+	if st.d.ls.listedAt.Equal(listed) {
+		t.Error("not listed once listEveryWatched passed")
+	}
 }

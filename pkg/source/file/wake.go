@@ -250,3 +250,22 @@ func (d *Dir) watch() (stop func()) {
 		}
 	}
 }
+
+// rewatch watches the directory again through the shared watcher, after
+// it was removed (and its watch with it) and listed again.
+func (d *Dir) rewatch() {
+	if d.cfg.Watch == nil {
+		return
+	}
+	if stop, err := d.cfg.Watch.Watch(d.cfg.Dir, d.changed); err == nil {
+		d.stopWatch, d.watched = stop, true
+	}
+}
+
+// unwatch stops the directory's watch (removed with the directory).
+func (d *Dir) unwatch() {
+	if d.stopWatch != nil {
+		d.stopWatch()
+	}
+	d.stopWatch, d.watched = func() {}, false
+}

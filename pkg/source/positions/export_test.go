@@ -30,3 +30,9 @@ func NoteFailures(log *zap.Logger, path string, offsets []time.Duration, err err
 	f.note(t0.Add(offsets[len(offsets)-1]+time.Second), nil, path, log)
 	return n
 }
+
+// RestGap and BusyChanges are Run's pacing at rest (positions.go).
+const (
+	RestGap     = restGap
+	BusyChanges = busyChanges
+)

@@ -3,6 +3,7 @@ package positions_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -258,6 +259,8 @@ func TestRunSyncsOnStop(t *testing.T) {
 
 // Run writes a moved position to disk at once, not on a timer: a crash
 // right after an acknowledgement must not resend what Loki already has.
+// After a write of few changes (a host at rest) the next waits up to
+// RestGap, unless BusyChanges come first (output picked up again).
 func TestRunSyncsPromptlyAfterPut(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
@@ -268,19 +271,28 @@ func TestRunSyncsPromptlyAfterPut(t *testing.T) {
 		s.Run(ctx, time.Hour, noErrors(t))
 	}()
 	defer func() { cancel(); <-done }()
-	for i := int64(1); i <= 3; i++ {
-		s.Put("container:a", positions.Position{Offset: i})
-		deadline := time.Now().Add(2 * time.Second)
+	onDisk := func(key string, off int64, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
 		for {
-			if p, ok := open(t, dir).Get("container:a"); ok && p.Offset == i {
-				break
+			if p, ok := open(t, dir).Get(key); ok && p.Offset == off {
+				return time.Since(start)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("offset %d not on disk 2 s after Put", i)
+			if time.Since(start) > within {
+				t.Fatalf("%s offset %d not on disk %v after Put", key, off, within)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
+	s.Put("container:a", positions.Position{Offset: 1})
+	onDisk("container:a", 1, positions.RestGap/2)
+	s.Put("container:a", positions.Position{Offset: 2})
+	onDisk("container:a", 2, positions.RestGap+time.Second)
+	// At rest again; a burst of changes is written before RestGap is out.
+	for i := range positions.BusyChanges {
+		s.Put(fmt.Sprintf("file:/logs#%d", i), positions.Position{Offset: int64(i + 1)})
+	}
+	onDisk(fmt.Sprintf("file:/logs#%d", positions.BusyChanges-1), positions.BusyChanges, positions.RestGap/2)
 }
 
 // Keys lists exactly the keys with the given prefix, deleted ones excluded.
