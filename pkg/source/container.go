@@ -215,7 +215,7 @@ func (c *ContainerOutput) step(ctx context.Context, now time.Time) next {
 	if nf, noff, changed := c.checkRotated(c.f, c.off); changed {
 		return c.rotated(ctx, nf, noff)
 	}
-	if c.settled(now, &c.idle) {
+	if c.settled(now, &c.idle, drainSettle) {
 		// The container is gone: a line it left unfinished is all there
 		// will be of it, and so is an entry being joined.
 		for _, name := range []string{Stdout, Stderr} {

@@ -333,6 +333,7 @@ func newJoinJournalReader(t *testing.T, root string, store *positions.Store, s *
 	o := NewJournalOutput(journalTarget("d"), Journal{Dirs: []string{root}}, store, pipes,
 		pipeline.Sink{Consumer: s.consumer()}, false, NewMetrics(prometheus.NewRegistry()), zap.NewNop())
 	o.clock = clk
+	o.settle = drainSettle // a fixture journal gets no late entries
 	return o
 }
 

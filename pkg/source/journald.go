@@ -37,6 +37,13 @@ const (
 	fieldID       = "CONTAINER_ID_FULL"
 )
 
+// journalSettle is drainSettle for the journal: conmon hands a container's
+// last lines to journald's socket, and a busy journald stores them seconds
+// later (the soak lost a container's last three lines to 300 ms). The
+// journal keeps a removed container's entries, so waiting longer costs
+// nothing but the reader's end coming later.
+const journalSettle = 3 * time.Second
+
 // journalPoll is how often a reader looks at the journal without a Watcher
 // (with one, it waits to be woken: watchedPoll).
 const journalPoll = time.Second
@@ -67,6 +74,7 @@ type JournalOutput struct {
 	r       *journal.Reader
 	e       journal.Entry
 	idle    time.Time     // when the reader last found nothing new
+	settle  time.Duration // journalSettle; shorter in tests of fixed journals
 	poll    time.Duration // the last wait
 	unwatch func()
 
@@ -102,6 +110,7 @@ func NewJournalOutput(t discovery.Target, j Journal, store *positions.Store, pip
 		log: outputLog(log, t),
 	}
 	o.parking.init()
+	o.settle = journalSettle
 	o.joins = newJoins[journal.Cursor](pipes.Join, &o.mu)
 	o.linesN, o.bytesN = m.lines.WithLabelValues(t.Tenant), m.bytes.WithLabelValues(t.Tenant)
 	o.lostN = m.journalLost.WithLabelValues(t.Tenant)
@@ -170,7 +179,7 @@ func (o *JournalOutput) step(ctx context.Context, now time.Time) next {
 		o.idle, o.poll = time.Time{}, 0
 		return next{again: true}
 	}
-	if o.settled(now, &o.idle) {
+	if o.settled(now, &o.idle, o.settle) {
 		// The container is gone: a line it left unfinished is all there
 		// will be of it, and so is an entry being joined.
 		o.sendDangling(ctx)

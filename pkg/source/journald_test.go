@@ -64,8 +64,10 @@ func journalTarget(name string) discovery.Target {
 }
 
 func newJournalReader(t *testing.T, root, name string, store *positions.Store, next pipeline.Consumer) *JournalOutput {
-	return NewJournalOutput(journalTarget(name), Journal{Dirs: []string{root}}, store, Pipes{}, pipeline.Sink{Consumer: next}, false,
+	o := NewJournalOutput(journalTarget(name), Journal{Dirs: []string{root}}, store, Pipes{}, pipeline.Sink{Consumer: next}, false,
 		NewMetrics(prometheus.NewRegistry()), zap.NewNop())
+	o.settle = drainSettle // a fixture journal gets no late entries
+	return o
 }
 
 // A container's entries, and only its, in order: stdout and stderr told
@@ -193,6 +195,7 @@ func drainJournal(t *testing.T, root, name string, store *positions.Store) *sink
 // runJournalToEnd runs a draining reader until it returns.
 func runJournalToEnd(t *testing.T, o *JournalOutput) error {
 	t.Helper()
+	o.settle = drainSettle // a fixture journal gets no late entries
 	return runReader(t, o).wait()
 }
 

@@ -60,6 +60,7 @@ type parking struct {
 	word     atomic.Uint32
 	due      atomic.Int64 // when the parked reader's timer fires (Unix ns); 0 while stepping
 	draining atomic.Bool
+	drainAt  atomic.Int64 // when SetDraining(true) was last called (Unix ns)
 	clock    clock
 	timer    clockwork.Timer
 
@@ -106,6 +107,12 @@ func (p *parking) Nudge() {
 // draining reader reads to the end of the log (for JournalOutput: of what
 // the journal holds) and ends.
 func (p *parking) SetDraining(v bool) {
+	if p.draining.Load() == v {
+		return // told again (every Sync does): the settle counts from the first
+	}
+	if v {
+		p.drainAt.Store(p.clock.Now().UnixNano())
+	}
 	if p.draining.Swap(v) != v {
 		p.Wake()
 	}
@@ -143,13 +150,24 @@ func (p *parking) steps() {
 }
 
 // settled says whether a draining reader has found nothing new for
-// drainSettle. idle is when it last found nothing new (zero: it just found
-// something); the first look that finds nothing sets it to now.
-func (p *parking) settled(now time.Time, idle *time.Time) bool {
+// settle, counted from when it last found something or from when it was
+// told the container stopped, whichever is later: a reader that had found
+// nothing for a while must still wait for the container's last output,
+// which conmon (or journald, behind its socket) writes after Podman says
+// the container died. idle is when it last found nothing new (zero: it
+// just found something); the first look that finds nothing sets it to now.
+func (p *parking) settled(now time.Time, idle *time.Time, settle time.Duration) bool {
 	if idle.IsZero() {
 		*idle = now
 	}
-	return p.draining.Load() && now.Sub(*idle) >= drainSettle
+	if !p.draining.Load() {
+		return false
+	}
+	from := *idle
+	if at := time.Unix(0, p.drainAt.Load()); at.After(from) {
+		from = at
+	}
+	return now.Sub(from) >= settle
 }
 
 // wait is how long a reader that found nothing waits at most: poll, but no

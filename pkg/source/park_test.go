@@ -131,3 +131,29 @@ func TestNudgeLeavesAChangeToALookDueSoon(t *testing.T) {
 	p.Nudge()
 	eventually(t, "a step at the nudge, the next look a minute away", func() bool { return steps.Load() == 3 })
 }
+
+// A reader that had found nothing for a while still waits settle after
+// it is told the container stopped: the container's last lines come after
+// Podman says it died (the soak lost them when the wait counted from the
+// last look that found nothing). Told again, the wait does not restart.
+func TestSettledCountsFromTheDrain(t *testing.T) {
+	clk := newFakeClock()
+	var p parking
+	p.init()
+	p.clock = clk
+	idle := clk.Now()
+	clk.advance(time.Minute)
+	if p.settled(clk.Now(), &idle, drainSettle) {
+		t.Fatal("settled before draining")
+	}
+	p.SetDraining(true)
+	clk.advance(drainSettle / 2)
+	if p.settled(clk.Now(), &idle, drainSettle) {
+		t.Fatalf("settled %v after the drain began, quiet for a minute before: want %v after it", drainSettle/2, drainSettle)
+	}
+	p.SetDraining(true) // every Sync says so again
+	clk.advance(drainSettle / 2)
+	if !p.settled(clk.Now(), &idle, drainSettle) {
+		t.Fatalf("not settled %v after the drain began", drainSettle)
+	}
+}
