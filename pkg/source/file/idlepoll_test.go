@@ -24,7 +24,10 @@ func TestIdlePollBacksOffWhileWatched(t *testing.T) {
 	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: s}, nil)
 	st.d.watched = true
 	poll := st.d.cfg.Poll
-	if w := st.settle(); w != (wait{after: poll}) {
+	if w := st.settle(); w != (wait{after: batchLook}) {
+		t.Fatalf("just read: %+v, want one more look batchLook later", w)
+	}
+	if w := st.step(woken); w != (wait{after: poll}) {
 		t.Fatalf("just idle: %+v, want the poll", w)
 	}
 	st.clock.Advance(2 * time.Second)
@@ -40,8 +43,8 @@ func TestIdlePollBacksOffWhileWatched(t *testing.T) {
 	_, err = f.Write(numbered(4, 4))
 	must(t, err)
 	must(t, f.Close())
-	if w := st.settle(); w != (wait{after: poll}) {
-		t.Fatalf("after a line: %+v, want the poll", w)
+	if w := st.settle(); w != (wait{after: batchLook}) {
+		t.Fatalf("after a line: %+v, want a look batchLook later", w)
 	}
 	exactlyOnce(t, s, 1, 4)
 
@@ -157,5 +160,29 @@ func TestWriteReadWithoutListing(t *testing.T) {
 	st.step(woken)
 	if st.d.ls.listedAt.Equal(listed) {
 		t.Error("not listed once listEveryWatched passed")
+	}
+}
+
+// A write reported while the tailer's next look is due within batchGap is
+// left to that look; one reported later wakes it, and a name changing
+// always does.
+func TestWriteLeftToALookDueSoon(t *testing.T) {
+	dir := t.TempDir()
+	st := newStepper(t, dir, nil, pipeline.Sink{Consumer: newSink()}, nil)
+	st.d.w.take(reasons)
+	st.d.w.due.Store(st.clock.Now().Add(batchLook).UnixNano())
+	st.d.changed(false)
+	if st.d.w.has(woken) {
+		t.Fatalf("woken by a write with a look due in %v", batchLook)
+	}
+	st.d.changed(true)
+	if !st.d.w.has(woken | relist) {
+		t.Fatal("a name changing did not wake the tailer to list")
+	}
+	st.d.w.take(reasons)
+	st.d.w.due.Store(st.clock.Now().Add(time.Second).UnixNano())
+	st.d.changed(false)
+	if !st.d.w.has(woken) {
+		t.Fatal("a write with the next look a second away did not wake the tailer")
 	}
 }

@@ -45,6 +45,7 @@ const (
 // under way, if any.
 type waker struct {
 	word     atomic.Uint32
+	due      atomic.Int64 // when the waiting tailer's timer fires (Unix ns); 0 while stepping
 	timer    clockwork.Timer
 	stopWait atomic.Pointer[context.CancelFunc]
 }
@@ -71,6 +72,7 @@ func (d *Dir) kick(why uint32) {
 // tailer has ended, stepping stays set and nothing starts again.
 func (d *Dir) steps() {
 	for {
+		d.w.due.Store(0)
 		woke := d.w.take(reasons)
 		for {
 			wt := d.step(d.clock.Now(), woke)
@@ -99,6 +101,7 @@ func (d *Dir) steps() {
 // wait sets up what ends wt: the timer, and the tailer's place in its
 // tenant's queue for a read slot.
 func (d *Dir) wait(wt wait) {
+	d.w.due.Store(d.clock.Now().Add(wt.after).UnixNano())
 	d.w.timer.Reset(wt.after)
 	if wt.slot && d.w.set(queued) {
 		d.cfg.ReadSlots.wait(d.cfg.Tenant, d.waiter)
@@ -169,12 +172,15 @@ func (d *Dir) onTimer() {
 // changed is inotify's word that something in the directory changed:
 // renamed, a name came, went or moved (a rotation, which a reader held
 // back by the sink must not miss). A write to a tailer queued for a read
-// slot waits for the slot: a cycle per write would only find none free.
+// slot waits for the slot: a cycle per write would only find none free;
+// one to a tailer whose look is due within batchGap waits for the look.
 func (d *Dir) changed(renamed bool) {
 	if renamed {
 		d.interrupt()
 	} else if d.w.has(queued) {
 		return
+	} else if due := d.w.due.Load(); due != 0 && due-d.clock.Now().UnixNano() <= int64(batchGap) {
+		return // the look due soon reads it (batchLook)
 	}
 	d.kick(woken)
 }
