@@ -151,3 +151,10 @@ func cursorAfter(a, b journal.Cursor) bool {
 	}
 	return a.Realtime > b.Realtime
 }
+
+// inFlight is how many lines sent are not acknowledged yet.
+func (o *JournalOutput) inFlight() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return int64(len(o.sent))
+}

@@ -163,7 +163,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 	s.present = maps.Clone(containers)
 	if sp := s.cfg.Spool; sp != nil {
 		for _, t := range targets {
-			if t.LogPath != "" && t.StartedAt != 0 {
+			if (t.LogPath != "" || t.LogDriver == podman.LogDriverJournal) && t.StartedAt != 0 {
 				sp.Keep(t)
 			}
 		}
@@ -172,7 +172,7 @@ func (s *Scheduler) Sync(targets []discovery.Target) {
 		for _, t := range sp.Gone(containers) {
 			key := Key(t.ID)
 			containers[t.ID] = true // keep its position meanwhile
-			if _, busy := s.running[key]; !busy && want[key] == nil && unacked(t.LogPath, s.store, key) == 0 {
+			if _, busy := s.running[key]; !busy && want[key] == nil && t.LogDriver != podman.LogDriverJournal && unacked(t.LogPath, s.store, key) == 0 {
 				sp.Release(t.ID)
 				continue
 			}
@@ -315,8 +315,15 @@ func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key st
 		s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
 	}
 	if id, ok := strings.CutPrefix(key, Key("")); ok && s.cfg.Spool != nil && ctx.Err() == nil {
+		// What is left to deliver: the spooled log past the acknowledged
+		// offset, or the journald reader's lines in flight (it read the
+		// journal to the end of the container's entries, or failed).
+		left := func() int64 { return unacked(s.cfg.Spool.logPath(id), s.store, key) }
+		if o, ok := r.src.(*JournalOutput); ok {
+			left = o.inFlight
+		}
 		s.wg.Add(1)
-		go func() { defer s.wg.Done(); s.release(s.ctx, id) }()
+		go func() { defer s.wg.Done(); s.release(s.ctx, id, left) }()
 	}
 	s.mu.Lock()
 	if s.running[key] == r {
@@ -332,7 +339,7 @@ func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key st
 // release lets the spool's link of a container that was read to its end
 // go, once the container is gone and Loki has acknowledged all of it, so
 // that a removed container's log does not wait for the next Sync to be freed.
-func (s *Scheduler) release(ctx context.Context, id string) {
+func (s *Scheduler) release(ctx context.Context, id string, left func() int64) {
 	for {
 		s.mu.Lock()
 		gone := !s.present[id]
@@ -340,7 +347,7 @@ func (s *Scheduler) release(ctx context.Context, id string) {
 		if !gone {
 			return // stopped, not removed: its removal's Sync will see to it
 		}
-		if unacked(s.cfg.Spool.logPath(id), s.store, Key(id)) == 0 {
+		if left() == 0 {
 			s.cfg.Spool.Release(id)
 			return
 		}

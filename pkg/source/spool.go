@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/podtail/podtail/pkg/discovery"
+	"github.com/podtail/podtail/pkg/podman"
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
@@ -68,7 +69,7 @@ func OpenSpool(dir string, log *zap.Logger) (*Spool, error) {
 			log.Error("spool: unreadable entry left alone", zap.String("file", m), zap.Error(err))
 			continue
 		}
-		if _, err := os.Stat(sp.logPath(id)); err != nil {
+		if _, err := os.Stat(sp.logPath(id)); err != nil && s.Target.LogDriver != podman.LogDriverJournal {
 			_ = os.Remove(m) // its log is gone: nothing left to deliver
 			continue
 		}
@@ -81,14 +82,23 @@ func (sp *Spool) logPath(id string) string  { return filepath.Join(sp.dir, id+".
 func (sp *Spool) metaPath(id string) string { return filepath.Join(sp.dir, id+".json") }
 
 // Keep links t's log into the spool, once. A log not there yet (the
-// container has not started) is tried again on the next call.
+// container has not started) is tried again on the next call. A journald
+// container's output stays in the journal after its removal: only the
+// target is recorded, so that a podtail restarted after the removal still
+// reads what it had not delivered (the soak lost such tails).
 func (sp *Spool) Keep(t discovery.Target) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.copies || t.LogPath == "" {
+	if _, ok := sp.linked[t.ID]; ok {
 		return
 	}
-	if _, ok := sp.linked[t.ID]; ok {
+	if t.LogDriver == podman.LogDriverJournal {
+		if err := sp.record(t); err != nil {
+			sp.log.Warn("spool: cannot record a container", zap.String("container", t.Name), zap.Error(err))
+		}
+		return
+	}
+	if sp.copies || t.LogPath == "" {
 		return
 	}
 	link := sp.logPath(t.ID)
@@ -164,14 +174,18 @@ func (sp *Spool) Copy(t discovery.Target, copy func(dst string) error) {
 }
 
 // Gone returns the spooled containers not among present, each as a target
-// that reads the spooled link (the original log is gone, or soon will be).
+// that reads the spooled link (the original log is gone, or soon will be),
+// or for journald the journal.
 func (sp *Spool) Gone(present map[string]bool) []discovery.Target {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	var out []discovery.Target
 	for id, t := range sp.linked {
 		if !present[id] {
-			t.LogPath, t.Running = sp.logPath(id), false
+			if t.LogDriver != podman.LogDriverJournal {
+				t.LogPath = sp.logPath(id)
+			}
+			t.Running = false
 			out = append(out, t)
 		}
 	}

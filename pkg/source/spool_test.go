@@ -135,3 +135,50 @@ func TestSpoolDoesNotReplaceADrainingReader(t *testing.T) {
 		t.Errorf("lines %q, want [a b] once each", got)
 	}
 }
+
+// A journald container removed while podtail was down (or before it had
+// delivered everything) is still read after a restart: the spool records
+// its target, and the journal keeps its entries. The soak lost the tails
+// of containers removed within seconds of a SIGKILL.
+func TestSpoolReadsRemovedJournaldContainerAfterRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	store := openStore(t, dataDir)
+	spoolDir := filepath.Join(dataDir, "spool")
+	root := journalDirOf(t, conmonFixture)
+	sp, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newSchedFixture(t, "start", store)
+	f.s.cfg.Spool, f.s.cfg.Journal = sp, Journal{Dirs: []string{root}}
+	tg := journalTarget("d")
+	tg.StartedAt = started1
+	f.s.Sync([]discovery.Target{tg})
+	first := f.sink.wait(2)
+	first[0].Ack.Ack(first[0].Pos) // Loki has the first line only
+	eventually(t, "the first line's position stored", func() bool {
+		p, ok := store.Get(Key(tg.ID))
+		return ok && p.Cursor != ""
+	})
+	f.stop() // podtail killed; the container is removed meanwhile
+
+	sp2, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newSchedFixture(t, "start", store)
+	g.s.cfg.Spool, g.s.cfg.Journal = sp2, Journal{Dirs: []string{root}}
+	g.s.Sync(nil) // the container is gone
+	again := g.sink.wait(1)
+	if got, want := lines(again)[0], lines(first)[1]; got != want {
+		t.Fatalf("after the restart, first line %q; want %q (the first not acknowledged)", got, want)
+	}
+	eventually(t, "the removed container read to its end, acknowledged and released", func() bool {
+		for _, e := range g.sink.entries() {
+			e.Ack.Ack(e.Pos)
+		}
+		g.s.Sync(nil)
+		_, err := os.Stat(filepath.Join(spoolDir, tg.ID+".json"))
+		return os.IsNotExist(err)
+	})
+}
