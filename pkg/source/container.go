@@ -24,6 +24,12 @@ import (
 	"github.com/podtail/podtail/pkg/source/positions"
 )
 
+// errLogGone ends a reader whose container stopped before its log could be
+// opened: the run was not read, so the scheduler starts a reader again if
+// the log turns up elsewhere (the spool's link of a container removed
+// meanwhile: the soak lost such a tail after a restart).
+var errLogGone = errors.New("container log gone before it could be opened")
+
 // MaxLineBytes caps what is buffered of input without a newline (not
 // conmon's: conmon splits long lines into P parts); such a chunk is shipped
 // as it is, bounded by the stream's line limit. A line joined from P parts
@@ -190,6 +196,7 @@ func (c *ContainerOutput) step(ctx context.Context, now time.Time) next {
 		if err != nil || (f == nil && c.draining.Load()) {
 			if err == nil {
 				c.log.Info("container gone before its log could be opened (or it has no k8s-file log)", zap.String("path", c.target.LogPath))
+				err = errLogGone
 			}
 			return next{end: true, err: err}
 		}

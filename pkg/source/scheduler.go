@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"os"
 	"strings"
@@ -311,7 +312,8 @@ func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key st
 	defer s.wg.Done()
 	defer cancel()
 	defer s.metrics.targets.Dec()
-	if err != nil {
+	gone := errors.Is(err, errLogGone) // nothing was read: said by the reader
+	if err != nil && !gone {
 		s.log.Error("source stopped", zap.String("source", key), zap.Error(err))
 	}
 	if id, ok := strings.CutPrefix(key, Key("")); ok && s.cfg.Spool != nil && ctx.Err() == nil {
@@ -329,7 +331,9 @@ func (s *Scheduler) ended(ctx context.Context, cancel context.CancelFunc, key st
 	if s.running[key] == r {
 		delete(s.running, key)
 		if ctx.Err() == nil {
-			s.finished[key] = r.startedAt
+			if !gone {
+				s.finished[key] = r.startedAt
+			}
 			s.stopped[key] = endedRun{run: r, err: err, at: time.Now()}
 		}
 	}

@@ -182,3 +182,42 @@ func TestSpoolReadsRemovedJournaldContainerAfterRestart(t *testing.T) {
 		return os.IsNotExist(err)
 	})
 }
+
+// A container stopped and removed between podtail's listing and its reader
+// opening the log: the reader finds the log gone and ends without reading
+// anything, and the spool's link, which a podtail before the restart made,
+// is read once the removal is seen. (The soak lost such a tail: the ended
+// run was taken for read to its end.)
+func TestSpoolReadAfterTheLogVanishedUnderAListing(t *testing.T) {
+	dataDir := t.TempDir()
+	store := openStore(t, dataDir)
+	spoolDir := filepath.Join(dataDir, "spool")
+	sp, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
+	f.s.cfg.Spool = sp
+	f.s.Sync([]discovery.Target{f.target(true, started1)})
+	got := f.sink.wait(2)
+	got[0].Ack.Ack(got[0].Pos) // Loki has "a" only
+	f.stop()                   // podtail killed
+
+	// Meanwhile the container stopped and was removed: its log is gone,
+	// but the restarted podtail's first listing still has it.
+	if err := os.Remove(f.lf.path); err != nil {
+		t.Fatal(err)
+	}
+	sp2, err := OpenSpool(spoolDir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newSchedFixture(t, "start", store)
+	g.s.cfg.Spool = sp2
+	g.s.Sync([]discovery.Target{f.target(false, started1)})
+	g.waitIdle()
+	g.s.Sync(nil) // the removal
+	if l := lines(g.sink.wait(1)); !slices.Equal(l, []string{"b"}) {
+		t.Fatalf("after the restart, lines %q; want [b] from the spool", l)
+	}
+}
