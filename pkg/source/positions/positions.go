@@ -546,6 +546,9 @@ func (s *Store) Run(ctx context.Context, retry time.Duration, log *zap.Logger) {
 			}
 			f.note(time.Now(), nil, s.path, log)
 			// Changes coming faster than this are written together.
+			if changes == 0 {
+				continue // nothing was written: the next change is, at once
+			}
 			if changes < busyChanges {
 				s.rest(ctx)
 			} else {
