@@ -19,10 +19,7 @@ func TestSpoolKeepsRemovedContainersLog(t *testing.T) {
 	dataDir := t.TempDir()
 	store := openStore(t, dataDir)
 	spoolDir := filepath.Join(dataDir, "spool")
-	sp, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := openSpool(t, spoolDir)
 	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
 	f.s.cfg.Spool = sp
 	f.s.Sync([]discovery.Target{f.target(true, started1)})
@@ -35,10 +32,7 @@ func TestSpoolKeepsRemovedContainersLog(t *testing.T) {
 	}
 	f.stop() // podtail stops with "b" and "c" unacknowledged
 
-	sp2, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp2 := openSpool(t, spoolDir)
 	g := newSchedFixture(t, "start", store)
 	g.s.cfg.Spool = sp2
 	g.s.Sync(nil) // the container is gone
@@ -69,10 +63,7 @@ func TestSpoolCopiesRemovedContainersLogWithoutLinks(t *testing.T) {
 	dataDir := t.TempDir()
 	store := openStore(t, dataDir)
 	spoolDir := filepath.Join(dataDir, "spool")
-	sp, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := openSpool(t, spoolDir)
 	sp.copies = true // as after EXDEV
 	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
 	f.s.cfg.Spool = sp
@@ -92,10 +83,7 @@ func TestSpoolCopiesRemovedContainersLogWithoutLinks(t *testing.T) {
 	})
 	f.stop()
 
-	sp2, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp2 := openSpool(t, spoolDir)
 	g := newSchedFixture(t, "start", store)
 	g.s.cfg.Spool = sp2
 	g.s.Sync(nil)
@@ -145,10 +133,7 @@ func TestSpoolReadsRemovedJournaldContainerAfterRestart(t *testing.T) {
 	store := openStore(t, dataDir)
 	spoolDir := filepath.Join(dataDir, "spool")
 	root := journalDirOf(t, conmonFixture)
-	sp, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := openSpool(t, spoolDir)
 	f := newSchedFixture(t, "start", store)
 	f.s.cfg.Spool, f.s.cfg.Journal = sp, Journal{Dirs: []string{root}}
 	tg := journalTarget("d")
@@ -162,10 +147,7 @@ func TestSpoolReadsRemovedJournaldContainerAfterRestart(t *testing.T) {
 	})
 	f.stop() // podtail killed; the container is removed meanwhile
 
-	sp2, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp2 := openSpool(t, spoolDir)
 	g := newSchedFixture(t, "start", store)
 	g.s.cfg.Spool, g.s.cfg.Journal = sp2, Journal{Dirs: []string{root}}
 	g.s.Sync(nil) // the container is gone
@@ -192,10 +174,7 @@ func TestSpoolReadAfterTheLogVanishedUnderAListing(t *testing.T) {
 	dataDir := t.TempDir()
 	store := openStore(t, dataDir)
 	spoolDir := filepath.Join(dataDir, "spool")
-	sp, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := openSpool(t, spoolDir)
 	f := newSchedFixture(t, "start", store, cri(0, Stdout, "F", "a"), cri(1, Stdout, "F", "b"))
 	f.s.cfg.Spool = sp
 	f.s.Sync([]discovery.Target{f.target(true, started1)})
@@ -208,10 +187,7 @@ func TestSpoolReadAfterTheLogVanishedUnderAListing(t *testing.T) {
 	if err := os.Remove(f.lf.path); err != nil {
 		t.Fatal(err)
 	}
-	sp2, err := OpenSpool(spoolDir, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp2 := openSpool(t, spoolDir)
 	g := newSchedFixture(t, "start", store)
 	g.s.cfg.Spool = sp2
 	g.s.Sync([]discovery.Target{f.target(false, started1)})
@@ -220,4 +196,14 @@ func TestSpoolReadAfterTheLogVanishedUnderAListing(t *testing.T) {
 	if l := lines(g.sink.wait(1)); !slices.Equal(l, []string{"b"}) {
 		t.Fatalf("after the restart, lines %q; want [b] from the spool", l)
 	}
+}
+
+// openSpool opens the spool in dir, failing the test if it cannot.
+func openSpool(t *testing.T, dir string) *Spool {
+	t.Helper()
+	sp, err := OpenSpool(dir, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
 }
